@@ -1,0 +1,181 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_prompt_tuning import PromptLayer, freeze, make_train_step, train
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((None, 6)),
+            PromptLayer(3, name="prompt"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(8, activation="relu", name="body"),
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
+    freeze(model)
+    return model
+
+
+def _data(n=20, seq=5, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, seq, 6)).astype("float32"), rng.integers(0, 2, n).astype("int32")
+
+
+def _weights(variables):
+    return [keras.ops.convert_to_numpy(v).copy() for v in variables]
+
+
+def test_traces_once_across_batch_sizes_and_sequence_lengths():
+    model = _model()
+    step = make_train_step(model, loss=LOSS, optimizer="adam")
+    assert step.tracing_count == 0
+    for batch, seq in [(4, 5), (4, 5), (3, 5), (7, 9), (1, 2)]:
+        x, y = _data(batch, seq)
+        step(x, y)
+    assert step.tracing_count == 1
+
+
+def test_frozen_weights_bit_identical_and_prompt_moves():
+    model = _model()
+    frozen = _weights(model.non_trainable_weights)
+    prompt = _weights(model.trainable_weights)
+    step = make_train_step(model, loss=LOSS, optimizer=keras.optimizers.Adam(0.05))
+    x, y = _data()
+    losses = [float(step(x, y)) for _ in range(30)]
+    assert losses[-1] < losses[0]
+    for before, after in zip(frozen, _weights(model.non_trainable_weights)):
+        np.testing.assert_array_equal(before, after)
+    assert not np.allclose(prompt[0], _weights(model.trainable_weights)[0])
+    assert [v.path for v in step.variables] == ["sequential/prompt/prompt"]
+
+
+def test_step_and_fit_give_the_same_prompt():
+    x, y = _data(16)
+    stepped, fitted = _model(), _model()
+    frozen = _weights(fitted.non_trainable_weights)
+    step = make_train_step(stepped, loss=LOSS, optimizer=keras.optimizers.SGD(0.5))
+    for epoch in range(3):
+        for i in range(0, 16, 4):
+            step(x[i : i + 4], y[i : i + 4])
+    fitted.compile(optimizer=keras.optimizers.SGD(0.5), loss=LOSS)
+    fitted.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0)
+    np.testing.assert_allclose(
+        _weights(stepped.trainable_weights)[0], _weights(fitted.trainable_weights)[0], atol=1e-6
+    )
+    for before, after in zip(frozen, _weights(fitted.non_trainable_weights)):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_xla_step_matches_plain_step():
+    x, y = _data()
+    results = []
+    for jit_compile in (False, True):
+        model = _model()
+        step = make_train_step(model, loss=LOSS, optimizer="adam", jit_compile=jit_compile)
+        for _ in range(5):
+            step(x, y)
+        results.append(_weights(model.trainable_weights)[0])
+    np.testing.assert_allclose(results[0], results[1], atol=1e-5)
+
+
+def test_head_is_trained_when_kept():
+    model = _model()
+    freeze(model, trainable_layers=["head"])
+    head = _weights(model.get_layer("head").weights)
+    step = make_train_step(model, loss=LOSS, optimizer="adam")
+    step(*_data())
+    assert len(step.variables) == 3
+    assert not np.array_equal(head[0], _weights(model.get_layer("head").weights)[0])
+
+
+def test_unbuilt_subclassed_model_is_built_on_first_call():
+    class Tiny(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.prompt = PromptLayer(2)
+            self.head = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.head(keras.ops.mean(self.prompt(x), axis=1))
+
+    model = Tiny()
+    freeze(model)
+    step = make_train_step(model, loss=LOSS, optimizer="sgd")
+    step(*_data())
+    assert [v.name for v in step.variables] == ["prompt"]
+
+
+def test_sample_weight_and_consistent_arity():
+    model = _model()
+    step = make_train_step(model, loss=LOSS, optimizer="sgd")
+    x, y = _data()
+    zero = float(step(x, y, np.zeros(len(y), "float32")))
+    assert zero == 0.0
+    with pytest.raises(ValueError, match="first called with `sample_weight`"):
+        step(x, y)
+
+
+def test_mixed_float16_uses_loss_scaling_and_keeps_float32_prompt():
+    keras.config.set_dtype_policy("mixed_float16")
+    model = _model()
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.05))
+    before = _weights(model.trainable_weights)[0]
+    step = make_train_step(model, loss=LOSS, optimizer=optimizer)
+    for _ in range(3):
+        loss = step(*_data())
+    assert np.isfinite(float(loss))
+    assert model.trainable_weights[0].dtype == "float32"
+    assert not np.array_equal(before, _weights(model.trainable_weights)[0])
+
+
+def test_no_trainable_variables():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.trainable = False
+    step = make_train_step(model, loss=LOSS, optimizer="sgd")
+    with pytest.raises(ValueError, match="has no trainable variables, so there is nothing to train"):
+        step(np.zeros((2, 3), "float32"), np.zeros(2, "int32"))
+
+
+def _dataset(n=20, batch=6):
+    return tf.data.Dataset.from_tensor_slices(_data(n)).batch(batch)
+
+
+def test_train_records_history_and_calls_back():
+    model = _model()
+    seen = []
+    history = train(
+        model,
+        _dataset(),
+        loss=LOSS,
+        optimizer=keras.optimizers.Adam(0.05),
+        epochs=3,
+        verbose=0,
+        on_epoch_end=lambda epoch, h: seen.append((epoch, len(h.step_losses))),
+    )
+    assert len(history.step_losses) == 3 * 4  # 20 examples in batches of 6
+    assert len(history.epoch_losses) == 3
+    assert history.epoch_losses[-1] < history.epoch_losses[0]
+    assert seen == [(0, 4), (1, 8), (2, 12)]
+
+
+def test_train_stops_on_non_finite_loss():
+    model = _model()
+    x, y = _data()
+    weights = np.ones(len(y), "float32")
+    weights[3] = np.nan
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(2)
+    with pytest.raises(FloatingPointError, match=r"The loss became nan at epoch 1, step 2"):
+        train(model, dataset, loss=LOSS, optimizer="sgd", verbose=0)
+
+
+@pytest.mark.parametrize("epochs", [0, 1.5])
+def test_train_bad_epochs(epochs):
+    with pytest.raises((ValueError, TypeError), match="`epochs` must be a positive integer"):
+        train(_model(), _dataset(), loss=LOSS, optimizer="sgd", epochs=epochs)

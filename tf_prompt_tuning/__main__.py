@@ -1,0 +1,3 @@
+from tf_prompt_tuning.cli import main
+
+raise SystemExit(main())
