@@ -179,3 +179,8 @@ def test_train_stops_on_non_finite_loss():
 def test_train_bad_epochs(epochs):
     with pytest.raises((ValueError, TypeError), match="`epochs` must be a positive integer"):
         train(_model(), _dataset(), loss=LOSS, optimizer="sgd", epochs=epochs)
+
+
+def test_train_needs_loss_and_optimizer_or_a_step():
+    with pytest.raises(ValueError, match="`train` needs `loss` and `optimizer`, or a `step`"):
+        train(_model(), _dataset(), loss=LOSS)

@@ -9,23 +9,49 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 __version__ = "0.1.0"
 
 from tf_prompt_tuning import initializers
+from tf_prompt_tuning.backbone import load_backbone
+from tf_prompt_tuning.datasets import DataError
+from tf_prompt_tuning.datasets import TextDataset
+from tf_prompt_tuning.datasets import load_sentiment
+from tf_prompt_tuning.datasets import load_text_file
 from tf_prompt_tuning.freezing import ParameterSummary
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.freezing import parameter_summary
+from tf_prompt_tuning.prompt_file import PromptFileError
+from tf_prompt_tuning.prompt_file import load_prompts
+from tf_prompt_tuning.prompt_file import restore_prompts
+from tf_prompt_tuning.prompt_file import save_prompts
 from tf_prompt_tuning.prompt_layer import PromptLayer
+from tf_prompt_tuning.prompted_backbone import prompted_backbone
+from tf_prompt_tuning.text_classifier import PromptTextClassifier
+from tf_prompt_tuning.text_classifier import make_prompt_initializer
+from tf_prompt_tuning.text_pipeline import make_text_dataset
 from tf_prompt_tuning.training import TrainingHistory
 from tf_prompt_tuning.training import TrainStep
 from tf_prompt_tuning.training import make_train_step
 from tf_prompt_tuning.training import train
 
 __all__ = [
+    "DataError",
     "ParameterSummary",
+    "PromptFileError",
     "PromptLayer",
+    "PromptTextClassifier",
+    "TextDataset",
     "TrainStep",
     "TrainingHistory",
     "freeze",
     "initializers",
+    "load_backbone",
+    "load_prompts",
+    "load_sentiment",
+    "load_text_file",
+    "make_prompt_initializer",
+    "make_text_dataset",
     "make_train_step",
     "parameter_summary",
+    "prompted_backbone",
+    "restore_prompts",
+    "save_prompts",
     "train",
 ]

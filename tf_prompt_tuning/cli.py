@@ -22,6 +22,61 @@ def _demo(args) -> int:
     return 0 if result.frozen_unchanged else 1
 
 
+def _train(args) -> int:
+    from tf_prompt_tuning.classification_job import TrainConfig, run_training
+
+    config = TrainConfig(
+        backbone=args.backbone, data=args.data, num_tokens=args.num_tokens,
+        initializer=args.init, init_text=args.init_text, pooling=args.pooling,
+        placement=args.placement, epochs=args.epochs, batch_size=args.batch_size,
+        max_length=args.max_length, learning_rate=args.learning_rate, schedule=args.schedule,
+        train_size=args.train_size, baseline=not args.no_baseline, jit_compile=args.xla,
+        seed=args.seed, output_dir=args.output_dir,
+    )  # fmt: skip
+    run_training(config)
+    return 0
+
+
+def _load(args):
+    from tf_prompt_tuning.classification_job import load_task
+
+    return load_task(args.prompt, backbone=args.backbone)
+
+
+def _evaluate(args) -> int:
+    from tf_prompt_tuning.classification_job import TrainConfig, evaluate, load_splits
+    from tf_prompt_tuning.datasets import load_dataset
+    from tf_prompt_tuning.text_pipeline import make_text_dataset
+
+    model, tokenizer, metadata = _load(args)
+    if args.data is None:  # the held-out test split the prompt was trained next to
+        train_config = metadata.get("train_config") or {}
+        data = load_splits(TrainConfig(data=train_config.get("data", "movie_reviews"),
+                                       seed=train_config.get("seed", 0)))[2]  # fmt: skip
+    else:
+        data = load_dataset(args.data, label_names=metadata.get("label_names"))
+    length = args.max_length or metadata.get("sequence_length", 64)
+    dataset = make_text_dataset(
+        data, tokenizer=tokenizer, sequence_length=length, batch_size=64,
+        input_names=tuple(model.backbone.input),
+    )  # fmt: skip
+    result = evaluate(model, dataset)
+    print(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  ({result['examples']} examples)")
+    return 0
+
+
+def _predict(args) -> int:
+    from tf_prompt_tuning.classification_job import predict_texts
+
+    model, tokenizer, metadata = _load(args)
+    texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    length = args.max_length or metadata.get("sequence_length", 64)
+    for row in predict_texts(model, tokenizer, texts, sequence_length=length,
+                             label_names=metadata.get("label_names")):  # fmt: skip
+        print(f"{row['label']}\t{row['probability']:.4f}\t{row['text']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tf-prompt-tuning",
@@ -39,6 +94,57 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", default="outputs/demo")
     demo.add_argument("--xla", action="store_true", help="compile the step with XLA")
     demo.set_defaults(run=_demo)
+
+    from tf_prompt_tuning.classification_job import TrainConfig
+
+    defaults = TrainConfig()
+    train = commands.add_parser(
+        "train",
+        help="prompt-tune a pre-trained backbone on a text classification set (the main job)",
+        description="Trains a soft prompt and a head on a frozen backbone, and the same "
+        "backbone with a head only as the baseline; writes prompt.safetensors, "
+        "metrics.json and curves.png to --output-dir.",
+    )
+    train.add_argument("--backbone", default=defaults.backbone,
+                       help="all-MiniLM-L6-v2 (default), a checkpoint directory or a KerasHub preset")
+    train.add_argument("--data", default=defaults.data,
+                       help="movie_reviews (default), tweets, amazon_reviews, nyt_editorials, "
+                       "or a .csv/.tsv/.jsonl file with columns text,label")
+    train.add_argument("--num-tokens", type=int, default=defaults.num_tokens, help="prompt length")
+    train.add_argument("--init", default=defaults.initializer,
+                       choices=["uniform", "vocab", "text", "labels"], help="prompt initialization")
+    train.add_argument("--init-text", help='text for --init text, e.g. "classify the sentiment"')
+    train.add_argument("--pooling", default=defaults.pooling, choices=["mean", "cls", "last"])
+    train.add_argument("--placement", default=defaults.placement, choices=["after_first", "prepend"])
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--max-length", type=int, default=defaults.max_length,
+                       help="longest token sequence, special tokens included")
+    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--schedule", default=defaults.schedule, choices=["cosine", "constant"],
+                       help="learning-rate schedule: cosine decay to 0 over the run, or constant")
+    train.add_argument("--train-size", type=int, default=defaults.train_size,
+                       help="use only the first N training examples")
+    train.add_argument("--no-baseline", action="store_true", help="skip the head-only baseline")
+    train.add_argument("--xla", action="store_true", help="compile the step with XLA")
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--output-dir", default=defaults.output_dir)
+    train.set_defaults(run=_train)
+
+    for name, run, help_text in [
+        ("evaluate", _evaluate, "accuracy of a saved prompt on a data set"),
+        ("predict", _predict, "label and probability of texts with a saved prompt"),
+    ]:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--prompt", default="outputs/train/prompt.safetensors",
+                         help="the prompt file written by train")
+        sub.add_argument("--backbone", help="override the backbone recorded in the prompt file")
+        sub.add_argument("--max-length", type=int, help="default: the length used in training")
+        if name == "evaluate":
+            sub.add_argument("--data", help="a data set name or file (default: the held-out test split)")
+        else:
+            sub.add_argument("text", nargs="*", help="texts to classify (default: one per line on stdin)")
+        sub.set_defaults(run=run)
     return parser
 
 

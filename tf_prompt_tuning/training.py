@@ -139,8 +139,8 @@ def train(
     model: keras.Model,
     dataset: tf.data.Dataset,
     *,
-    loss,
-    optimizer,
+    loss=None,
+    optimizer=None,
     epochs: int = 1,
     jit_compile: bool = False,
     verbose: int = 1,
@@ -152,8 +152,8 @@ def train(
     Args:
         model: the model, already frozen with `freeze`.
         dataset: yields `(x, y)` or `(x, y, sample_weight)` batches.
-        loss: as in `make_train_step`.
-        optimizer: as in `make_train_step`.
+        loss: as in `make_train_step` (unless `step` is given).
+        optimizer: as in `make_train_step` (unless `step` is given).
         epochs: passes over `dataset`.
         jit_compile: compile the step with XLA.
         verbose: 1 shows a progress bar per epoch, 0 is silent.
@@ -165,7 +165,13 @@ def train(
         The `TrainingHistory`.
     """
     epochs = check_positive_int("epochs", epochs)
-    step = step or make_train_step(model, loss=loss, optimizer=optimizer, jit_compile=jit_compile)
+    if step is None:
+        if loss is None or optimizer is None:
+            raise ValueError(
+                "`train` needs `loss` and `optimizer`, or a `step` made by make_train_step. "
+                f"Received: loss={loss!r}, optimizer={optimizer!r}."
+            )
+        step = make_train_step(model, loss=loss, optimizer=optimizer, jit_compile=jit_compile)
     cardinality = int(dataset.cardinality())
     target = cardinality if cardinality > 0 else None
     history = TrainingHistory()
@@ -181,7 +187,10 @@ def train(
                 )
             losses.append(value)
             progbar.add(1, values=[("loss", value)])
+        if target is None:
+            progbar.update(len(losses), finalize=True)  # end the line of an unknown-length pass
         history.step_losses.extend(losses)
+        target = target or len(losses)  # an unknown-length dataset is known after one pass
         history.epoch_losses.append(float(np.mean(losses)) if losses else float("nan"))
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)

@@ -1,0 +1,124 @@
+"""The main job end to end, on a tiny random KerasHub backbone saved as a preset."""
+
+import json
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+from tf_prompt_tuning.classification_job import TrainConfig, load_task, predict_texts, run_training
+from tf_prompt_tuning.cli import main
+
+WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "plot", "acting", "a"]
+VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "positive", "negative"]
+
+
+@pytest.fixture(scope="module")
+def preset_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_preset")
+    keras.utils.set_random_seed(0)
+    keras_hub.models.BertBackbone(
+        vocabulary_size=len(VOCABULARY), num_layers=1, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=32,
+    ).save_to_preset(str(path))  # fmt: skip
+    keras_hub.models.BertTokenizer(vocabulary=VOCABULARY).save_to_preset(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    rows = ["text,label"]
+    for i in range(160):
+        label = "positive" if i % 2 else "negative"
+        word = rng.choice(WORDS[:3] if i % 2 else WORDS[3:6])
+        noun = rng.choice(["movie", "plot", "acting"])
+        rows.append(f"the {noun} was {word},{label}")
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def _config(preset_dir, data_file, output_dir, **kwargs):
+    settings = dict(
+        backbone=preset_dir, data=data_file, num_tokens=4, initializer="labels", epochs=3,
+        batch_size=16, max_length=16, learning_rate=0.05, output_dir=str(output_dir),
+    )  # fmt: skip
+    return TrainConfig(**{**settings, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def trained(preset_dir, data_file, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("run")
+    metrics = run_training(_config(preset_dir, data_file, output_dir), print_fn=lambda *a: None)
+    return metrics, output_dir
+
+
+def test_writes_prompt_metrics_and_plot(trained):
+    metrics, output_dir = trained
+    assert {p.name for p in output_dir.iterdir()} == {"prompt.safetensors", "metrics.json", "curves.png"}
+    assert json.loads((output_dir / "metrics.json").read_text()) == metrics
+    assert metrics["label_names"] == ["negative", "positive"]
+    assert metrics["split_sizes"] == [128, 16, 16]
+    assert set(metrics["results"]) == {"head only", "prompt + head"}
+    prompt = metrics["results"]["prompt + head"]
+    assert prompt["trainable_params"] == 4 * 16 + 16 * 2 + 2
+    assert len(prompt["dev_accuracy"]) == 3
+    assert prompt["epoch_losses"][-1] < prompt["epoch_losses"][0]
+    assert 0 < metrics["prompt_file_bytes"] < 4096
+
+
+def test_backbone_is_bit_identical_after_training(preset_dir, data_file, tmp_path):
+    from tf_prompt_tuning.backbone import load_backbone
+
+    backbone, tokenizer = load_backbone(preset_dir)
+    before = [keras.ops.convert_to_numpy(v).copy() for v in backbone.weights]
+    run_training(
+        _config(preset_dir, data_file, tmp_path, epochs=1, baseline=False),
+        print_fn=lambda *a: None, backbone_and_tokenizer=(backbone, tokenizer),
+    )  # fmt: skip
+    for value, variable in zip(before, backbone.weights):
+        np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(variable))
+
+
+def test_load_task_rebuilds_the_trained_classifier(trained):
+    metrics, output_dir = trained
+    model, tokenizer, metadata = load_task(str(output_dir / "prompt.safetensors"))
+    assert metadata["label_names"] == ["negative", "positive"]
+    rows = predict_texts(model, tokenizer, ["the movie was great", "the plot was awful"],
+                         sequence_length=16, label_names=metadata["label_names"])  # fmt: skip
+    assert [r["text"] for r in rows] == ["the movie was great", "the plot was awful"]
+    for row in rows:
+        assert row["label"] in ("negative", "positive")
+        assert row["probability"] == pytest.approx(max(row["probabilities"].values()))
+
+
+def test_cli_evaluate_and_predict(trained, data_file, capsys):
+    _, output_dir = trained
+    prompt = str(output_dir / "prompt.safetensors")
+    assert main(["evaluate", "--prompt", prompt, "--data", data_file]) == 0
+    assert "(160 examples)" in capsys.readouterr().out
+    assert main(["predict", "--prompt", prompt, "the acting was good"]) == 0
+    label, probability, text = capsys.readouterr().out.strip().split("\t")
+    assert label in ("negative", "positive") and 0.5 <= float(probability) <= 1 and text == "the acting was good"
+
+
+def test_cli_train(preset_dir, data_file, tmp_path, capsys):
+    code = main(["train", "--backbone", preset_dir, "--data", data_file, "--epochs", "1",
+                 "--num-tokens", "2", "--max-length", "16", "--no-baseline",
+                 "--output-dir", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    assert "| prompt + head |" in capsys.readouterr().out
+    assert (tmp_path / "prompt.safetensors").exists()
+
+
+def test_too_long_max_length_is_a_clear_error(preset_dir, data_file, tmp_path):
+    with pytest.raises(ValueError, match="exceeds the backbone's maximum of 32 positions"):
+        run_training(_config(preset_dir, data_file, tmp_path, max_length=30, baseline=False),
+                     print_fn=lambda *a: None)  # fmt: skip
+
+
+def test_unknown_schedule():
+    with pytest.raises(ValueError, match=r"`schedule` must be one of \('cosine', 'constant'\). Received: schedule='linear'"):
+        TrainConfig(schedule="linear")

@@ -1,0 +1,389 @@
+import json
+import os
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+from safetensors.numpy import save as save_safetensors
+
+import tf_prompt_tuning
+from tf_prompt_tuning import make_train_step
+from tf_prompt_tuning.prompt_file import (
+    FORMAT_VERSION,
+    PromptFileError,
+    backbone_fingerprint,
+    load_prompts,
+    restore_prompts,
+    save_prompts,
+)
+from tf_prompt_tuning.text_classifier import PromptTextClassifier
+
+INPUTS = {
+    "token_ids": np.array([[2, 5, 6, 7, 3, 0], [2, 9, 3, 0, 0, 0]], "int32"),
+    "segment_ids": np.zeros((2, 6), "int32"),
+    "padding_mask": np.array([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]], "int32"),
+}
+LABELS = np.array([0, 1], "int32")
+
+
+def _backbone(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=30,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=24,
+    )
+
+
+@pytest.fixture
+def backbone():
+    return _backbone()
+
+
+@pytest.fixture
+def model(backbone):
+    return PromptTextClassifier(backbone, 2, num_tokens=3, seed=1)
+
+
+def _numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _variables(model):
+    return {v.path: _numpy(v) for v in model.weights}
+
+
+def _train(model, steps=3):
+    step = make_train_step(
+        model,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=keras.optimizers.Adam(0.05),
+    )
+    for _ in range(steps):
+        step(INPUTS, LABELS)
+    return step
+
+
+def _write_prompt_file(path, tensors, metadata):
+    header = {"tf_prompt_tuning": json.dumps(metadata)}
+    path.write_bytes(save_safetensors(tensors, metadata=header))
+    return str(path)
+
+
+def test_save_load_round_trip(model, tmp_path):
+    _train(model, steps=1)
+    path = str(tmp_path / "task.prompt.safetensors")
+    returned = save_prompts(
+        model, path, label_names=("negative", "positive"), extra={"epochs": 3, "lr": 0.1}
+    )
+    assert returned == path
+    loaded = load_prompts(path)
+    assert set(loaded.tensors) == {"prompt", "head/kernel", "head/bias"}
+    np.testing.assert_array_equal(loaded.tensors["prompt"], _numpy(model.prompt.prompt))
+    np.testing.assert_array_equal(loaded.tensors["head/kernel"], _numpy(model.head.kernel))
+    np.testing.assert_array_equal(loaded.tensors["head/bias"], _numpy(model.head.bias))
+    assert loaded.tensors["prompt"].shape == (3, 8)
+    assert all(t.dtype == np.float32 for t in loaded.tensors.values())
+    metadata = loaded.metadata
+    assert metadata["format_version"] == FORMAT_VERSION == 1
+    assert metadata["library_version"] == tf_prompt_tuning.__version__
+    assert metadata["backbone_fingerprint"] == backbone_fingerprint(model.backbone)
+    assert metadata["backbone_class"] == "BertBackbone"
+    assert metadata["num_tokens"] == 3
+    assert metadata["num_classes"] == 2
+    assert metadata["placement"] == "after_first"
+    assert metadata["pooling"] == "mean"
+    assert metadata["label_names"] == ["negative", "positive"]
+    assert metadata["initializer"] == "RandomUniform"
+    assert (metadata["epochs"], metadata["lr"]) == (3, 0.1)
+
+
+def test_file_is_a_few_kilobytes(model, tmp_path):
+    path = save_prompts(model, str(tmp_path / "p.safetensors"))
+    # (3 x 8 prompt + 8 x 2 kernel + 2 bias) float32 = 168 bytes plus the header.
+    assert os.path.getsize(path) < 2048
+    assert load_prompts(path).metadata["label_names"] is None
+
+
+def test_head_only_model_round_trip(backbone, tmp_path):
+    model = PromptTextClassifier(backbone, 3, num_tokens=0)
+    path = save_prompts(model, str(tmp_path / "head.safetensors"), label_names=["a", "b", "c"])
+    loaded = load_prompts(path)
+    assert set(loaded.tensors) == {"head/kernel", "head/bias"}
+    assert loaded.metadata["num_tokens"] == 0
+    assert loaded.metadata["initializer"] is None
+    fresh = PromptTextClassifier(backbone, 3, num_tokens=0)
+    restore_prompts(fresh, path)
+    np.testing.assert_array_equal(_numpy(fresh(INPUTS)), _numpy(model(INPUTS)))
+
+
+def test_restore_into_a_fresh_classifier_gives_identical_outputs(model, backbone, tmp_path):
+    _train(model, steps=2)
+    expected = _numpy(model(INPUTS))
+    path = save_prompts(model, str(tmp_path / "p.safetensors"), label_names=["n", "p"])
+    fresh = PromptTextClassifier(backbone, 2, num_tokens=3, seed=7)
+    assert not np.allclose(_numpy(fresh(INPUTS)), expected)
+    loaded = restore_prompts(fresh, path)
+    assert loaded.metadata["label_names"] == ["n", "p"]
+    np.testing.assert_array_equal(_numpy(fresh(INPUTS)), expected)
+    np.testing.assert_array_equal(_numpy(fresh.prompt.prompt), _numpy(model.prompt.prompt))
+
+
+def test_restore_into_the_same_backbone_rebuilt_from_its_weights(model, backbone, tmp_path):
+    path = save_prompts(model, str(tmp_path / "p.safetensors"))
+    rebuilt = keras_hub.models.BertBackbone.from_config(backbone.get_config())
+    rebuilt.set_weights(backbone.get_weights())
+    assert backbone_fingerprint(rebuilt) == backbone_fingerprint(backbone)
+    fresh = PromptTextClassifier(rebuilt, 2, num_tokens=3)
+    restore_prompts(fresh, path)
+    np.testing.assert_allclose(_numpy(fresh(INPUTS)), _numpy(model(INPUTS)), atol=1e-6)
+
+
+def test_training_resumes_from_a_restored_prompt(model, backbone, tmp_path):
+    path = save_prompts(model, str(tmp_path / "p.safetensors"))
+    fresh = PromptTextClassifier(backbone, 2, num_tokens=3, seed=7)
+    restore_prompts(fresh, path)
+    backbone_before = [_numpy(w) for w in backbone.weights]
+    prompt_before = _numpy(fresh.prompt.prompt)
+    head_before = _numpy(fresh.head.kernel)
+    step = _train(fresh, steps=3)
+    assert {v.path for v in step.variables} == {
+        fresh.prompt.prompt.path,
+        fresh.head.kernel.path,
+        fresh.head.bias.path,
+    }
+    assert not np.array_equal(_numpy(fresh.prompt.prompt), prompt_before)
+    assert not np.array_equal(_numpy(fresh.head.kernel), head_before)
+    for before, after in zip(backbone_before, backbone.weights):
+        np.testing.assert_array_equal(_numpy(after), before)
+    # The resumed values save and restore in turn.
+    resumed = save_prompts(fresh, str(tmp_path / "resumed.safetensors"))
+    restore_prompts(model, resumed)
+    np.testing.assert_array_equal(_numpy(model(INPUTS)), _numpy(fresh(INPUTS)))
+
+
+def test_saving_leaves_no_temporary_files(model, tmp_path):
+    directory = tmp_path / "out" / "nested"  # created on demand
+    path = str(directory / "p.safetensors")
+    save_prompts(model, path)
+    _train(model, steps=1)
+    save_prompts(model, path)  # overwrites in place
+    assert os.listdir(directory) == ["p.safetensors"]
+    np.testing.assert_array_equal(
+        load_prompts(path).tensors["prompt"], _numpy(model.prompt.prompt)
+    )
+
+
+def test_failed_save_keeps_the_old_file_and_cleans_up(model, tmp_path, monkeypatch):
+    path = save_prompts(model, str(tmp_path / "p.safetensors"))
+    original = (tmp_path / "p.safetensors").read_bytes()
+    _train(model, steps=1)
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        save_prompts(model, path)
+    assert os.listdir(tmp_path) == ["p.safetensors"]
+    assert (tmp_path / "p.safetensors").read_bytes() == original
+
+
+def test_label_names_length_mismatch_on_save(model, tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"`label_names` has 3 names but the model has 2 classes. "
+        r"Received: label_names=\['a', 'b', 'c'\]",
+    ):
+        save_prompts(model, str(tmp_path / "p.safetensors"), label_names=["a", "b", "c"])
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_file(model, tmp_path):
+    path = str(tmp_path / "nope.safetensors")
+    with pytest.raises(PromptFileError, match=r"nope\.safetensors' does not exist. Check the path"):
+        load_prompts(path)
+    with pytest.raises(PromptFileError, match=r"does not exist"):
+        restore_prompts(model, path)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda data: data[: len(data) // 2],
+        lambda data: data[:5],
+        lambda data: b"",
+        lambda data: bytes(range(256)) * 4,
+        lambda data: b"\xff" * 8 + data[8:],
+        lambda data: b"not a safetensors file at all",
+    ],
+    ids=["truncated_half", "truncated_header", "empty", "garbage", "huge_header_size", "text"],
+)
+def test_corrupt_file(model, tmp_path, corrupt):
+    path = save_prompts(model, str(tmp_path / "p.safetensors"))
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(corrupt(data))
+    before = _variables(model)
+    with pytest.raises(
+        PromptFileError, match=r"is not a readable prompt file \(truncated, corrupt"
+    ):
+        restore_prompts(model, path)
+    after = _variables(model)
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value)
+
+
+def test_plain_safetensors_file_without_our_metadata(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    path.write_bytes(save_safetensors({"prompt": np.zeros((3, 8), "float32")}))
+    with pytest.raises(PromptFileError, match=r"not written by save_prompts"):
+        load_prompts(str(path))
+
+
+@pytest.mark.parametrize("version", ["1", None, 1.0, True, 0], ids=["string", "missing", "float", "bool", "zero"])
+def test_invalid_format_version(model, tmp_path, version):
+    metadata = {"backbone_fingerprint": backbone_fingerprint(model.backbone), "num_tokens": 3}
+    if version is not None:
+        metadata["format_version"] = version
+    path = _write_prompt_file(tmp_path / "bad.safetensors", {"prompt": np.zeros((3, 8), "float32")}, metadata)
+    with pytest.raises(PromptFileError, match=r"has an invalid prompt-file format version"):
+        load_prompts(path)
+
+
+def test_metadata_that_is_not_json(tmp_path):
+    path = tmp_path / "p.safetensors"
+    path.write_bytes(
+        save_safetensors({"x": np.zeros(1, "float32")}, metadata={"tf_prompt_tuning": "{oops"})
+    )
+    with pytest.raises(PromptFileError, match=r"not a readable prompt file"):
+        load_prompts(str(path))
+
+
+@pytest.mark.parametrize(
+    "version, shown",
+    [(99, "99"), (FORMAT_VERSION + 1, "2")],
+    ids=["far_future", "next"],
+)
+def test_unsupported_format_version(model, tmp_path, version, shown):
+    tensors = {"prompt": np.zeros((3, 8), "float32")}
+    metadata = {"backbone_fingerprint": backbone_fingerprint(model.backbone), "num_tokens": 3}
+    if version is not None:
+        metadata["format_version"] = version
+    path = _write_prompt_file(tmp_path / "future.safetensors", tensors, metadata)
+    with pytest.raises(
+        PromptFileError,
+        match=rf"has prompt-file format {shown}; this library reads up to 1. "
+        r"Upgrade tf_prompt_tuning to load it",
+    ):
+        load_prompts(path)
+
+
+def test_restore_into_another_backbone(model, tmp_path):
+    path = save_prompts(model, str(tmp_path / "p.safetensors"))
+    other = PromptTextClassifier(_backbone(seed=1), 2, num_tokens=3)
+    expected = backbone_fingerprint(model.backbone)
+    actual = backbone_fingerprint(other.backbone)
+    assert expected != actual
+    before = _variables(other)
+    with pytest.raises(
+        PromptFileError,
+        match=rf"was trained on another backbone \(fingerprint {expected}, this model's is "
+        rf"{actual}\)",
+    ):
+        restore_prompts(other, path)
+    for name, value in _variables(other).items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_fingerprint_sees_a_config_change(backbone):
+    keras.utils.set_random_seed(0)
+    longer = keras_hub.models.BertBackbone(
+        vocabulary_size=30,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=32,
+    )
+    # Same seed, same token embeddings; only max_sequence_length differs.
+    np.testing.assert_array_equal(
+        _numpy(longer.token_embedding.embeddings), _numpy(backbone.token_embedding.embeddings)
+    )
+    assert backbone_fingerprint(longer) != backbone_fingerprint(backbone)
+    assert len(backbone_fingerprint(backbone)) == 16
+
+
+def test_restore_with_different_num_tokens(model, backbone, tmp_path):
+    path = save_prompts(model, str(tmp_path / "p.safetensors"))
+    longer = PromptTextClassifier(backbone, 2, num_tokens=4)
+    head_before = _numpy(longer.head.kernel)
+    with pytest.raises(
+        PromptFileError,
+        match=r"prompt has shape \(3, 8\), the model's has \(4, 8\). "
+        r"Build the model with the file's settings",
+    ):
+        restore_prompts(longer, path)
+    # Nothing is half-restored: the head (same shape) was left alone.
+    np.testing.assert_array_equal(_numpy(longer.head.kernel), head_before)
+
+
+def test_restore_with_different_num_classes(model, backbone, tmp_path):
+    path = save_prompts(model, str(tmp_path / "p.safetensors"))
+    three = PromptTextClassifier(backbone, 3, num_tokens=3)
+    with pytest.raises(
+        PromptFileError, match=r"head/kernel has shape \(8, 2\), the model's has \(8, 3\)"
+    ):
+        restore_prompts(three, path)
+
+
+@pytest.mark.parametrize(
+    "file_tokens, model_tokens, held, has",
+    [
+        (0, 3, r"\['head/bias', 'head/kernel'\]", r"\['head/bias', 'head/kernel', 'prompt'\]"),
+        (3, 0, r"\['head/bias', 'head/kernel', 'prompt'\]", r"\['head/bias', 'head/kernel'\]"),
+    ],
+    ids=["head_only_file_into_prompt_model", "prompt_file_into_head_only_model"],
+)
+def test_restore_tensor_set_mismatch(backbone, tmp_path, file_tokens, model_tokens, held, has):
+    source = PromptTextClassifier(backbone, 2, num_tokens=file_tokens)
+    path = save_prompts(source, str(tmp_path / "p.safetensors"))
+    target = PromptTextClassifier(backbone, 2, num_tokens=model_tokens)
+    with pytest.raises(
+        PromptFileError,
+        match=rf"holds {held}, but the model has {has}. Build the model with the file's "
+        rf"settings: num_tokens={file_tokens}",
+    ):
+        restore_prompts(target, path)
+
+
+def test_prompt_file_error_is_a_value_error():
+    assert issubclass(PromptFileError, ValueError)
+
+
+def test_file_without_fingerprint_is_a_prompt_file_error(model, tmp_path):
+    tensors = load_prompts(save_prompts(model, str(tmp_path / "good.safetensors"))).tensors
+    path = _write_prompt_file(tmp_path / "p.safetensors", tensors, {"format_version": 1})
+    with pytest.raises(PromptFileError, match=r"backbone_fingerprint"):
+        restore_prompts(model, path)
+
+
+def test_metadata_that_is_not_an_object(tmp_path):
+    path = tmp_path / "p.safetensors"
+    path.write_bytes(
+        save_safetensors({"x": np.zeros(1, "float32")}, metadata={"tf_prompt_tuning": "[1]"})
+    )
+    with pytest.raises(PromptFileError, match=r"not a prompt file: its metadata is not a JSON object"):
+        load_prompts(str(path))
+
+
+def test_extra_cannot_override_reserved_metadata(model, tmp_path):
+    with pytest.raises(ValueError, match=r"extra"):
+        save_prompts(
+            model, str(tmp_path / "p.safetensors"), extra={"backbone_fingerprint": "0" * 16}
+        )

@@ -1,0 +1,111 @@
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+from tf_prompt_tuning import PromptLayer
+from tf_prompt_tuning.initializers import FromArray
+from tf_prompt_tuning.prompted_backbone import prompted_backbone
+
+NUM_TOKENS = 3
+
+
+def tiny_bert():
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=40, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=24, dropout=0.0,
+    )  # fmt: skip
+
+
+def tiny_gpt2():
+    return keras_hub.models.GPT2Backbone(
+        vocabulary_size=40, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=24, dropout=0.0,
+    )  # fmt: skip
+
+
+def bert_inputs():
+    return {
+        "token_ids": np.array([[2, 5, 6, 3, 0, 0], [2, 7, 8, 9, 10, 3]], "int32"),
+        "segment_ids": np.zeros((2, 6), "int32"),
+        "padding_mask": np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], "int32"),
+    }
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def test_without_prompt_matches_backbone():
+    backbone = tiny_bert()
+    inputs = bert_inputs()
+    rerun = prompted_backbone(backbone, None)(inputs)
+    np.testing.assert_allclose(
+        _np(rerun["sequence_output"]), _np(backbone(inputs)["sequence_output"]), atol=1e-6
+    )
+    np.testing.assert_array_equal(_np(rerun["padding_mask"]), inputs["padding_mask"])
+
+
+def test_shares_the_backbone_weights():
+    backbone = tiny_bert()
+    model = prompted_backbone(backbone, PromptLayer(NUM_TOKENS))
+    backbone_ids = {id(v) for v in backbone.weights}
+    extra = [v for v in model.weights if id(v) not in backbone_ids]
+    assert [v.name for v in extra] == ["prompt"]
+
+
+def test_prompt_goes_into_token_embeddings_before_positions_and_segments():
+    backbone = tiny_bert()
+    prompt_value = np.random.default_rng(0).normal(size=(NUM_TOKENS, 8)).astype("float32")
+    prompt = PromptLayer(NUM_TOKENS, initializer=FromArray(prompt_value), placement="after_first")
+    inputs = bert_inputs()
+    actual = prompted_backbone(backbone, prompt)(inputs)
+
+    # The same computation written out by hand for BERT.
+    tokens = _np(backbone.token_embedding(inputs["token_ids"]))
+    batch = tokens.shape[0]
+    tokens = np.concatenate(
+        [tokens[:, :1], np.broadcast_to(prompt_value, (batch, NUM_TOKENS, 8)), tokens[:, 1:]], axis=1
+    )
+    mask = np.concatenate(
+        [inputs["padding_mask"][:, :1], np.ones((batch, NUM_TOKENS), "int32"), inputs["padding_mask"][:, 1:]], axis=1
+    )
+    x = tokens + _np(backbone.position_embedding(tokens)) + _np(
+        backbone.segment_embedding(np.zeros(mask.shape, "int32"))
+    )
+    x = backbone.embeddings_layer_norm(x)
+    for layer in backbone.transformer_layers:
+        x = layer(x, padding_mask=mask)
+    np.testing.assert_allclose(_np(actual["sequence_output"]), _np(x), atol=1e-5)
+    np.testing.assert_array_equal(_np(actual["padding_mask"]), mask)
+
+
+@pytest.mark.parametrize("make_backbone", [tiny_bert, tiny_gpt2])
+def test_padding_is_never_attended(make_backbone):
+    backbone = make_backbone()
+    model = prompted_backbone(backbone, PromptLayer(NUM_TOKENS))
+    inputs = {k: v for k, v in bert_inputs().items() if k in backbone.input}
+    other = dict(inputs, token_ids=inputs["token_ids"].copy())
+    other["token_ids"][0, 4:] = [11, 12]  # change only padded positions
+    a, b = _np(model(inputs)["sequence_output"]), _np(model(other)["sequence_output"])
+    real = NUM_TOKENS + 4
+    np.testing.assert_allclose(a[0, :real], b[0, :real], atol=1e-6)
+    np.testing.assert_allclose(a[1], b[1], atol=1e-6)
+
+
+def test_gpt2_decoder_takes_a_prepended_prompt():
+    backbone = tiny_gpt2()
+    model = prompted_backbone(backbone, PromptLayer(NUM_TOKENS, placement="prepend"))
+    inputs = {"token_ids": np.array([[5, 6, 7, 0]]), "padding_mask": np.array([[1, 1, 1, 0]])}
+    outputs = model(inputs)
+    assert outputs["sequence_output"].shape == (1, NUM_TOKENS + 4, 8)
+    np.testing.assert_array_equal(_np(outputs["padding_mask"]), [[1, 1, 1, 1, 1, 1, 0]])
+    # Causal: the prompt positions do not depend on the text that follows them.
+    changed = _np(model(dict(inputs, token_ids=np.array([[9, 9, 9, 0]])))["sequence_output"])
+    np.testing.assert_allclose(_np(outputs["sequence_output"])[0, :NUM_TOKENS], changed[0, :NUM_TOKENS], atol=1e-6)
+
+
+def test_rejects_a_model_without_token_ids():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="must be a functional KerasHub backbone whose inputs include 'token_ids'"):
+        prompted_backbone(model, PromptLayer(2))

@@ -1,0 +1,156 @@
+import keras
+import numpy as np
+import pytest
+from conftest import assert_keras_save_load_parity
+from test_prompted_backbone import bert_inputs, tiny_bert, tiny_gpt2
+
+from tf_prompt_tuning import make_train_step, parameter_summary
+from tf_prompt_tuning.initializers import FromArray
+from tf_prompt_tuning.text_classifier import PromptTextClassifier, make_prompt_initializer, pool
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def test_output_and_exact_trainable_counts():
+    model = PromptTextClassifier(tiny_bert(), 3, num_tokens=4)
+    assert model(bert_inputs()).shape == (2, 3)
+    summary = parameter_summary(model)
+    assert summary.trainable == 4 * 8 + 8 * 3 + 3
+    assert summary.by_layer == {"prompt": 32, "head": 27}
+    assert summary.total == summary.trainable + model.backbone.count_params()
+
+
+def test_training_moves_prompt_and_head_and_leaves_backbone_bit_identical():
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=4, head_dropout=0.1)
+    frozen = [_np(v).copy() for v in model.backbone.weights]
+    prompt, head = _np(model.prompt.prompt).copy(), _np(model.head.kernel).copy()
+    step = make_train_step(model, loss=LOSS, optimizer=keras.optimizers.Adam(0.05))
+    losses = [float(step(bert_inputs(), np.array([0, 1]))) for _ in range(15)]
+    assert losses[-1] < losses[0]
+    assert not np.allclose(prompt, _np(model.prompt.prompt))
+    assert not np.allclose(head, _np(model.head.kernel))
+    for before, variable in zip(frozen, model.backbone.weights):
+        np.testing.assert_array_equal(before, _np(variable))
+
+
+def test_backbone_runs_in_inference_mode():
+    backbone = tiny_bert().__class__.from_config({**tiny_bert().get_config(), "dropout": 0.5})
+    model = PromptTextClassifier(backbone, 2, num_tokens=2)
+    a, b = model(bert_inputs(), training=True), model(bert_inputs(), training=True)
+    np.testing.assert_allclose(_np(a), _np(b), atol=1e-6)
+
+
+def test_fit_works_and_keeps_backbone_frozen():
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=2)
+    frozen = [_np(v).copy() for v in model.backbone.weights]
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=LOSS)
+    model.fit(bert_inputs(), np.array([0, 1]), epochs=3, verbose=0)
+    for before, variable in zip(frozen, model.backbone.weights):
+        np.testing.assert_array_equal(before, _np(variable))
+
+
+def test_head_only_baseline_has_no_prompt():
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=0)
+    assert model.prompt is None
+    assert parameter_summary(model).trainable == 8 * 2 + 2
+    assert model(bert_inputs()).shape == (2, 2)
+
+
+def test_pooling_variants():
+    sequence = np.arange(24, dtype="float32").reshape(1, 4, 6) + 1
+    mask = np.array([[1, 1, 1, 0]])
+    np.testing.assert_allclose(_np(pool(sequence, mask, "cls")), sequence[:, 0])
+    np.testing.assert_allclose(_np(pool(sequence, mask, "mean")), sequence[:, :3].mean(1))
+    np.testing.assert_allclose(_np(pool(sequence, mask, "last")), sequence[:, 2])
+
+
+def test_gpt2_classifier_with_prepended_prompt_and_last_pooling():
+    model = PromptTextClassifier(tiny_gpt2(), 2, num_tokens=3, placement="prepend", pooling="last")
+    inputs = {"token_ids": np.array([[5, 6, 7, 0]]), "padding_mask": np.array([[1, 1, 1, 0]])}
+    step = make_train_step(model, loss=LOSS, optimizer="adam")
+    step(inputs, np.array([1]))
+    assert model(inputs).shape == (1, 2)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_keras_save_load_parity(pooling, tmp_path):
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, pooling=pooling, prompt_initializer="vocab")
+    make_train_step(model, loss=LOSS, optimizer="adam")(bert_inputs(), np.array([0, 1]))
+    restored = assert_keras_save_load_parity(model, bert_inputs(), tmp_path, atol=1e-6)
+    assert parameter_summary(restored).trainable == parameter_summary(model).trainable
+
+
+def test_config_round_trip():
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, pooling="cls", head_dropout=0.2)
+    config = model.get_config()
+    clone = PromptTextClassifier.from_config(config)
+    assert (clone.num_tokens, clone.pooling, clone.head_dropout) == (3, "cls", 0.2)
+    assert clone.get_config() == config
+
+
+def test_mixed_bfloat16_forward_and_float32_prompt():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=2)
+    logits = model(bert_inputs())
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    assert model.prompt.prompt.dtype == "float32"
+
+
+def test_too_long_sequence_is_a_clear_error():
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=5)  # backbone max 24
+    assert model.max_input_length == 19
+    too_long = {k: np.zeros((1, 20), "int32") for k in bert_inputs()}
+    with pytest.raises(ValueError, match=r"20 tokens plus the 5-token prompt exceeds the backbone's maximum of 24 positions. Use a sequence length of at most 19"):
+        model(too_long)
+
+
+def test_initializer_schemes_read_the_vocabulary():
+    import keras_hub
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "great"]
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
+    backbone = tiny_bert()
+    embeddings = _np(backbone.token_embedding.embeddings)
+    labels = make_prompt_initializer(
+        "labels", backbone=backbone, num_tokens=4, tokenizer=tokenizer, label_names=["bad", "good"]
+    )
+    np.testing.assert_allclose(labels.value[:2], embeddings[[6, 5]])
+    text = make_prompt_initializer("text", backbone=backbone, num_tokens=3, tokenizer=tokenizer, text="great movie")
+    np.testing.assert_allclose(text.value, embeddings[[8, 7, 8]])
+    vocab = make_prompt_initializer("vocab", backbone=backbone, num_tokens=4, seed=0)
+    assert {tuple(r) for r in vocab.value} <= {tuple(r) for r in embeddings}
+    model = PromptTextClassifier(backbone, 2, num_tokens=4, prompt_initializer=labels)
+    np.testing.assert_allclose(_np(model.prompt.prompt), labels.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"num_classes": 1}, ValueError, "`num_classes` must be at least 2"),
+        ({"num_classes": 2.0}, TypeError, "`num_classes` must be a positive integer"),
+        ({"num_classes": 2, "num_tokens": -1}, ValueError, "`num_tokens` must be a positive integer"),
+        ({"num_classes": 2, "pooling": "max"}, ValueError, r"`pooling` must be one of \('mean', 'cls', 'last'\). Received: pooling='max'"),
+        ({"num_classes": 2, "head_dropout": 1.0}, ValueError, r"`head_dropout` must be in \[0, 1\)"),
+        ({"num_classes": 2, "placement": "middle"}, ValueError, "`placement` must be one of"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        PromptTextClassifier(tiny_bert(), **kwargs)
+
+
+def test_named_initializer_needs_its_inputs():
+    with pytest.raises(ValueError, match='The "labels" initializer needs `tokenizer` and `label_names`'):
+        make_prompt_initializer("labels", backbone=tiny_bert(), num_tokens=2)
+    with pytest.raises(ValueError, match=r"`kind` must be one of"):
+        make_prompt_initializer("zeros!", backbone=tiny_bert(), num_tokens=2)
+
+
+def test_prompt_from_array():
+    value = np.ones((2, 8), "float32")
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=2, prompt_initializer=FromArray(value))
+    np.testing.assert_array_equal(_np(model.prompt.prompt), value)

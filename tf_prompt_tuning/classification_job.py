@@ -1,0 +1,276 @@
+"""The main job: prompt-tune a pre-trained backbone on a text classification set.
+
+`run_training` trains a soft prompt (and head) on a frozen backbone, and the
+same backbone with a head alone as the baseline, so the prompt's own gain is
+visible; it writes the prompt file, a metrics JSON and a PNG of the curves.
+`load_task` rebuilds a trained classifier from its prompt file for
+`evaluate` and `predict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_prompt_tuning._io import write_atomically
+from tf_prompt_tuning.backbone import DEFAULT_BACKBONE, load_backbone
+from tf_prompt_tuning.datasets import TextDataset, load_dataset
+from tf_prompt_tuning.freezing import parameter_summary
+from tf_prompt_tuning.prompt_file import restore_prompts, save_prompts
+from tf_prompt_tuning.text_classifier import PromptTextClassifier, make_prompt_initializer
+from tf_prompt_tuning.text_pipeline import make_text_dataset
+from tf_prompt_tuning.training import make_train_step, train
+
+PROMPT_FILENAME = "prompt.safetensors"
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of `run_training`; the defaults are the README's main job."""
+
+    backbone: str = DEFAULT_BACKBONE
+    data: str = "movie_reviews"
+    num_tokens: int = 20
+    initializer: str = "uniform"
+    init_text: str | None = None
+    pooling: str = "mean"
+    placement: str = "after_first"
+    epochs: int = 1
+    batch_size: int = 32
+    max_length: int = 64
+    learning_rate: float = 3e-2
+    schedule: str = "cosine"
+    train_size: int | None = None
+    baseline: bool = True
+    jit_compile: bool = False
+    seed: int = 0
+    output_dir: str = "outputs/train"
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"`schedule` must be one of {SCHEDULES}. Received: schedule={self.schedule!r}."
+            )
+
+
+def _loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def predict_function(model, *, jit_compile: bool = False):
+    """`model`'s inference call as a `tf.function` that does not retrace per length."""
+    return tf.function(lambda x: model(x, training=False), jit_compile=jit_compile, reduce_retracing=True)
+
+
+def evaluate(model, dataset: tf.data.Dataset, *, predict=None, jit_compile: bool = False) -> dict:
+    """Accuracy and mean loss of `model` over a dataset of `(inputs, labels)`.
+
+    Pass `predict` (from `predict_function(model)`) to reuse its traced graph
+    across calls.
+    """
+    predict = predict or predict_function(model, jit_compile=jit_compile)
+    loss_fn = _loss()
+    correct = total = 0
+    loss_sum = 0.0
+    for inputs, labels in dataset:
+        logits = predict(inputs)
+        correct += int(tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == labels, tf.int32)))
+        loss_sum += float(loss_fn(labels, logits)) * int(tf.shape(labels)[0])
+        total += int(tf.shape(labels)[0])
+    return {"accuracy": correct / total, "loss": loss_sum / total, "examples": total}
+
+
+def _input_names(backbone):
+    return tuple(backbone.input) if isinstance(backbone.input, dict) else ("token_ids", "padding_mask")
+
+
+def _fit_one(name, model, splits, tokenizer, config, print_fn):
+    """Trains one classifier; returns its metrics and per-epoch curves."""
+    model.check_input_length(config.max_length)
+    names = _input_names(model.backbone)
+    make = lambda data, shuffle: make_text_dataset(  # noqa: E731
+        data, tokenizer=tokenizer, sequence_length=config.max_length,
+        batch_size=config.batch_size, input_names=names, shuffle=shuffle, seed=config.seed,
+    )  # fmt: skip
+    train_ds, dev_ds, test_ds = make(splits[0], True), make(splits[1], False), make(splits[2], False)
+    summary = parameter_summary(model)
+    print_fn(f"\n== {name} ==\n{summary}")
+    dev_accuracy = []
+    best = {}
+    predict = predict_function(model, jit_compile=config.jit_compile)
+
+    def on_epoch_end(epoch, history):
+        dev = evaluate(model, dev_ds, predict=predict)
+        dev_accuracy.append(dev["accuracy"])
+        if dev["accuracy"] > best.get("accuracy", -1):
+            best.update(accuracy=dev["accuracy"], epoch=epoch + 1,
+                        weights=[v.numpy() for v in model.trainable_variables])  # fmt: skip
+        print_fn(
+            f"epoch {epoch + 1}/{config.epochs}: train loss {history.epoch_losses[-1]:.4f}, "
+            f"dev accuracy {dev['accuracy']:.4f}"
+        )
+
+    start = time.perf_counter()
+    learning_rate = config.learning_rate
+    if config.schedule == "cosine":
+        # Bucketing adds at most one partial batch per length bucket.
+        steps = config.epochs * (len(splits[0]) // config.batch_size + config.max_length // 16 + 1)
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+    step = make_train_step(
+        model, loss=_loss(), optimizer=keras.optimizers.Adam(learning_rate),
+        jit_compile=config.jit_compile,
+    )  # fmt: skip
+    history = train(model, train_ds, epochs=config.epochs, on_epoch_end=on_epoch_end, step=step)
+    seconds = time.perf_counter() - start
+    # Model selection on the dev set: keep the epoch with the best dev accuracy.
+    for variable, value in zip(model.trainable_variables, best["weights"]):
+        variable.assign(value)
+    test = evaluate(model, test_ds, predict=predict)
+    print_fn(
+        f"{name}: test accuracy {test['accuracy']:.4f} with the weights of epoch "
+        f"{best['epoch']} (best dev accuracy), {seconds:.0f} s"
+    )
+    return {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "dev_accuracy": dev_accuracy,
+        "best_epoch": best["epoch"],
+        "epoch_losses": history.epoch_losses,
+        "step_losses": history.step_losses,
+        "trainable_params": summary.trainable,
+        "total_params": summary.total,
+        "train_seconds": seconds,
+    }
+
+
+def _plot(results: dict, path: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, result in results.items():
+        losses = np.asarray(result["step_losses"])
+        window = max(1, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        loss_ax.plot(smooth, label=name)
+        epochs = np.arange(1, len(result["dev_accuracy"]) + 1)
+        acc_ax.plot(
+            epochs, result["dev_accuracy"], marker="o",
+            label=f"{name} (test {result['test_accuracy']:.3f})",
+        )  # fmt: skip
+    loss_ax.set(title="training loss (moving average)", xlabel="step", ylabel="loss")
+    acc_ax.set(title="dev accuracy after each epoch", xlabel="epoch", ylabel="accuracy")
+    acc_ax.xaxis.get_major_locator().set_params(integer=True)
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def load_splits(config: TrainConfig) -> tuple[TextDataset, TextDataset, TextDataset]:
+    """The fixed seeded train/dev/test split, the training part capped at `train_size`."""
+    train_split, dev, test = load_dataset(config.data).split(seed=config.seed)
+    if config.train_size is not None and config.train_size < len(train_split):
+        train_split = train_split.subset(np.arange(config.train_size))
+    return train_split, dev, test
+
+
+def run_training(config: TrainConfig = TrainConfig(), *, print_fn=print, backbone_and_tokenizer=None) -> dict:
+    """Runs the main job and returns its metrics (also written to `metrics.json`)."""
+    keras.utils.set_random_seed(config.seed)
+    splits = load_splits(config)
+    label_names = splits[0].label_names
+    print_fn(
+        f"data {config.data!r}: {len(splits[0])} train / {len(splits[1])} dev / "
+        f"{len(splits[2])} test, classes {list(label_names)}"
+    )
+    backbone, tokenizer = backbone_and_tokenizer or load_backbone(config.backbone)
+    os.makedirs(config.output_dir, exist_ok=True)
+    results = {}
+    if config.baseline:
+        head_only = PromptTextClassifier(
+            backbone, len(label_names), num_tokens=0, pooling=config.pooling, name="head_only"
+        )
+        results["head only"] = _fit_one("head only", head_only, splits, tokenizer, config, print_fn)
+    initializer = make_prompt_initializer(
+        config.initializer, backbone=backbone, num_tokens=config.num_tokens,
+        tokenizer=tokenizer, label_names=label_names, text=config.init_text, seed=config.seed,
+    )  # fmt: skip
+    model = PromptTextClassifier(
+        backbone, len(label_names), num_tokens=config.num_tokens,
+        prompt_initializer=initializer, placement=config.placement, pooling=config.pooling,
+        seed=config.seed, name="prompt_tuned",
+    )  # fmt: skip
+    results["prompt + head"] = _fit_one("prompt + head", model, splits, tokenizer, config, print_fn)
+
+    prompt_path = save_prompts(
+        model, os.path.join(config.output_dir, PROMPT_FILENAME), label_names=label_names,
+        extra={"backbone": config.backbone, "sequence_length": config.max_length,
+               "initializer_scheme": config.initializer,
+               "train_config": dataclasses.asdict(config)},
+    )  # fmt: skip
+    plot_path = os.path.join(config.output_dir, "curves.png")
+    _plot(results, plot_path)
+    metrics = {
+        "config": dataclasses.asdict(config),
+        "label_names": list(label_names),
+        "split_sizes": [len(s) for s in splits],
+        "prompt_file": prompt_path,
+        "prompt_file_bytes": os.path.getsize(prompt_path),
+        "results": {
+            name: {k: v for k, v in r.items() if k != "step_losses"} for name, r in results.items()
+        },
+    }
+    write_atomically(os.path.join(config.output_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
+    print_fn("\n| model | trainable params | test accuracy | train time |\n|---|---|---|---|")
+    for name, r in results.items():
+        print_fn(f"| {name} | {r['trainable_params']:,} | {r['test_accuracy']:.4f} | {r['train_seconds']:.0f} s |")
+    print_fn(f"\nwrote {prompt_path}, {plot_path} and metrics.json to {config.output_dir}")
+    return metrics
+
+
+def load_task(prompt_path: str, *, backbone: str | None = None):
+    """Rebuilds a trained classifier from its prompt file.
+
+    Returns:
+        `(model, tokenizer, metadata)`.
+    """
+    from tf_prompt_tuning.prompt_file import load_prompts
+
+    metadata = load_prompts(prompt_path).metadata
+    backbone_model, tokenizer = load_backbone(backbone or metadata.get("backbone", DEFAULT_BACKBONE))
+    model = PromptTextClassifier(
+        backbone_model, metadata["num_classes"], num_tokens=metadata["num_tokens"],
+        prompt_initializer="zeros", placement=metadata["placement"], pooling=metadata["pooling"],
+    )  # fmt: skip
+    restore_prompts(model, prompt_path)
+    return model, tokenizer, metadata
+
+
+def predict_texts(model, tokenizer, texts, *, sequence_length: int, label_names=None) -> list[dict]:
+    """Label and probability for each text."""
+    data = TextDataset(tuple(texts), np.zeros(len(texts), "int32"), tuple(label_names or ()))
+    dataset = make_text_dataset(
+        data, tokenizer=tokenizer, sequence_length=sequence_length, batch_size=64,
+        input_names=_input_names(model.backbone), bucket_by_length=False,
+    )  # fmt: skip
+    probabilities = np.concatenate(
+        [keras.ops.convert_to_numpy(keras.ops.softmax(model(x, training=False))) for x, _ in dataset]
+    )
+    names = list(label_names) if label_names else [str(i) for i in range(model.num_classes)]
+    return [
+        {"text": text, "label": names[int(p.argmax())], "probability": float(p.max()),
+         "probabilities": dict(zip(names, map(float, p)))}
+        for text, p in zip(texts, probabilities)
+    ]  # fmt: skip

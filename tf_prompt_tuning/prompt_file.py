@@ -1,0 +1,187 @@
+"""Prompt files: a task's prompt and head alone, a few kilobytes.
+
+Format: safetensors (tensors and a string header, nothing that executes code
+on load), written atomically. The header holds this library's metadata as
+JSON: format version, the model's settings (prompt length, placement,
+pooling, classes and their names), the initializer, the library version,
+and a fingerprint of the backbone (its config and token-embedding matrix),
+so a prompt is never loaded silently into another model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from tf_prompt_tuning._io import write_atomically
+
+FORMAT_VERSION = 1
+_METADATA_KEY = "tf_prompt_tuning"
+_REQUIRED = ("format_version", "backbone_fingerprint", "num_tokens", "num_classes")
+
+
+class PromptFileError(ValueError):
+    """A prompt file is missing, corrupt, newer than this library, or for another model."""
+
+
+def backbone_fingerprint(backbone) -> str:
+    """SHA-256 of the backbone's config and every weight (first 16 hex digits).
+
+    All weights, not just the embeddings: a prompt trained on one backbone is
+    meaningless on a fine-tuned variant that shares its embeddings. Hashing
+    MiniLM's 91 MB takes about a tenth of a second.
+    """
+    config = dict(backbone.get_config())
+    for key in ("name", "trainable", "dtype"):
+        config.pop(key, None)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for variable in backbone.weights:
+        digest.update(variable.path.encode())
+        digest.update(np.ascontiguousarray(variable.numpy(), dtype="float32").tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class PromptFile:
+    """The contents of a prompt file: named arrays and their metadata."""
+
+    tensors: dict[str, np.ndarray]
+    metadata: dict
+
+
+def _model_tensors(model) -> dict[str, np.ndarray]:
+    tensors = {}
+    if model.prompt is not None:
+        tensors["prompt"] = model.prompt.prompt.numpy()
+    tensors["head/kernel"] = model.head.kernel.numpy()
+    tensors["head/bias"] = model.head.bias.numpy()
+    return tensors
+
+
+def save_prompts(model, path: str, *, label_names=None, extra: dict | None = None) -> str:
+    """Writes a `PromptTextClassifier`'s prompt and head to `path`.
+
+    Args:
+        model: the trained `PromptTextClassifier`.
+        path: the file to write (conventionally `*.prompt.safetensors`).
+        label_names: the class names, in order.
+        extra: more JSON-serializable metadata (e.g. the training settings).
+
+    Returns:
+        `path`.
+    """
+    from safetensors.numpy import save
+
+    from tf_prompt_tuning import __version__
+
+    if label_names is not None and len(label_names) != model.num_classes:
+        raise ValueError(
+            f"`label_names` has {len(label_names)} names but the model has "
+            f"{model.num_classes} classes. Received: label_names={list(label_names)}."
+        )
+    reserved = {"format_version", "library_version", "backbone_fingerprint", "backbone_class",
+                "num_tokens", "placement", "pooling", "num_classes", "label_names", "initializer"}
+    clashes = sorted(reserved & set(extra or {}))
+    if clashes:
+        raise ValueError(
+            f"`extra` may not set the library's own metadata keys {clashes}. "
+            "Rename those entries."
+        )
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "backbone_fingerprint": backbone_fingerprint(model.backbone),
+        "backbone_class": type(model.backbone).__name__,
+        "num_tokens": model.num_tokens,
+        "placement": model.placement,
+        "pooling": model.pooling,
+        "num_classes": model.num_classes,
+        "label_names": list(label_names) if label_names is not None else None,
+        "initializer": (
+            None if model.prompt is None else type(model.prompt.initializer).__name__
+        ),
+        **(extra or {}),
+    }
+    data = save(_model_tensors(model), metadata={_METADATA_KEY: json.dumps(metadata)})
+    write_atomically(path, data)
+    return path
+
+
+def load_prompts(path: str) -> PromptFile:
+    """Reads a prompt file written by `save_prompts`."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    if not os.path.isfile(path):
+        raise PromptFileError(f"Prompt file {path!r} does not exist. Check the path.")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        tensors = load(data)
+        header_size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_size])
+        metadata = json.loads(header["__metadata__"][_METADATA_KEY])
+    except (SafetensorError, ValueError, KeyError, TypeError, OverflowError) as error:
+        raise PromptFileError(
+            f"{path!r} is not a readable prompt file (truncated, corrupt, or not "
+            f"written by save_prompts): {error}."
+        ) from None
+    if not isinstance(metadata, dict):
+        raise PromptFileError(f"{path!r} is not a prompt file: its metadata is not a JSON object.")
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise PromptFileError(
+            f"{path!r} has an invalid prompt-file format version {version!r}; it was "
+            "not written by save_prompts."
+        )
+    if version > FORMAT_VERSION:
+        raise PromptFileError(
+            f"{path!r} has prompt-file format {version}; this library reads up to "
+            f"{FORMAT_VERSION}. Upgrade tf_prompt_tuning to load it."
+        )
+    missing = [key for key in _REQUIRED if key not in metadata]
+    if missing:
+        raise PromptFileError(
+            f"{path!r} is not a prompt file written by save_prompts: its metadata lacks {missing}."
+        )
+    return PromptFile(tensors=tensors, metadata=metadata)
+
+
+def restore_prompts(model, path: str) -> PromptFile:
+    """Loads a prompt file into a `PromptTextClassifier` built for it.
+
+    The model's backbone must have the fingerprint recorded in the file,
+    and its prompt and head the recorded shapes; anything else is an error.
+    Training can resume from the restored values.
+    """
+    loaded = load_prompts(path)
+    expected = loaded.metadata["backbone_fingerprint"]
+    actual = backbone_fingerprint(model.backbone)
+    if expected != actual:
+        raise PromptFileError(
+            f"{path!r} was trained on another backbone (fingerprint {expected}, this "
+            f"model's is {actual}). Load it into the backbone it was trained with."
+        )
+    targets = {"head/kernel": model.head.kernel, "head/bias": model.head.bias}
+    if model.prompt is not None:
+        targets["prompt"] = model.prompt.prompt
+    if set(targets) != set(loaded.tensors):
+        raise PromptFileError(
+            f"{path!r} holds {sorted(loaded.tensors)}, but the model has "
+            f"{sorted(targets)}. Build the model with the file's settings: "
+            f"num_tokens={loaded.metadata.get('num_tokens')}."
+        )
+    for name, variable in targets.items():
+        value = loaded.tensors[name]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise PromptFileError(
+                f"{path!r}: {name} has shape {value.shape}, the model's has "
+                f"{tuple(variable.shape)}. Build the model with the file's settings."
+            )
+    for name, variable in targets.items():
+        variable.assign(loaded.tensors[name])
+    return loaded

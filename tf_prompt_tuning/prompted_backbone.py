@@ -1,0 +1,101 @@
+"""`prompted_backbone`: a KerasHub backbone with a prompt in its embedded sequence.
+
+KerasHub backbones take token ids, not embeddings, so the prompt has to go
+in between their embedding layer and their transformer layers. Rather than
+re-implement each family's forward pass, this re-runs the backbone's own
+functional graph (`keras.models.clone_model` with shared layers) and
+intercepts two things:
+
+- the output of the layer that embeds `token_ids` gets the prompt inserted
+  (for BERT and GPT-2 that is the token embedding, before position and
+  segment embeddings are added, so the prompt lives in the vocabulary's
+  embedding space and gets positions like any token; in families that embed
+  tokens and positions in one layer it lands after that layer);
+- every other per-position input is extended to the new length: the
+  padding mask with ones (attention sees the prompt, never the padding),
+  anything else (segment ids) with zeros.
+
+Any functional KerasHub backbone with a `token_ids` input fits: BERT,
+RoBERTa, DistilBERT, ELECTRA, GPT-2, OPT, Llama, Gemma, ...
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tf_prompt_tuning.prompt_layer import PromptLayer
+
+
+def sequence_output(outputs):
+    """The `(batch, seq, dim)` hidden states among a backbone's outputs."""
+    if isinstance(outputs, dict):
+        return outputs["sequence_output"]
+    return outputs
+
+
+def prompted_backbone(backbone: keras.Model, prompt: PromptLayer | None) -> keras.Model:
+    """Builds a functional model running `backbone` with `prompt` inserted.
+
+    The new model shares every layer (and so every weight) with `backbone`;
+    it adds only the prompt's variable. Its inputs are the backbone's; its
+    outputs are `{"sequence_output": (batch, n + seq, dim), "padding_mask":
+    (batch, n + seq)}` with the padding mask extended over the prompt.
+
+    Args:
+        backbone: a functional KerasHub backbone with a `token_ids` input.
+        prompt: the `PromptLayer`, or `None` for the backbone alone (a
+            head-only baseline through the same code path).
+    """
+    backbone_inputs = getattr(backbone, "input", None)
+    input_names = list(backbone_inputs) if isinstance(backbone_inputs, dict) else []
+    if "token_ids" not in input_names or "padding_mask" not in input_names:
+        raise ValueError(
+            f"`backbone` must be a functional KerasHub backbone whose inputs include "
+            f"'token_ids' and 'padding_mask'. Received: {type(backbone).__name__} with "
+            f"inputs {input_names or backbone_inputs}."
+        )
+    inputs = {
+        name: keras.Input(shape=(None,), dtype=backbone.input[name].dtype, name=name)
+        for name in input_names
+    }
+    extended = dict(inputs)
+    if prompt is not None:
+        for name in input_names:
+            if name != "token_ids":
+                extended[name] = prompt.extend_mask(inputs[name], 1 if name == "padding_mask" else 0)
+    substitutes = {id(inputs[name]): extended[name] for name in input_names}
+    embedding_layers = []
+
+    def call_function(layer, *args, **kwargs):
+        consumes_token_ids = any(
+            arg is inputs["token_ids"] for arg in keras.tree.flatten((args, kwargs))
+        )
+        args, kwargs = keras.tree.map_structure(
+            lambda x: substitutes.get(id(x), x), (args, kwargs)
+        )
+        outputs = layer(*args, **kwargs)
+        if consumes_token_ids and len(outputs.shape) == 3:
+            embedding_layers.append(layer.name)
+            if prompt is not None:
+                outputs = prompt(outputs)
+        return outputs
+
+    rerun = keras.models.clone_model(
+        backbone,
+        input_tensors=inputs,
+        clone_function=lambda layer: layer,
+        call_function=call_function,
+    )
+    if len(embedding_layers) != 1:
+        raise ValueError(
+            "Could not find the one layer of the backbone that embeds 'token_ids' "
+            f"(found {embedding_layers}), so there is nowhere to insert the prompt."
+        )
+    return keras.Model(
+        inputs,
+        {
+            "sequence_output": sequence_output(rerun.output),
+            "padding_mask": extended["padding_mask"],
+        },
+        name=f"prompted_{backbone.name}",
+    )

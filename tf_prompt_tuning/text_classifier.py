@@ -1,0 +1,227 @@
+"""`PromptTextClassifier`: a frozen KerasHub backbone, a soft prompt and a small head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import ops
+
+from tf_prompt_tuning import initializers
+from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning.freezing import freeze
+from tf_prompt_tuning.prompt_layer import PromptLayer
+from tf_prompt_tuning.prompted_backbone import prompted_backbone
+
+POOLINGS = ("mean", "cls", "last")
+INITIALIZERS = ("uniform", "vocab", "text", "labels")
+# Lester et al. (2021) sample prompt vectors from the 5,000 most frequent tokens.
+VOCAB_TOP_K = 5000
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}.")
+    return value
+
+
+def pool(sequence, padding_mask, pooling: str):
+    """Pools `(batch, seq, dim)` hidden states to `(batch, dim)`.
+
+    "mean": masked mean over every non-padding position (prompt included);
+    "cls": the first position; "last": the last non-padding position (for
+    decoders, whose last token has seen the whole sequence).
+    """
+    if pooling == "cls":
+        return sequence[:, 0]
+    mask = ops.cast(padding_mask, sequence.dtype)
+    if pooling == "mean":
+        total = ops.sum(sequence * mask[..., None], axis=1)
+        return total / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1)
+    last = ops.cast(ops.sum(mask, axis=1), "int32") - 1
+    return ops.take_along_axis(sequence, last[:, None, None], axis=1)[:, 0]
+
+
+def make_prompt_initializer(
+    kind: str,
+    *,
+    backbone,
+    num_tokens: int,
+    tokenizer=None,
+    label_names: Sequence[str] | None = None,
+    text: str | None = None,
+    seed: int | None = None,
+):
+    """Resolves a named initialization scheme against a backbone's vocabulary.
+
+    Args:
+        kind: "uniform" ([-0.5, 0.5]), "vocab" (rows sampled from the 5,000
+            most frequent tokens), "text" (the embeddings of `text`'s
+            tokens, repeated to length) or "labels" (the embeddings of the
+            class names, then vocabulary samples), after Lester et al. 2021.
+        backbone: the KerasHub backbone whose token embeddings are read.
+        num_tokens: prompt length.
+        tokenizer: the backbone's tokenizer ("text" and "labels").
+        label_names: class names ("labels").
+        text: the text ("text").
+        seed: seed of the random schemes.
+    """
+    _check_choice("kind", kind, INITIALIZERS)
+    if kind == "uniform":
+        return initializers.uniform(seed=seed)
+    embeddings = backbone.token_embedding.embeddings
+    if kind == "vocab":
+        top_k = min(VOCAB_TOP_K, embeddings.shape[0])
+        return initializers.from_vocabulary(embeddings, num_tokens, top_k=top_k, seed=seed)
+    needed = {"text": text, "labels": label_names}[kind]
+    if tokenizer is None or not needed:
+        what = "`text`" if kind == "text" else "`label_names`"
+        raise ValueError(f'The "{kind}" initializer needs `tokenizer` and {what}.')
+
+    def ids(string):
+        return [int(i) for i in ops.convert_to_numpy(tokenizer(string)).reshape(-1)]
+
+    if kind == "text":
+        return initializers.from_token_ids(embeddings, ids(text), num_tokens)
+    return initializers.from_class_labels(
+        embeddings,
+        [ids(name) for name in label_names],
+        num_tokens,
+        top_k=min(VOCAB_TOP_K, embeddings.shape[0]),
+        seed=seed,
+    )
+
+
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
+class PromptTextClassifier(keras.Model):
+    """Classifies text with a frozen KerasHub backbone, a soft prompt and a head.
+
+    The prompt goes into the backbone's embedded sequence (see
+    `prompted_backbone`), after `[CLS]` by default so the first position
+    keeps its meaning; the padding mask is extended over it. The backbone's
+    hidden states are pooled and read by one trainable `Dense` layer. The
+    backbone is frozen and always runs in inference mode (no dropout), as
+    for any frozen feature extractor in Keras; only the prompt and the head
+    train. With `num_tokens=0` there is no prompt: the head-only baseline.
+
+    Args:
+        backbone: a functional KerasHub backbone (`load_backbone`).
+        num_classes: number of classes (at least 2); the model outputs logits.
+        num_tokens: prompt length (0 for none).
+        prompt_initializer: "uniform", "vocab", or an initializer/array
+            (`make_prompt_initializer` resolves "text" and "labels").
+        placement: "after_first" (default) or "prepend" (decoders).
+        pooling: "mean" (default; masked mean over all positions), "cls" or
+            "last".
+        head_dropout: dropout rate before the head.
+        seed: seed of the random initializers.
+        **kwargs: standard model arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: the backbone's inputs, a dict with `token_ids` and
+            `padding_mask` (and `segment_ids` for BERT), each `(batch, seq)`.
+
+    Output shape:
+        `(batch, num_classes)` float32 logits.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        *,
+        num_tokens=20,
+        prompt_initializer="uniform",
+        placement="after_first",
+        pooling="mean",
+        head_dropout=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        num_classes = check_positive_int("num_classes", num_classes)
+        if num_classes < 2:
+            raise ValueError(
+                "`num_classes` must be at least 2 (the model outputs one logit per "
+                f"class). Received: num_classes={num_classes}."
+            )
+        if num_tokens != 0:
+            num_tokens = check_positive_int("num_tokens", num_tokens)
+        _check_choice("pooling", pooling, POOLINGS)
+        if not 0.0 <= head_dropout < 1.0:
+            raise ValueError(
+                f"`head_dropout` must be in [0, 1). Received: head_dropout={head_dropout}."
+            )
+        self.backbone = backbone
+        self.prompt = None
+        if num_tokens:
+            if isinstance(prompt_initializer, str) and prompt_initializer in ("uniform", "vocab"):
+                prompt_initializer = make_prompt_initializer(
+                    prompt_initializer, backbone=backbone, num_tokens=num_tokens, seed=seed
+                )
+            self.prompt = PromptLayer(
+                num_tokens, initializer=prompt_initializer, placement=placement, name="prompt"
+            )
+        self.encoder = prompted_backbone(backbone, self.prompt)
+        self.head_dropout_layer = keras.layers.Dropout(head_dropout, name="head_dropout")
+        # float32 logits under mixed precision, for a stable softmax.
+        self.head = keras.layers.Dense(num_classes, dtype="float32", name="head")
+        self.head.build((None, self.encoder.output["sequence_output"].shape[-1]))
+        self.num_classes = num_classes
+        self.num_tokens = num_tokens
+        self.placement = placement
+        self.pooling = pooling
+        self.head_dropout = head_dropout
+        self.seed = seed
+        self.built = True
+        freeze(self, trainable_layers=[self.head])
+
+    @property
+    def max_input_length(self) -> int | None:
+        """Longest token sequence the backbone takes once the prompt is added."""
+        limit = getattr(self.backbone, "max_sequence_length", None)
+        return None if limit is None else limit - self.num_tokens
+
+    def check_input_length(self, length: int | None):
+        """Raises if `length` tokens plus the prompt exceed the backbone's limit."""
+        limit = self.max_input_length
+        if length is not None and limit is not None and length > limit:
+            raise ValueError(
+                f"A sequence of {length} tokens plus the {self.num_tokens}-token prompt "
+                f"exceeds the backbone's maximum of {self.backbone.max_sequence_length} "
+                f"positions. Use a sequence length of at most {limit}, or a shorter prompt."
+            )
+
+    def call(self, inputs, training=None):
+        self.check_input_length(inputs["token_ids"].shape[1])
+        encoded = self.encoder(inputs, training=False)
+        pooled = pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling)
+        return self.head(self.head_dropout_layer(pooled, training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "num_classes": self.num_classes,
+                "num_tokens": self.num_tokens,
+                "prompt_initializer": (
+                    None
+                    if self.prompt is None
+                    else keras.initializers.serialize(self.prompt.initializer)
+                ),
+                "placement": self.placement,
+                "pooling": self.pooling,
+                "head_dropout": self.head_dropout,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if config.get("prompt_initializer") is None:
+            config.pop("prompt_initializer", None)
+        return cls(**config)

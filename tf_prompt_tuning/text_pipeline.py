@@ -1,0 +1,96 @@
+"""`make_text_dataset`: texts and labels to batched, tokenized, prefetched tensors."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning.datasets import TextDataset
+
+# Sequence lengths are padded up to a multiple of this, so a compiled step
+# sees a handful of shapes, not one per batch.
+PAD_TO_MULTIPLE = 16
+
+
+def make_text_dataset(
+    data: TextDataset,
+    *,
+    tokenizer,
+    sequence_length: int,
+    batch_size: int,
+    input_names=("token_ids", "padding_mask", "segment_ids"),
+    shuffle: bool = False,
+    seed: int = 0,
+    bucket_by_length: bool = True,
+) -> tf.data.Dataset:
+    """Tokenizes `data` with the backbone's own tokenizer inside `tf.data`.
+
+    Each text becomes `[start] tokens [end]` (`[CLS] ... [SEP]` for BERT),
+    truncated to `sequence_length`. Batches are padded only as far as they
+    need: with `bucket_by_length`, examples of similar length are batched
+    together (lengths rounded up to a multiple of 16), which on short
+    sentences halves the work of padding everything to `sequence_length`;
+    without it (to keep the input order), each batch is padded to its own
+    longest example, rounded the same way.
+
+    Args:
+        data: the texts and labels.
+        tokenizer: a KerasHub tokenizer.
+        sequence_length: the longest token sequence, special tokens included.
+        batch_size: examples per batch.
+        input_names: the model's inputs to produce (`segment_ids` are zeros).
+        shuffle: reshuffle the examples every epoch (seeded).
+        seed: the shuffle seed.
+        bucket_by_length: group examples of similar length (changes order).
+
+    Returns:
+        A dataset of `(inputs, labels)` with `inputs` a dict of int32 tensors.
+    """
+    sequence_length = check_positive_int("sequence_length", sequence_length)
+    batch_size = check_positive_int("batch_size", batch_size)
+    start = getattr(tokenizer, "start_token_id", None)
+    end = getattr(tokenizer, "end_token_id", None)
+    pad = getattr(tokenizer, "pad_token_id", None) or 0
+    specials = (start is not None) + (end is not None)
+    if sequence_length <= specials:
+        raise ValueError(
+            f"`sequence_length` must leave room for text after the {specials} special "
+            f"tokens. Received: sequence_length={sequence_length}."
+        )
+
+    def encode(text, label):
+        ids = tf.cast(tokenizer(text), tf.int32)[: sequence_length - specials]
+        ids = tf.concat(
+            ([[start]] if start is not None else []) + [ids] + ([[end]] if end is not None else []),
+            axis=0,
+        )
+        return {"token_ids": ids, "padding_mask": tf.ones_like(ids)}, label
+
+    def finish(features, labels):
+        length = tf.shape(features["token_ids"])[1]
+        padded = tf.minimum(-(-length // PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE, sequence_length)
+        features = {
+            name: tf.pad(value, [[0, 0], [0, padded - length]], constant_values=pad if name == "token_ids" else 0)
+            for name, value in features.items()
+        }
+        if "segment_ids" in input_names:
+            features["segment_ids"] = tf.zeros_like(features["token_ids"])
+        return features, labels
+
+    dataset = tf.data.Dataset.from_tensor_slices((list(data.texts), data.labels))
+    if shuffle:
+        dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    padding = ({"token_ids": pad, "padding_mask": 0}, 0)
+    if bucket_by_length:
+        boundaries = list(range(PAD_TO_MULTIPLE + 1, sequence_length + 1, PAD_TO_MULTIPLE))
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda features, _: tf.shape(features["token_ids"])[0],
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padding_values=padding,
+        )
+    else:
+        dataset = dataset.padded_batch(batch_size, padding_values=padding)
+    dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
