@@ -122,3 +122,22 @@ def test_too_long_max_length_is_a_clear_error(preset_dir, data_file, tmp_path):
 def test_unknown_schedule():
     with pytest.raises(ValueError, match=r"`schedule` must be one of \('cosine', 'constant'\). Received: schedule='linear'"):
         TrainConfig(schedule="linear")
+
+
+def test_cli_bank_directory_predict_evaluate_and_export(trained, data_file, tmp_path, capsys):
+    import shutil
+
+    _, output_dir = trained
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    for task in ("reviews", "copy"):
+        shutil.copy(output_dir / "prompt.safetensors", bank / f"{task}.safetensors")
+    assert main(["predict", "--prompt", str(bank), "--task", "copy", "the plot was bad"]) == 0
+    assert capsys.readouterr().out.split("\t")[0] in ("negative", "positive")
+    assert main(["evaluate", "--prompt", str(bank), "--task", "reviews", "--data", data_file]) == 0
+    with pytest.raises(SystemExit, match=r"a bank of tasks \['copy', 'reviews'\]; choose one with --task"):
+        main(["predict", "--prompt", str(bank), "text"])
+    assert main(["export", "--prompt", str(bank), "--output", str(tmp_path / "sm")]) == 0
+    assert (tmp_path / "sm" / "saved_model.pb").exists()
+    assert main(["export", "--prompt", str(output_dir / "prompt.safetensors"), "--output", str(tmp_path / "one")]) == 0
+    assert (tmp_path / "one" / "saved_model.pb").exists()

@@ -102,7 +102,6 @@ def test_mixed_bfloat16_forward_and_float32_prompt():
 
 def test_too_long_sequence_is_a_clear_error():
     model = PromptTextClassifier(tiny_bert(), 2, num_tokens=5)  # backbone max 24
-    assert model.max_input_length == 19
     too_long = {k: np.zeros((1, 20), "int32") for k in bert_inputs()}
     with pytest.raises(ValueError, match=r"20 tokens plus the 5-token prompt exceeds the backbone's maximum of 24 positions. Use a sequence length of at most 19"):
         model(too_long)

@@ -14,9 +14,13 @@ from tf_prompt_tuning.datasets import DataError
 from tf_prompt_tuning.datasets import TextDataset
 from tf_prompt_tuning.datasets import load_sentiment
 from tf_prompt_tuning.datasets import load_text_file
+from tf_prompt_tuning.export import export_saved_model
 from tf_prompt_tuning.freezing import ParameterSummary
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.freezing import parameter_summary
+from tf_prompt_tuning.prompt_bank import PromptBank
+from tf_prompt_tuning.prompt_bank import PromptBankLayer
+from tf_prompt_tuning.prompt_bank import ensemble_probabilities
 from tf_prompt_tuning.prompt_file import PromptFileError
 from tf_prompt_tuning.prompt_file import load_prompts
 from tf_prompt_tuning.prompt_file import restore_prompts
@@ -34,12 +38,16 @@ from tf_prompt_tuning.training import train
 __all__ = [
     "DataError",
     "ParameterSummary",
+    "PromptBank",
+    "PromptBankLayer",
     "PromptFileError",
     "PromptLayer",
     "PromptTextClassifier",
     "TextDataset",
     "TrainStep",
     "TrainingHistory",
+    "ensemble_probabilities",
+    "export_saved_model",
     "freeze",
     "initializers",
     "load_backbone",

@@ -24,7 +24,7 @@ from tf_prompt_tuning.datasets import TextDataset, load_dataset
 from tf_prompt_tuning.freezing import parameter_summary
 from tf_prompt_tuning.prompt_file import restore_prompts, save_prompts
 from tf_prompt_tuning.text_classifier import PromptTextClassifier, make_prompt_initializer
-from tf_prompt_tuning.text_pipeline import make_text_dataset
+from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset
 from tf_prompt_tuning.training import make_train_step, train
 
 PROMPT_FILENAME = "prompt.safetensors"
@@ -260,17 +260,50 @@ def load_task(prompt_path: str, *, backbone: str | None = None):
 
 def predict_texts(model, tokenizer, texts, *, sequence_length: int, label_names=None) -> list[dict]:
     """Label and probability for each text."""
-    data = TextDataset(tuple(texts), np.zeros(len(texts), "int32"), tuple(label_names or ()))
-    dataset = make_text_dataset(
-        data, tokenizer=tokenizer, sequence_length=sequence_length, batch_size=64,
-        input_names=_input_names(model.backbone), bucket_by_length=False,
-    )  # fmt: skip
-    probabilities = np.concatenate(
-        [keras.ops.convert_to_numpy(keras.ops.softmax(model(x, training=False))) for x, _ in dataset]
-    )
+    model.check_input_length(sequence_length)
+    inputs = encode_texts(tokenizer, list(texts), sequence_length)
+    if "segment_ids" in model.backbone.input:
+        inputs["segment_ids"] = tf.zeros_like(inputs["token_ids"])
+    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(model(inputs, training=False)))
     names = list(label_names) if label_names else [str(i) for i in range(model.num_classes)]
     return [
         {"text": text, "label": names[int(p.argmax())], "probability": float(p.max()),
          "probabilities": dict(zip(names, map(float, p)))}
         for text, p in zip(texts, probabilities)
     ]  # fmt: skip
+
+
+def bank_files(directory: str) -> dict[str, str]:
+    """The tasks of a bank directory: `{task: path}` for each `TASK.safetensors`."""
+    suffix = ".safetensors"
+    files = {
+        name[: -len(suffix)]: os.path.join(directory, name)
+        for name in sorted(os.listdir(directory))
+        if name.endswith(suffix) and not name.startswith(".")
+    }
+    if not files:
+        raise ValueError(f"{directory!r} has no TASK.safetensors prompt files to serve.")
+    return files
+
+
+def export_task_or_bank(prompt: str, output: str, *, backbone=None, sequence_length=None) -> str:
+    """Exports a prompt file (one task) or a bank directory (many) as a SavedModel."""
+    from tf_prompt_tuning.export import export_saved_model
+    from tf_prompt_tuning.prompt_bank import PromptBank
+    from tf_prompt_tuning.prompt_file import load_prompts
+
+    if not os.path.isdir(prompt):
+        model, tokenizer, metadata = load_task(prompt, backbone=backbone)
+        length = sequence_length or metadata.get("sequence_length", 64)
+        return export_saved_model(model, output, tokenizer=tokenizer, sequence_length=length)
+    files = bank_files(prompt)
+    first = load_prompts(next(iter(files.values()))).metadata
+    backbone_model, tokenizer = load_backbone(backbone or first.get("backbone", DEFAULT_BACKBONE))
+    bank = PromptBank(
+        backbone_model, num_tokens=first["num_tokens"], placement=first["placement"],
+        pooling=first["pooling"],
+    )  # fmt: skip
+    for task, path in files.items():
+        bank.add_prompt_file(task, path)
+    length = sequence_length or first.get("sequence_length", 64)
+    return export_saved_model(bank, output, tokenizer=tokenizer, sequence_length=length)

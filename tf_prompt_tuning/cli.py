@@ -37,10 +37,34 @@ def _train(args) -> int:
     return 0
 
 
+def _prompt_path(prompt: str, task: str | None) -> str:
+    """A prompt file, or the file of `task` in a bank directory."""
+    from tf_prompt_tuning.classification_job import bank_files
+
+    if os.path.isdir(prompt):
+        files = bank_files(prompt)
+        if task not in files:
+            raise SystemExit(
+                f"error: {prompt} is a bank of tasks {sorted(files)}; choose one with --task NAME."
+            )
+        return files[task]
+    if task is not None:
+        raise SystemExit(f"error: --task needs --prompt to be a bank directory; {prompt} is a file.")
+    return prompt
+
+
 def _load(args):
     from tf_prompt_tuning.classification_job import load_task
 
-    return load_task(args.prompt, backbone=args.backbone)
+    return load_task(_prompt_path(args.prompt, args.task), backbone=args.backbone)
+
+
+def _export(args) -> int:
+    from tf_prompt_tuning.classification_job import export_task_or_bank
+
+    path = export_task_or_bank(args.prompt, args.output, backbone=args.backbone, sequence_length=args.max_length)
+    print(f"wrote SavedModel to {path}")
+    return 0
 
 
 def _evaluate(args) -> int:
@@ -137,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--prompt", default="outputs/train/prompt.safetensors",
-                         help="the prompt file written by train")
+                         help="the prompt file written by train, or a bank directory")
+        sub.add_argument("--task", help="the task, when --prompt is a bank directory")
         sub.add_argument("--backbone", help="override the backbone recorded in the prompt file")
         sub.add_argument("--max-length", type=int, help="default: the length used in training")
         if name == "evaluate":
@@ -145,6 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("text", nargs="*", help="texts to classify (default: one per line on stdin)")
         sub.set_defaults(run=run)
+
+    export = commands.add_parser(
+        "export",
+        help="write a SavedModel for TF Serving from a prompt file or a bank directory",
+        description="A bank directory holds one prompt file per task, named TASK.safetensors; "
+        "its SavedModel serves every task and takes a task_id per example. Signatures: "
+        "serving_default (token_ids, padding_mask[, task_id]) and serve_text (text[, task_id]).",
+    )
+    export.add_argument("--prompt", default="outputs/train/prompt.safetensors",
+                        help="a prompt file, or a bank directory of TASK.safetensors files")
+    export.add_argument("--output", default="outputs/saved_model", help="the SavedModel directory")
+    export.add_argument("--backbone", help="override the backbone recorded in the prompt files")
+    export.add_argument("--max-length", type=int, help="longest text for serve_text (default: as trained)")
+    export.set_defaults(run=_export)
     return parser
 
 

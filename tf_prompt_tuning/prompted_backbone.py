@@ -3,8 +3,8 @@
 KerasHub backbones take token ids, not embeddings, so the prompt has to go
 in between their embedding layer and their transformer layers. Rather than
 re-implement each family's forward pass, this re-runs the backbone's own
-functional graph (`keras.models.clone_model` with shared layers) and
-intercepts two things:
+functional graph with its own layers (as `keras.models.clone_model` does
+with a `call_function`) and intercepts two things:
 
 - the output of the layer that embeds `token_ids` gets the prompt inserted
   (for BERT and GPT-2 that is the token embedding, before position and
@@ -26,6 +26,17 @@ import keras
 from tf_prompt_tuning.prompt_layer import PromptLayer
 
 
+def check_sequence_fits(backbone, num_tokens: int, length: int | None):
+    """Raises if `length` tokens plus the prompt exceed the backbone's positions."""
+    limit = getattr(backbone, "max_sequence_length", None)
+    if length is not None and limit is not None and length + num_tokens > limit:
+        raise ValueError(
+            f"A sequence of {length} tokens plus the {num_tokens}-token prompt exceeds "
+            f"the backbone's maximum of {limit} positions. Use a sequence length of at "
+            f"most {limit - num_tokens}, or a shorter prompt."
+        )
+
+
 def sequence_output(outputs):
     """The `(batch, seq, dim)` hidden states among a backbone's outputs."""
     if isinstance(outputs, dict):
@@ -43,8 +54,9 @@ def prompted_backbone(backbone: keras.Model, prompt: PromptLayer | None) -> kera
 
     Args:
         backbone: a functional KerasHub backbone with a `token_ids` input.
-        prompt: the `PromptLayer`, or `None` for the backbone alone (a
-            head-only baseline through the same code path).
+        prompt: the `PromptLayer` (or `PromptBankLayer`, which adds a
+            `task_id` input), or `None` for the backbone alone (a head-only
+            baseline through the same code path).
     """
     backbone_inputs = getattr(backbone, "input", None)
     input_names = list(backbone_inputs) if isinstance(backbone_inputs, dict) else []
@@ -57,6 +69,12 @@ def prompted_backbone(backbone: keras.Model, prompt: PromptLayer | None) -> kera
     inputs = {
         name: keras.Input(shape=(None,), dtype=backbone.input[name].dtype, name=name)
         for name in input_names
+    }
+    # A prompt that picks its vectors per example (a PromptBankLayer) declares
+    # the extra inputs it reads, e.g. `task_id`.
+    extra = {
+        name: keras.Input(shape=shape, dtype=dtype, name=name)
+        for name, (shape, dtype) in getattr(prompt, "extra_inputs", {}).items()
     }
     extended = dict(inputs)
     if prompt is not None:
@@ -77,24 +95,21 @@ def prompted_backbone(backbone: keras.Model, prompt: PromptLayer | None) -> kera
         if consumes_token_ids and len(outputs.shape) == 3:
             embedding_layers.append(layer.name)
             if prompt is not None:
-                outputs = prompt(outputs)
+                outputs = prompt(outputs, **extra)
         return outputs
 
-    rerun = keras.models.clone_model(
-        backbone,
-        input_tensors=inputs,
-        clone_function=lambda layer: layer,
-        call_function=call_function,
-    )
+    # What `keras.models.clone_model(..., call_function=...)` runs, minus the
+    # intermediate model it builds, which could not take the extra inputs.
+    outputs = backbone._run_through_graph(inputs, call_fn=call_function)
     if len(embedding_layers) != 1:
         raise ValueError(
             "Could not find the one layer of the backbone that embeds 'token_ids' "
             f"(found {embedding_layers}), so there is nowhere to insert the prompt."
         )
     return keras.Model(
-        inputs,
+        {**inputs, **extra},
         {
-            "sequence_output": sequence_output(rerun.output),
+            "sequence_output": sequence_output(outputs),
             "padding_mask": extended["padding_mask"],
         },
         name=f"prompted_{backbone.name}",

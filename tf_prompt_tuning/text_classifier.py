@@ -11,7 +11,7 @@ from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.prompt_layer import PromptLayer
-from tf_prompt_tuning.prompted_backbone import prompted_backbone
+from tf_prompt_tuning.prompted_backbone import check_sequence_fits, prompted_backbone
 
 POOLINGS = ("mean", "cls", "last")
 INITIALIZERS = ("uniform", "vocab", "text", "labels")
@@ -176,21 +176,9 @@ class PromptTextClassifier(keras.Model):
         self.built = True
         freeze(self, trainable_layers=[self.head])
 
-    @property
-    def max_input_length(self) -> int | None:
-        """Longest token sequence the backbone takes once the prompt is added."""
-        limit = getattr(self.backbone, "max_sequence_length", None)
-        return None if limit is None else limit - self.num_tokens
-
     def check_input_length(self, length: int | None):
         """Raises if `length` tokens plus the prompt exceed the backbone's limit."""
-        limit = self.max_input_length
-        if length is not None and limit is not None and length > limit:
-            raise ValueError(
-                f"A sequence of {length} tokens plus the {self.num_tokens}-token prompt "
-                f"exceeds the backbone's maximum of {self.backbone.max_sequence_length} "
-                f"positions. Use a sequence length of at most {limit}, or a shorter prompt."
-            )
+        check_sequence_fits(self.backbone, self.num_tokens, length)
 
     def call(self, inputs, training=None):
         self.check_input_length(inputs["token_ids"].shape[1])

@@ -12,6 +12,46 @@ from tf_prompt_tuning.datasets import TextDataset
 PAD_TO_MULTIPLE = 16
 
 
+def _special_tokens(tokenizer, sequence_length):
+    """`(start, end, pad, count)`: the ids framing each text (None if absent)."""
+    sequence_length = check_positive_int("sequence_length", sequence_length)
+    start = getattr(tokenizer, "start_token_id", None)
+    end = getattr(tokenizer, "end_token_id", None)
+    pad = getattr(tokenizer, "pad_token_id", None) or 0
+    specials = (start is not None) + (end is not None)
+    if sequence_length <= specials:
+        raise ValueError(
+            f"`sequence_length` must leave room for text after the {specials} special "
+            f"tokens. Received: sequence_length={sequence_length}."
+        )
+    return start, end, pad, specials
+
+
+def encode_texts(tokenizer, texts, sequence_length: int) -> dict:
+    """Tokenizes a batch of strings into `token_ids` and `padding_mask`.
+
+    The same framing as `make_text_dataset` (`[start] tokens [end]`,
+    truncated to `sequence_length`), padded to the batch's longest text. Pure
+    TensorFlow ops, so it also runs inside an exported serving graph.
+    """
+    start, end, pad, specials = _special_tokens(tokenizer, sequence_length)
+    ids = tokenizer(tf.convert_to_tensor(texts))
+    # In a graph KerasHub tokenizers return a RaggedTensor; eagerly, a dense
+    # array when all texts have the same length and Python lists otherwise.
+    if isinstance(ids, (list, tuple)):
+        ids = tf.ragged.constant(ids, dtype=tf.int32, ragged_rank=1)
+    elif not isinstance(ids, tf.RaggedTensor):
+        ids = tf.RaggedTensor.from_tensor(tf.convert_to_tensor(ids))
+    ids = tf.cast(ids, tf.int32)[:, : sequence_length - specials]
+    column = tf.ones_like(ids[:, :1])
+    parts = ([column * start] if start is not None else []) + [ids]
+    parts += [column * end] if end is not None else []
+    ids = tf.concat(parts, axis=1)
+    token_ids = ids.to_tensor(default_value=pad)
+    padding_mask = tf.sequence_mask(ids.row_lengths(), tf.shape(token_ids)[1], dtype=tf.int32)
+    return {"token_ids": token_ids, "padding_mask": padding_mask}
+
+
 def make_text_dataset(
     data: TextDataset,
     *,
@@ -46,17 +86,8 @@ def make_text_dataset(
     Returns:
         A dataset of `(inputs, labels)` with `inputs` a dict of int32 tensors.
     """
-    sequence_length = check_positive_int("sequence_length", sequence_length)
     batch_size = check_positive_int("batch_size", batch_size)
-    start = getattr(tokenizer, "start_token_id", None)
-    end = getattr(tokenizer, "end_token_id", None)
-    pad = getattr(tokenizer, "pad_token_id", None) or 0
-    specials = (start is not None) + (end is not None)
-    if sequence_length <= specials:
-        raise ValueError(
-            f"`sequence_length` must leave room for text after the {specials} special "
-            f"tokens. Received: sequence_length={sequence_length}."
-        )
+    start, end, pad, specials = _special_tokens(tokenizer, sequence_length)
 
     def encode(text, label):
         ids = tf.cast(tokenizer(text), tf.int32)[: sequence_length - specials]

@@ -1,0 +1,100 @@
+"""SavedModel export: served in a fresh process that imports neither this library nor KerasHub."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+from test_prompted_backbone import tiny_bert
+
+from tf_prompt_tuning import PromptTextClassifier
+from tf_prompt_tuning.export import export_saved_model
+from tf_prompt_tuning.prompt_bank import PromptBank
+from tf_prompt_tuning.text_pipeline import encode_texts
+
+VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "great", "plot"]
+TEXTS = ["good movie", "bad plot", "great great movie", "bad"]
+
+SERVE = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # registers the tokenizer's ops
+path, requests = sys.argv[1], json.loads(sys.argv[2])
+model = tf.saved_model.load(path)
+results = []
+for request in requests:
+    name = request.pop("signature")
+    fn = model.signatures[name] if name == "serving_default" else getattr(model, name)
+    args = {k: tf.constant(v) for k, v in request.items()}
+    out = fn(**args) if name == "serving_default" else fn(*args.values())
+    results.append(out["probabilities"].numpy().tolist())
+assert "tf_prompt_tuning" not in sys.modules and "keras_hub" not in sys.modules
+print(json.dumps(results))
+"""
+
+
+def _serve(path, requests):
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE, str(path), json.dumps(requests)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [np.asarray(r) for r in json.loads(result.stdout.strip().splitlines()[-1])]
+
+
+@pytest.fixture
+def tokenizer():
+    return keras_hub.models.BertTokenizer(vocabulary=VOCABULARY)
+
+
+def _inputs(tokenizer, texts):
+    encoded = {k: keras.ops.convert_to_numpy(v) for k, v in encode_texts(tokenizer, texts, 12).items()}
+    return encoded
+
+
+def test_classifier_export_matches_keras_for_two_batch_sizes(tokenizer, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3)
+    export_saved_model(model, str(tmp_path / "sm"), tokenizer=tokenizer, sequence_length=12)
+    requests, expected = [], []
+    for texts in (TEXTS[:1], TEXTS):
+        inputs = _inputs(tokenizer, texts)
+        requests.append({"signature": "serving_default", **{k: v.tolist() for k, v in inputs.items()}})
+        requests.append({"signature": "serve_text", "text": texts})
+        keras_inputs = {**inputs, "segment_ids": np.zeros_like(inputs["token_ids"])}
+        expected += [keras.ops.convert_to_numpy(keras.ops.softmax(model(keras_inputs)))] * 2
+    for actual, wanted in zip(_serve(tmp_path / "sm", requests), expected):
+        np.testing.assert_allclose(actual, wanted, atol=1e-5)
+
+
+def test_bank_export_serves_mixed_task_batches(tokenizer, tmp_path):
+    keras.utils.set_random_seed(0)
+    backbone = tiny_bert()
+    bank = PromptBank(backbone, num_tokens=3)
+    bank.add_classifier("a", PromptTextClassifier(backbone, 2, num_tokens=3))
+    bank.add_classifier("b", PromptTextClassifier(backbone, 3, num_tokens=3))
+    export_saved_model(bank, str(tmp_path / "sm"), tokenizer=tokenizer, sequence_length=12)
+    task_ids = [0, 1, 1, 0]
+    inputs = _inputs(tokenizer, TEXTS)
+    requests = [
+        {"signature": "serving_default", **{k: v.tolist() for k, v in inputs.items()}, "task_id": task_ids},
+        {"signature": "serve_text", "text": TEXTS[:2], "task_id": task_ids[:2]},
+    ]
+    keras_inputs = {**inputs, "segment_ids": np.zeros_like(inputs["token_ids"]), "task_id": np.array(task_ids)}
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(bank(keras_inputs)))
+    full, text = _serve(tmp_path / "sm", requests)
+    np.testing.assert_allclose(full, expected, atol=1e-5)
+    np.testing.assert_allclose(text, expected[:2, :], atol=1e-5)
+
+
+def test_text_export_needs_a_sequence_length(tokenizer, tmp_path):
+    with pytest.raises(ValueError, match="`sequence_length` is needed"):
+        export_saved_model(PromptTextClassifier(tiny_bert(), 2, num_tokens=3), str(tmp_path), tokenizer=tokenizer)
+
+
+def test_text_export_rejects_a_too_long_sequence_length(tokenizer, tmp_path):
+    with pytest.raises(ValueError, match="exceeds the backbone's maximum of 24 positions"):
+        export_saved_model(PromptTextClassifier(tiny_bert(), 2, num_tokens=3), str(tmp_path), tokenizer=tokenizer, sequence_length=22)

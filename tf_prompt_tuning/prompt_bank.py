@@ -1,0 +1,267 @@
+"""`PromptBank`: many tasks on one frozen backbone, mixed in one batch.
+
+Each task is a prompt and a head. An integer `task_id` input picks, per
+example, which prompt goes into the sequence and which head reads it, so a
+batch that mixes tasks runs in one forward pass through the backbone. Adding
+a task adds its own variables and touches no other task's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from tf_prompt_tuning import initializers
+from tf_prompt_tuning.freezing import freeze
+from tf_prompt_tuning.prompt_file import backbone_fingerprint, load_prompts, restore_prompts
+from tf_prompt_tuning.prompt_layer import PromptLayer, insert_block
+from tf_prompt_tuning.prompted_backbone import check_sequence_fits, prompted_backbone
+from tf_prompt_tuning.text_classifier import POOLINGS, PromptTextClassifier, pool
+
+# Logit given to the classes a task does not have, so softmax gives them 0.
+_ABSENT_CLASS_LOGIT = -1e9
+
+
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
+class PromptBankLayer(PromptLayer):
+    """One `(num_tokens, dim)` prompt per task, chosen per example by `task_id`.
+
+    Tasks share the prompt length: text tokens then sit at the same positions
+    whatever the task, so a mixed batch gives each example exactly what its
+    task alone would.
+
+    Args:
+        num_tokens: prompt length of every task.
+        placement: as in `PromptLayer`.
+        **kwargs: standard layer arguments.
+
+    Call arguments:
+        inputs: float tensor `(batch, seq, dim)`.
+        task_id: int tensor `(batch,)`.
+    """
+
+    extra_inputs = {"task_id": ((), "int32")}
+
+    def __init__(self, num_tokens, placement="prepend", **kwargs):
+        super().__init__(num_tokens, initializer="zeros", placement=placement, **kwargs)
+        self.prompts = []
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(
+                "`PromptBankLayer` expects (batch, seq, dim) inputs with a known dim. "
+                f"Received: input_shape={tuple(input_shape)}."
+            )
+        self.dim = input_shape[-1]
+
+    def add_prompt(self, name: str, initializer="uniform"):
+        """Adds a task's prompt variable and returns it."""
+        # A built layer's state is locked; unlock it to grow, as Keras's own
+        # `enable_lora` does.
+        self._tracker.unlock()
+        variable = self.add_weight(
+            name=f"prompt_{name}",
+            shape=(self.num_tokens, self.dim),
+            initializer=initializers.get(initializer),
+            dtype="float32",
+        )
+        self._tracker.lock()
+        self.prompts.append(variable)
+        return variable
+
+    def call(self, inputs, task_id=None, padding_mask=None, mask=None):
+        if task_id is None:
+            raise ValueError("`PromptBankLayer` needs a `task_id` input.")
+        batch = ops.shape(inputs)[0]
+        if not self.prompts:  # symbolic build, before any task exists
+            block = ops.zeros((batch, self.num_tokens, self.dim), dtype=inputs.dtype)
+        else:
+            stacked = ops.stack([ops.cast(p, inputs.dtype) for p in self.prompts])
+            block = ops.take(stacked, ops.cast(task_id, "int32"), axis=0)
+        return insert_block(inputs, block, self.placement)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("initializer")
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
+class PromptBank(keras.Model):
+    """Serves many prompt-tuned tasks from one frozen backbone.
+
+    Tasks are usually trained one by one as `PromptTextClassifier`s (or
+    loaded from their prompt files) and then added with `add_classifier` or
+    `add_prompt_file`. The model takes the backbone's inputs plus `task_id`
+    `(batch,)` and returns `(batch, max_classes)` float32 logits; classes a
+    task does not have get a logit of -1e9 (probability 0).
+
+    Args:
+        backbone: the frozen KerasHub backbone all tasks share.
+        num_tokens: prompt length of every task.
+        placement: "after_first" (default) or "prepend".
+        pooling: "mean" (default), "cls" or "last".
+        tasks: task specs `{"name", "num_classes", "label_names"}` to create
+            (used when loading a saved bank).
+        **kwargs: standard model arguments.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        *,
+        num_tokens=20,
+        placement="after_first",
+        pooling="mean",
+        tasks: Sequence[dict] = (),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if pooling not in POOLINGS:
+            raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}.")
+        self.backbone = backbone
+        self.prompts = PromptBankLayer(num_tokens, placement=placement, name="prompts")
+        self.encoder = prompted_backbone(backbone, self.prompts)
+        self.hidden_dim = self.encoder.output["sequence_output"].shape[-1]
+        self.heads = []
+        self.tasks = []
+        self.num_tokens = num_tokens
+        self.placement = placement
+        self.pooling = pooling
+        self.built = True
+        for task in tasks:
+            self.add_task(**task)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task["name"] for task in self.tasks]
+
+    def task_id(self, name: str) -> int:
+        """The integer id of a task, for the `task_id` input."""
+        if name not in self.task_names:
+            raise KeyError(f"No task {name!r} in the bank. Its tasks are {self.task_names}.")
+        return self.task_names.index(name)
+
+    def add_task(self, name: str, num_classes: int, label_names=None, prompt_initializer="uniform") -> int:
+        """Adds an untrained task; returns its id."""
+        if name in self.task_names:
+            raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
+        if label_names is not None and len(label_names) != num_classes:
+            raise ValueError(
+                f"`label_names` has {len(label_names)} names for {num_classes} classes."
+            )
+        self.prompts.add_prompt(name, prompt_initializer)
+        head = keras.layers.Dense(num_classes, dtype="float32", name=f"head_{name}")
+        head.build((None, self.hidden_dim))
+        self._tracker.unlock()
+        self.heads.append(head)
+        self._tracker.lock()
+        self.tasks.append(
+            {"name": name, "num_classes": int(num_classes),
+             "label_names": list(label_names) if label_names is not None else None}
+        )  # fmt: skip
+        freeze(self, trainable_layers=[self.prompts, *self.heads])
+        return len(self.tasks) - 1
+
+    def _check_compatible(self, num_tokens, placement, pooling, what):
+        mine = (self.num_tokens, self.placement, self.pooling)
+        if (num_tokens, placement, pooling) != mine:
+            raise ValueError(
+                f"{what} has num_tokens, placement, pooling = {(num_tokens, placement, pooling)}, "
+                f"but the bank's are {mine}. Tasks in one bank share them."
+            )
+
+    def add_classifier(self, name: str, classifier: PromptTextClassifier, label_names=None) -> int:
+        """Adds a trained `PromptTextClassifier` built on this bank's backbone."""
+        if backbone_fingerprint(classifier.backbone) != backbone_fingerprint(self.backbone):
+            raise ValueError(
+                f"Task {name!r} was trained on another backbone. Add only classifiers "
+                "of the bank's backbone."
+            )
+        self._check_compatible(
+            classifier.num_tokens, classifier.placement, classifier.pooling, f"Classifier {name!r}"
+        )
+        task = self.add_task(name, classifier.num_classes, label_names)
+        self.prompts.prompts[task].assign(classifier.prompt.prompt)
+        self.heads[task].kernel.assign(classifier.head.kernel)
+        self.heads[task].bias.assign(classifier.head.bias)
+        return task
+
+    def add_prompt_file(self, name: str, path: str) -> int:
+        """Adds a task from its prompt file (checked against the bank's backbone)."""
+        metadata = load_prompts(path).metadata
+        self._check_compatible(
+            metadata["num_tokens"], metadata.get("placement"), metadata.get("pooling"), repr(path)
+        )
+        classifier = PromptTextClassifier(
+            self.backbone, metadata["num_classes"], num_tokens=metadata["num_tokens"],
+            prompt_initializer="zeros", placement=self.placement, pooling=self.pooling,
+        )  # fmt: skip
+        restore_prompts(classifier, path)
+        return self.add_classifier(name, classifier, metadata.get("label_names"))
+
+    def check_input_length(self, length: int | None):
+        """Raises if `length` tokens plus the prompt exceed the backbone's limit."""
+        check_sequence_fits(self.backbone, self.num_tokens, length)
+
+    def call(self, inputs, training=None):
+        self.check_input_length(inputs["token_ids"].shape[1])
+        if not self.tasks:
+            raise ValueError("The bank has no tasks. Add one with add_classifier or add_prompt_file.")
+        encoded = self.encoder(inputs, training=False)
+        pooled = pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling)
+        width = max(task["num_classes"] for task in self.tasks)
+        logits = []
+        for head, task in zip(self.heads, self.tasks):
+            task_logits = head(pooled)
+            missing = width - task["num_classes"]
+            if missing:
+                filler = ops.full_like(task_logits[:, :1], _ABSENT_CLASS_LOGIT)
+                task_logits = ops.concatenate([task_logits, ops.repeat(filler, missing, axis=1)], 1)
+            logits.append(task_logits)
+        stacked = ops.stack(logits, axis=1)  # (batch, tasks, classes)
+        task_id = ops.cast(inputs["task_id"], "int32")
+        return ops.take_along_axis(stacked, task_id[:, None, None], axis=1)[:, 0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "num_tokens": self.num_tokens,
+                "placement": self.placement,
+                "pooling": self.pooling,
+                "tasks": [dict(task) for task in self.tasks],
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def ensemble_probabilities(bank: PromptBank, inputs: dict, task_names: Sequence[str]):
+    """Averages the class probabilities of several tasks' prompts in one pass.
+
+    Lester et al. (2021) ensemble prompts trained for the same task on one
+    frozen model: the batch is repeated once per member, with each member's
+    `task_id`, and the K x batch examples go through the backbone together.
+
+    Returns:
+        `(batch, num_classes)` mean probabilities.
+    """
+    ids = [bank.task_id(name) for name in task_names]
+    classes = {bank.tasks[i]["num_classes"] for i in ids}
+    if len(classes) != 1:
+        raise ValueError(f"Ensemble members must have the same classes. Received: {task_names}.")
+    batch = ops.shape(inputs["token_ids"])[0]
+    tiled = {k: ops.tile(v, [len(ids)] + [1] * (len(v.shape) - 1)) for k, v in inputs.items() if k != "task_id"}
+    tiled["task_id"] = ops.repeat(ops.convert_to_tensor(np.asarray(ids, "int32")), batch)
+    probabilities = ops.softmax(bank(tiled, training=False))[:, : classes.pop()]
+    return ops.mean(ops.reshape(probabilities, (len(ids), batch, -1)), axis=0)
