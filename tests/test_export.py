@@ -98,3 +98,13 @@ def test_text_export_needs_a_sequence_length(tokenizer, tmp_path):
 def test_text_export_rejects_a_too_long_sequence_length(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="exceeds the backbone's maximum of 24 positions"):
         export_saved_model(PromptTextClassifier(tiny_bert(), 2, num_tokens=3), str(tmp_path), tokenizer=tokenizer, sequence_length=22)
+
+
+def test_each_weight_is_stored_once(tokenizer, tmp_path):
+    import tensorflow as tf
+
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3)
+    export_saved_model(model, str(tmp_path / "sm"))
+    keys = tf.train.load_checkpoint(str(tmp_path / "sm" / "variables" / "variables")).get_variable_to_shape_map()
+    stored = [k for k in keys if k.endswith("VARIABLE_VALUE")]
+    assert len(stored) <= len(model.weights)

@@ -51,8 +51,9 @@ def export_saved_model(model, path: str, *, tokenizer=None, sequence_length: int
     task = tf.TensorSpec([None], tf.int32, name="task_id")
     text = tf.TensorSpec([None], tf.string, name="text")
 
+    # The endpoints track the variables they use. Tracking the model as well
+    # would store every weight twice (once per Keras and TF variable object).
     archive = keras.export.ExportArchive()
-    archive.track(model)
     if bank:
         archive.add_endpoint("serve", probabilities, input_signature=[ids, mask, task])
     else:
