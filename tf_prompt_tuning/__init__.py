@@ -29,6 +29,7 @@ from tf_prompt_tuning.prompt_layer import PromptLayer
 from tf_prompt_tuning.prompted_backbone import prompted_backbone
 from tf_prompt_tuning.text_classifier import PromptTextClassifier
 from tf_prompt_tuning.text_classifier import make_prompt_initializer
+from tf_prompt_tuning.text_pipeline import encode_texts
 from tf_prompt_tuning.text_pipeline import make_text_dataset
 from tf_prompt_tuning.training import TrainingHistory
 from tf_prompt_tuning.training import TrainStep
@@ -46,6 +47,7 @@ __all__ = [
     "TextDataset",
     "TrainStep",
     "TrainingHistory",
+    "encode_texts",
     "ensemble_probabilities",
     "export_saved_model",
     "freeze",

@@ -84,7 +84,7 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
             f"{model.num_classes} classes. Received: label_names={list(label_names)}."
         )
     reserved = {"format_version", "library_version", "backbone_fingerprint", "backbone_class",
-                "num_tokens", "placement", "pooling", "num_classes", "label_names", "initializer"}
+                "num_tokens", "dim", "placement", "pooling", "num_classes", "label_names", "initializer"}
     clashes = sorted(reserved & set(extra or {}))
     if clashes:
         raise ValueError(
@@ -97,6 +97,7 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
         "backbone_fingerprint": backbone_fingerprint(model.backbone),
         "backbone_class": type(model.backbone).__name__,
         "num_tokens": model.num_tokens,
+        "dim": int(model.head.kernel.shape[0]),
         "placement": model.placement,
         "pooling": model.pooling,
         "num_classes": model.num_classes,

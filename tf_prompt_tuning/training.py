@@ -58,8 +58,9 @@ class TrainStep:
 
     def _step(self, x, y, *sample_weight):
         variables = self._variables
-        # Only the trainable (prompt/head) variables are watched: the tape then
-        # never builds gradients with respect to frozen weights.
+        # Only the trainable (prompt/head) variables are watched, so no gradient
+        # with respect to a frozen weight is ever computed (unused gradient ops
+        # are pruned from the graph).
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in variables])
             predictions = self.model(x, training=True)

