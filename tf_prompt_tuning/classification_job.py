@@ -10,6 +10,7 @@ visible; it writes the prompt file, a metrics JSON and a PNG of the curves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -22,6 +23,7 @@ from tf_prompt_tuning._io import write_atomically
 from tf_prompt_tuning.backbone import DEFAULT_BACKBONE, load_backbone
 from tf_prompt_tuning.datasets import TextDataset, load_dataset
 from tf_prompt_tuning.freezing import parameter_summary
+from tf_prompt_tuning.plotting import plot_training_curves
 from tf_prompt_tuning.prompt_file import restore_prompts, save_prompts
 from tf_prompt_tuning.text_classifier import PromptTextClassifier, make_prompt_initializer
 from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset
@@ -95,11 +97,12 @@ def _fit_one(name, model, splits, tokenizer, config, print_fn):
     """Trains one classifier; returns its metrics and per-epoch curves."""
     model.check_input_length(config.max_length)
     names = _input_names(model.backbone)
-    make = lambda data, shuffle: make_text_dataset(  # noqa: E731
-        data, tokenizer=tokenizer, sequence_length=config.max_length,
-        batch_size=config.batch_size, input_names=names, shuffle=shuffle, seed=config.seed,
+    make = functools.partial(
+        make_text_dataset, tokenizer=tokenizer, sequence_length=config.max_length,
+        batch_size=config.batch_size, input_names=names, seed=config.seed,
     )  # fmt: skip
-    train_ds, dev_ds, test_ds = make(splits[0], True), make(splits[1], False), make(splits[2], False)
+    train_ds = make(splits[0], shuffle=True)
+    dev_ds, test_ds = make(splits[1]), make(splits[2])
     summary = parameter_summary(model)
     print_fn(f"\n== {name} ==\n{summary}")
     dev_accuracy = []
@@ -150,34 +153,6 @@ def _fit_one(name, model, splits, tokenizer, config, print_fn):
     }
 
 
-def _plot(results: dict, path: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, result in results.items():
-        losses = np.asarray(result["step_losses"])
-        window = max(1, len(losses) // 50)
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        loss_ax.plot(smooth, label=name)
-        epochs = np.arange(1, len(result["dev_accuracy"]) + 1)
-        acc_ax.plot(
-            epochs, result["dev_accuracy"], marker="o",
-            label=f"{name} (test {result['test_accuracy']:.3f})",
-        )  # fmt: skip
-    loss_ax.set(title="training loss (moving average)", xlabel="step", ylabel="loss")
-    acc_ax.set(title="dev accuracy after each epoch", xlabel="epoch", ylabel="accuracy")
-    acc_ax.xaxis.get_major_locator().set_params(integer=True)
-    for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def load_splits(config: TrainConfig) -> tuple[TextDataset, TextDataset, TextDataset]:
     """The fixed seeded train/dev/test split, the training part capped at `train_size`."""
     train_split, dev, test = load_dataset(config.data).split(seed=config.seed)
@@ -221,7 +196,7 @@ def run_training(config: TrainConfig = TrainConfig(), *, print_fn=print, backbon
                "train_config": dataclasses.asdict(config)},
     )  # fmt: skip
     plot_path = os.path.join(config.output_dir, "curves.png")
-    _plot(results, plot_path)
+    plot_training_curves(results, plot_path)
     metrics = {
         "config": dataclasses.asdict(config),
         "label_names": list(label_names),
