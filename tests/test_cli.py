@@ -30,3 +30,16 @@ def test_unknown_command_is_a_usage_error(capsys):
         main(["dmeo"])
     assert raised.value.code == 2
     assert "invalid choice: 'dmeo'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "--prompt", "no/such.safetensors"], "Prompt file 'no/such.safetensors' does not exist"),
+        (["train", "--data", "no/such.csv"], "Data file 'no/such.csv' does not exist"),
+    ],
+)
+def test_user_errors_are_messages_not_tracebacks(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
