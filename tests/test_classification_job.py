@@ -19,7 +19,7 @@ def preset_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_preset")
     keras.utils.set_random_seed(0)
     keras_hub.models.BertBackbone(
-        vocabulary_size=len(VOCABULARY), num_layers=1, num_heads=2, hidden_dim=16,
+        vocabulary_size=len(VOCABULARY), num_layers=2, num_heads=2, hidden_dim=16,
         intermediate_dim=32, max_sequence_length=32,
     ).save_to_preset(str(path))  # fmt: skip
     keras_hub.models.BertTokenizer(vocabulary=VOCABULARY).save_to_preset(str(path))
@@ -141,3 +141,16 @@ def test_cli_bank_directory_predict_evaluate_and_export(trained, data_file, tmp_
     assert (tmp_path / "sm" / "saved_model.pb").exists()
     assert main(["export", "--prompt", str(output_dir / "prompt.safetensors"), "--output", str(tmp_path / "one")]) == 0
     assert (tmp_path / "one" / "saved_model.pb").exists()
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match=r"`method` must be one of \('prompt', 'deep'\). Received: method='lora'"):
+        TrainConfig(method="lora")
+
+
+def test_deep_method_end_to_end(preset_dir, data_file, tmp_path):
+    metrics = run_training(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False, method="deep"),
+                           print_fn=lambda *a: None)  # fmt: skip
+    assert metrics["results"]["deep prompt + head"]["trainable_params"] == 2 * 4 * 16 + 16 * 2 + 2
+    model, _, metadata = load_task(str(tmp_path / "prompt.safetensors"))
+    assert metadata["deep"] and model.deep

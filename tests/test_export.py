@@ -108,3 +108,13 @@ def test_each_weight_is_stored_once(tokenizer, tmp_path):
     keys = tf.train.load_checkpoint(str(tmp_path / "sm" / "variables" / "variables")).get_variable_to_shape_map()
     stored = [k for k in keys if k.endswith("VARIABLE_VALUE")]
     assert len(stored) <= len(model.weights)
+
+
+def test_deep_prompt_classifier_exports(tokenizer, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, deep=True)
+    export_saved_model(model, str(tmp_path / "sm"), tokenizer=tokenizer, sequence_length=12)
+    inputs = _inputs(tokenizer, TEXTS)
+    (served,) = _serve(tmp_path / "sm", [{"signature": "serve_text", "text": TEXTS}])
+    keras_inputs = {**inputs, "segment_ids": np.zeros_like(inputs["token_ids"])}
+    np.testing.assert_allclose(served, keras.ops.convert_to_numpy(keras.ops.softmax(model(keras_inputs))), atol=1e-5)

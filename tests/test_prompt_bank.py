@@ -103,3 +103,9 @@ def test_errors(setup, tmp_path):
         PromptBank(backbone, num_tokens=3)({**bert_inputs(), "task_id": np.array([0, 0])})
     with pytest.raises(ValueError, match="`pooling` must be one of"):
         PromptBank(backbone, pooling="max")
+
+
+def test_deep_prompts_are_not_bankable(setup):
+    backbone, _, bank = setup
+    with pytest.raises(ValueError, match="has deep prompts; a bank holds input-level prompts only"):
+        bank.add_classifier("deep", PromptTextClassifier(backbone, 2, num_tokens=3, deep=True))

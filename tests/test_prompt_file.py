@@ -387,3 +387,21 @@ def test_extra_cannot_override_reserved_metadata(model, tmp_path):
         save_prompts(
             model, str(tmp_path / "p.safetensors"), extra={"backbone_fingerprint": "0" * 16}
         )
+
+
+def test_deep_prompt_file_round_trip(tmp_path):
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=30, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=24,
+    )  # fmt: skip
+    source = PromptTextClassifier(backbone, 2, num_tokens=3, deep=True)
+    path = save_prompts(source, str(tmp_path / "deep.safetensors"))
+    loaded = load_prompts(path)
+    assert loaded.metadata["deep"] is True
+    assert loaded.tensors["deep_prompts"].shape == (1, 3, 8)
+    target = PromptTextClassifier(backbone, 2, num_tokens=3, deep=True, prompt_initializer="zeros")
+    restore_prompts(target, path)
+    np.testing.assert_array_equal(target.prompt.deep_prompts.numpy(), source.prompt.deep_prompts.numpy())
+    with pytest.raises(PromptFileError, match=r"deep=True"):
+        restore_prompts(PromptTextClassifier(backbone, 2, num_tokens=3), path)

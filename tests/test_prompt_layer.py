@@ -226,3 +226,27 @@ def test_unknown_initializer_name():
 def test_non_float_input():
     with pytest.raises(TypeError, match="expects a float sequence of embeddings.*int32"):
         PromptLayer(2)(np.zeros((1, 4, 3), "int32"))
+
+
+def test_deep_prompt_layer_replaces_prompt_positions_per_layer():
+    from tf_prompt_tuning.prompt_layer import DeepPromptLayer
+
+    layer = DeepPromptLayer(2, num_layers=3, placement="after_first")
+    x = _sequence()
+    inserted = keras.ops.convert_to_numpy(layer(x))
+    assert layer.deep_prompts.shape == (2, 2, 3) and layer.deep_prompts.dtype == "float32"
+    replaced = keras.ops.convert_to_numpy(layer(inserted + 1.0, layer_index=2))
+    np.testing.assert_array_equal(replaced[:, 1:3], np.broadcast_to(keras.ops.convert_to_numpy(layer.deep_prompts[1]), (2, 2, 3)))
+    np.testing.assert_array_equal(replaced[:, :1], inserted[:, :1] + 1.0)
+    np.testing.assert_array_equal(replaced[:, 3:], inserted[:, 3:] + 1.0)
+    clone = assert_config_round_trip(layer)
+    assert clone.num_layers == 3
+
+
+def test_deep_prompt_layer_bad_num_layers():
+    from tf_prompt_tuning.prompt_layer import DeepPromptLayer
+
+    with pytest.raises(ValueError, match="`num_layers` must be a positive integer. Received: num_layers=0"):
+        DeepPromptLayer(2, num_layers=0)
+    with pytest.raises(ValueError, match="at least 2 transformer layers. Received: num_layers=1"):
+        DeepPromptLayer(2, num_layers=1)

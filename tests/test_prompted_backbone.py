@@ -109,3 +109,27 @@ def test_rejects_a_model_without_token_ids():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="must be a functional KerasHub backbone whose inputs include 'token_ids'"):
         prompted_backbone(model, PromptLayer(2))
+
+
+def test_deep_prompt_rewrites_prompt_positions_before_every_layer():
+    from tf_prompt_tuning.prompt_layer import DeepPromptLayer
+
+    backbone = tiny_bert()
+    prompt = DeepPromptLayer(NUM_TOKENS, num_layers=2, placement="after_first")
+    inputs = bert_inputs()
+    actual = _np(prompted_backbone(backbone, prompt)(inputs)["sequence_output"])
+
+    tokens = prompt(backbone.token_embedding(inputs["token_ids"]))
+    mask = _np(prompt.extend_mask(inputs["padding_mask"], 1))
+    x = tokens + backbone.position_embedding(tokens) + backbone.segment_embedding(np.zeros(mask.shape, "int32"))
+    x = backbone.embeddings_layer_norm(x)
+    x = backbone.transformer_layers[0](x, padding_mask=mask)
+    x = backbone.transformer_layers[1](prompt(x, layer_index=1), padding_mask=mask)
+    np.testing.assert_allclose(actual, _np(x), atol=1e-5)
+
+
+def test_deep_prompt_must_match_the_number_of_layers():
+    from tf_prompt_tuning.prompt_layer import DeepPromptLayer
+
+    with pytest.raises(ValueError, match="The deep prompt has 3 layers, the backbone 2 transformer layers"):
+        prompted_backbone(tiny_bert(), DeepPromptLayer(NUM_TOKENS, num_layers=3))

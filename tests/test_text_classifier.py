@@ -153,3 +153,26 @@ def test_prompt_from_array():
     value = np.ones((2, 8), "float32")
     model = PromptTextClassifier(tiny_bert(), 2, num_tokens=2, prompt_initializer=FromArray(value))
     np.testing.assert_array_equal(_np(model.prompt.prompt), value)
+
+
+def test_deep_prompts_train_and_keep_backbone_frozen(tmp_path):
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=4, deep=True)
+    summary = parameter_summary(model)
+    assert summary.by_layer == {"prompt": 2 * 4 * 8, "head": 18}  # one prompt per layer
+    frozen = [_np(v).copy() for v in model.backbone.weights]
+    deep = _np(model.prompt.deep_prompts).copy()
+    step = make_train_step(model, loss=LOSS, optimizer=keras.optimizers.Adam(0.05))
+    for _ in range(5):
+        step(bert_inputs(), np.array([0, 1]))
+    assert not np.allclose(deep, _np(model.prompt.deep_prompts))
+    for before, variable in zip(frozen, model.backbone.weights):
+        np.testing.assert_array_equal(before, _np(variable))
+    restored = assert_keras_save_load_parity(model, bert_inputs(), tmp_path, atol=1e-6)
+    assert restored.deep
+
+
+def test_deep_prompts_on_gpt2():
+    model = PromptTextClassifier(tiny_gpt2(), 2, num_tokens=3, placement="prepend", pooling="last", deep=True)
+    inputs = {"token_ids": np.array([[5, 6, 7, 0]]), "padding_mask": np.array([[1, 1, 1, 0]])}
+    make_train_step(model, loss=LOSS, optimizer="adam")(inputs, np.array([1]))
+    assert model(inputs).shape == (1, 2)

@@ -31,6 +31,7 @@ from tf_prompt_tuning.training import make_train_step, train
 
 PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
+METHODS = ("prompt", "deep")
 
 
 @dataclasses.dataclass
@@ -40,6 +41,7 @@ class TrainConfig:
     backbone: str = DEFAULT_BACKBONE
     data: str = "movie_reviews"
     num_tokens: int = 20
+    method: str = "prompt"
     initializer: str = "uniform"
     init_text: str | None = None
     pooling: str = "mean"
@@ -56,6 +58,8 @@ class TrainConfig:
     output_dir: str = "outputs/train"
 
     def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"`method` must be one of {METHODS}. Received: method={self.method!r}.")
         if self.schedule not in SCHEDULES:
             raise ValueError(
                 f"`schedule` must be one of {SCHEDULES}. Received: schedule={self.schedule!r}."
@@ -185,9 +189,10 @@ def run_training(config: TrainConfig = TrainConfig(), *, print_fn=print, backbon
     model = PromptTextClassifier(
         backbone, len(label_names), num_tokens=config.num_tokens,
         prompt_initializer=initializer, placement=config.placement, pooling=config.pooling,
-        seed=config.seed, name="prompt_tuned",
+        deep=config.method == "deep", seed=config.seed, name="prompt_tuned",
     )  # fmt: skip
-    results["prompt + head"] = _fit_one("prompt + head", model, splits, tokenizer, config, print_fn)
+    name = "deep prompt + head" if config.method == "deep" else "prompt + head"
+    results[name] = _fit_one(name, model, splits, tokenizer, config, print_fn)
 
     prompt_path = save_prompts(
         model, os.path.join(config.output_dir, PROMPT_FILENAME), label_names=label_names,
@@ -228,6 +233,7 @@ def load_task(prompt_path: str, *, backbone: str | None = None):
     model = PromptTextClassifier(
         backbone_model, metadata["num_classes"], num_tokens=metadata["num_tokens"],
         prompt_initializer="zeros", placement=metadata["placement"], pooling=metadata["pooling"],
+        deep=metadata.get("deep", False),
     )  # fmt: skip
     restore_prompts(model, prompt_path)
     return model, tokenizer, metadata

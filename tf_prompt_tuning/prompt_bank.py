@@ -181,6 +181,11 @@ class PromptBank(keras.Model):
                 f"Task {name!r} was trained on another backbone. Add only classifiers "
                 "of the bank's backbone."
             )
+        if classifier.deep:
+            raise ValueError(
+                f"Classifier {name!r} has deep prompts; a bank holds input-level prompts only. "
+                "Serve it on its own (export_saved_model works for it)."
+            )
         self._check_compatible(
             classifier.num_tokens, classifier.placement, classifier.pooling, f"Classifier {name!r}"
         )
@@ -199,6 +204,7 @@ class PromptBank(keras.Model):
         classifier = PromptTextClassifier(
             self.backbone, metadata["num_classes"], num_tokens=metadata["num_tokens"],
             prompt_initializer="zeros", placement=self.placement, pooling=self.pooling,
+            deep=metadata.get("deep", False),
         )  # fmt: skip
         restore_prompts(classifier, path)
         return self.add_classifier(name, classifier, metadata.get("label_names"))

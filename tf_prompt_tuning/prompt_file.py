@@ -57,6 +57,8 @@ def _model_tensors(model) -> dict[str, np.ndarray]:
     tensors = {}
     if model.prompt is not None:
         tensors["prompt"] = model.prompt.prompt.numpy()
+    if getattr(model, "deep", False):
+        tensors["deep_prompts"] = model.prompt.deep_prompts.numpy()
     tensors["head/kernel"] = model.head.kernel.numpy()
     tensors["head/bias"] = model.head.bias.numpy()
     return tensors
@@ -84,7 +86,7 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
             f"{model.num_classes} classes. Received: label_names={list(label_names)}."
         )
     reserved = {"format_version", "library_version", "backbone_fingerprint", "backbone_class",
-                "num_tokens", "dim", "placement", "pooling", "num_classes", "label_names", "initializer"}
+                "num_tokens", "deep", "dim", "placement", "pooling", "num_classes", "label_names", "initializer"}
     clashes = sorted(reserved & set(extra or {}))
     if clashes:
         raise ValueError(
@@ -97,6 +99,7 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
         "backbone_fingerprint": backbone_fingerprint(model.backbone),
         "backbone_class": type(model.backbone).__name__,
         "num_tokens": model.num_tokens,
+        "deep": bool(getattr(model, "deep", False)),
         "dim": int(model.head.kernel.shape[0]),
         "placement": model.placement,
         "pooling": model.pooling,
@@ -170,11 +173,13 @@ def restore_prompts(model, path: str) -> PromptFile:
     targets = {"head/kernel": model.head.kernel, "head/bias": model.head.bias}
     if model.prompt is not None:
         targets["prompt"] = model.prompt.prompt
+    if getattr(model, "deep", False):
+        targets["deep_prompts"] = model.prompt.deep_prompts
     if set(targets) != set(loaded.tensors):
         raise PromptFileError(
             f"{path!r} holds {sorted(loaded.tensors)}, but the model has "
             f"{sorted(targets)}. Build the model with the file's settings: "
-            f"num_tokens={loaded.metadata.get('num_tokens')}."
+            f"num_tokens={loaded.metadata.get('num_tokens')}, deep={loaded.metadata.get('deep', False)}."
         )
     for name, variable in targets.items():
         value = loaded.tensors[name]

@@ -10,7 +10,7 @@ from keras import ops
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
-from tf_prompt_tuning.prompt_layer import PromptLayer
+from tf_prompt_tuning.prompt_layer import DeepPromptLayer, PromptLayer
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits, prompted_backbone
 
 POOLINGS = ("mean", "cls", "last")
@@ -114,6 +114,8 @@ class PromptTextClassifier(keras.Model):
         pooling: "mean" (default; masked mean over all positions), "cls" or
             "last".
         head_dropout: dropout rate before the head.
+        deep: a prompt for every transformer layer (`DeepPromptLayer`,
+            P-tuning v2) instead of the input only.
         seed: seed of the random initializers.
         **kwargs: standard model arguments (`name`, `dtype`, ...).
 
@@ -135,6 +137,7 @@ class PromptTextClassifier(keras.Model):
         placement="after_first",
         pooling="mean",
         head_dropout=0.0,
+        deep=False,
         seed=None,
         **kwargs,
     ):
@@ -159,9 +162,15 @@ class PromptTextClassifier(keras.Model):
                 prompt_initializer = make_prompt_initializer(
                     prompt_initializer, backbone=backbone, num_tokens=num_tokens, seed=seed
                 )
-            self.prompt = PromptLayer(
-                num_tokens, initializer=prompt_initializer, placement=placement, name="prompt"
-            )
+            if deep:
+                self.prompt = DeepPromptLayer(
+                    num_tokens, len(backbone.transformer_layers), initializer=prompt_initializer,
+                    placement=placement, name="prompt",
+                )  # fmt: skip
+            else:
+                self.prompt = PromptLayer(
+                    num_tokens, initializer=prompt_initializer, placement=placement, name="prompt"
+                )
         self.encoder = prompted_backbone(backbone, self.prompt)
         self.head_dropout_layer = keras.layers.Dropout(head_dropout, name="head_dropout")
         # float32 logits under mixed precision, for a stable softmax.
@@ -172,6 +181,7 @@ class PromptTextClassifier(keras.Model):
         self.placement = placement
         self.pooling = pooling
         self.head_dropout = head_dropout
+        self.deep = bool(deep)
         self.seed = seed
         self.built = True
         freeze(self, trainable_layers=[self.head])
@@ -201,6 +211,7 @@ class PromptTextClassifier(keras.Model):
                 "placement": self.placement,
                 "pooling": self.pooling,
                 "head_dropout": self.head_dropout,
+                "deep": self.deep,
                 "seed": self.seed,
             }
         )
