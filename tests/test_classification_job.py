@@ -154,3 +154,11 @@ def test_deep_method_end_to_end(preset_dir, data_file, tmp_path):
     assert metrics["results"]["deep prompt + head"]["trainable_params"] == 2 * 4 * 16 + 16 * 2 + 2
     model, _, metadata = load_task(str(tmp_path / "prompt.safetensors"))
     assert metadata["deep"] and model.deep
+
+
+def test_p_tuning_method_end_to_end(preset_dir, data_file, tmp_path):
+    metrics = run_training(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False,
+                                   method="p-tuning", encoder="mlp"), print_fn=lambda *a: None)  # fmt: skip
+    assert "p-tuning (mlp) + head" in metrics["results"]
+    model, _, metadata = load_task(str(tmp_path / "prompt.safetensors"))
+    assert metadata["prompt_encoder"] == "mlp" and model.prompt_encoder is None  # served as plain prompts

@@ -405,3 +405,29 @@ def test_deep_prompt_file_round_trip(tmp_path):
     np.testing.assert_array_equal(target.prompt.deep_prompts.numpy(), source.prompt.deep_prompts.numpy())
     with pytest.raises(PromptFileError, match=r"deep=True"):
         restore_prompts(PromptTextClassifier(backbone, 2, num_tokens=3), path)
+
+
+def test_p_tuning_file_serves_without_encoder_and_resumes_with_it(tmp_path):
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=24,
+    )  # fmt: skip
+    inputs = {"token_ids": np.array([[2, 5, 6, 3]]), "segment_ids": np.zeros((1, 4), "int32"),
+              "padding_mask": np.ones((1, 4), "int32")}  # fmt: skip
+    source = PromptTextClassifier(backbone, 2, num_tokens=3, prompt_encoder="mlp")
+    path = save_prompts(source, str(tmp_path / "pt.safetensors"))
+    loaded = load_prompts(path)
+    assert loaded.metadata["prompt_encoder"] == "mlp"
+    assert {"prompt", "encoder/seeds", "encoder/0"} <= set(loaded.tensors)
+    expected = source(inputs).numpy()
+    plain = PromptTextClassifier(backbone, 2, num_tokens=3, prompt_initializer="zeros")
+    restore_prompts(plain, path)  # serving: the encoder's output only
+    np.testing.assert_allclose(plain(inputs).numpy(), expected, atol=1e-6)
+    resumed = PromptTextClassifier(backbone, 2, num_tokens=3, prompt_encoder="mlp", prompt_initializer="zeros")
+    restore_prompts(resumed, path)  # training: the seeds and the encoder
+    np.testing.assert_allclose(resumed(inputs).numpy(), expected, atol=1e-6)
+    for a, b in zip(resumed.prompt.encoder_weights, source.prompt.encoder_weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(PromptFileError, match="prompt_encoder=mlp"):
+        restore_prompts(PromptTextClassifier(backbone, 2, num_tokens=3, prompt_encoder="lstm"), path)

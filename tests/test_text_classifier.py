@@ -176,3 +176,21 @@ def test_deep_prompts_on_gpt2():
     inputs = {"token_ids": np.array([[5, 6, 7, 0]]), "padding_mask": np.array([[1, 1, 1, 0]])}
     make_train_step(model, loss=LOSS, optimizer="adam")(inputs, np.array([1]))
     assert model(inputs).shape == (1, 2)
+
+
+def test_deep_and_encoder_together_is_an_error():
+    with pytest.raises(ValueError, match="Choose deep prompts or a prompt encoder, not both"):
+        PromptTextClassifier(tiny_bert(), 2, num_tokens=2, deep=True, prompt_encoder="mlp")
+
+
+def test_p_tuning_classifier_trains_encoder_and_keeps_backbone_frozen(tmp_path):
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, prompt_encoder="lstm")
+    frozen = [_np(v).copy() for v in model.backbone.weights]
+    step = make_train_step(model, loss=LOSS, optimizer=keras.optimizers.Adam(0.05))
+    seeds = _np(model.prompt.prompt).copy()
+    for _ in range(3):
+        step(bert_inputs(), np.array([0, 1]))
+    assert not np.allclose(seeds, _np(model.prompt.prompt))
+    for before, variable in zip(frozen, model.backbone.weights):
+        np.testing.assert_array_equal(before, _np(variable))
+    assert_keras_save_load_parity(model, bert_inputs(), tmp_path, atol=1e-6)

@@ -25,6 +25,8 @@ from tf_prompt_tuning.prompt_file import PromptFileError
 from tf_prompt_tuning.prompt_file import load_prompts
 from tf_prompt_tuning.prompt_file import restore_prompts
 from tf_prompt_tuning.prompt_file import save_prompts
+from tf_prompt_tuning.prompt_layer import DeepPromptLayer
+from tf_prompt_tuning.prompt_layer import PromptEncoderLayer
 from tf_prompt_tuning.prompt_layer import PromptLayer
 from tf_prompt_tuning.prompted_backbone import prompted_backbone
 from tf_prompt_tuning.text_classifier import PromptTextClassifier
@@ -38,9 +40,11 @@ from tf_prompt_tuning.training import train
 
 __all__ = [
     "DataError",
+    "DeepPromptLayer",
     "ParameterSummary",
     "PromptBank",
     "PromptBankLayer",
+    "PromptEncoderLayer",
     "PromptFileError",
     "PromptLayer",
     "PromptTextClassifier",

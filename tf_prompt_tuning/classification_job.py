@@ -31,7 +31,8 @@ from tf_prompt_tuning.training import make_train_step, train
 
 PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
-METHODS = ("prompt", "deep")
+METHODS = ("prompt", "deep", "p-tuning")
+ENCODERS = ("mlp", "lstm")
 
 
 @dataclasses.dataclass
@@ -42,6 +43,7 @@ class TrainConfig:
     data: str = "movie_reviews"
     num_tokens: int = 20
     method: str = "prompt"
+    encoder: str = "mlp"
     initializer: str = "uniform"
     init_text: str | None = None
     pooling: str = "mean"
@@ -60,6 +62,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}. Received: method={self.method!r}.")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"`encoder` must be one of {ENCODERS}. Received: encoder={self.encoder!r}.")
         if self.schedule not in SCHEDULES:
             raise ValueError(
                 f"`schedule` must be one of {SCHEDULES}. Received: schedule={self.schedule!r}."
@@ -189,9 +193,12 @@ def run_training(config: TrainConfig = TrainConfig(), *, print_fn=print, backbon
     model = PromptTextClassifier(
         backbone, len(label_names), num_tokens=config.num_tokens,
         prompt_initializer=initializer, placement=config.placement, pooling=config.pooling,
-        deep=config.method == "deep", seed=config.seed, name="prompt_tuned",
+        deep=config.method == "deep",
+        prompt_encoder=config.encoder if config.method == "p-tuning" else None,
+        seed=config.seed, name="prompt_tuned",
     )  # fmt: skip
-    name = "deep prompt + head" if config.method == "deep" else "prompt + head"
+    name = {"prompt": "prompt + head", "deep": "deep prompt + head",
+            "p-tuning": f"p-tuning ({config.encoder}) + head"}[config.method]  # fmt: skip
     results[name] = _fit_one(name, model, splits, tokenizer, config, print_fn)
 
     prompt_path = save_prompts(

@@ -27,6 +27,7 @@ def _train(args) -> int:
 
     config = TrainConfig(
         backbone=args.backbone, data=args.data, num_tokens=args.num_tokens, method=args.method,
+        encoder=args.encoder,
         initializer=args.init, init_text=args.init_text, pooling=args.pooling,
         placement=args.placement, epochs=args.epochs, batch_size=args.batch_size,
         max_length=args.max_length, learning_rate=args.learning_rate, schedule=args.schedule,
@@ -135,8 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="movie_reviews (default), tweets, amazon_reviews, nyt_editorials, "
                        "or a .csv/.tsv/.jsonl file with columns text,label")
     train.add_argument("--num-tokens", type=int, default=defaults.num_tokens, help="prompt length")
-    train.add_argument("--method", default=defaults.method, choices=["prompt", "deep"],
-                       help="prompt: the input only (Lester et al.); deep: every layer (P-tuning v2)")
+    train.add_argument("--method", default=defaults.method, choices=["prompt", "deep", "p-tuning"],
+                       help="prompt: the input only (Lester et al.); deep: every layer (P-tuning v2); "
+                       "p-tuning: the input prompt made by an encoder over trainable seeds")
+    train.add_argument("--encoder", default=defaults.encoder, choices=["mlp", "lstm"],
+                       help="the prompt encoder of --method p-tuning")
     train.add_argument("--init", default=defaults.initializer,
                        choices=["uniform", "vocab", "text", "labels"], help="prompt initialization")
     train.add_argument("--init-text", help='text for --init text, e.g. "classify the sentiment"')

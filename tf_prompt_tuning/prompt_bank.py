@@ -190,7 +190,7 @@ class PromptBank(keras.Model):
             classifier.num_tokens, classifier.placement, classifier.pooling, f"Classifier {name!r}"
         )
         task = self.add_task(name, classifier.num_classes, label_names)
-        self.prompts.prompts[task].assign(classifier.prompt.prompt)
+        self.prompts.prompts[task].assign(classifier.prompt.prompt_value())
         self.heads[task].kernel.assign(classifier.head.kernel)
         self.heads[task].bias.assign(classifier.head.bias)
         return task

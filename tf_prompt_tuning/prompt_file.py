@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 
+import keras
 import numpy as np
 
 from tf_prompt_tuning._io import write_atomically
@@ -53,14 +54,26 @@ class PromptFile:
     metadata: dict
 
 
-def _model_tensors(model) -> dict[str, np.ndarray]:
-    tensors = {}
-    if model.prompt is not None:
-        tensors["prompt"] = model.prompt.prompt.numpy()
+def _variables(model) -> dict:
+    """The model's task variables by their name in a prompt file."""
+    variables = {"head/kernel": model.head.kernel, "head/bias": model.head.bias}
+    if getattr(model, "prompt_encoder", None):
+        variables["encoder/seeds"] = model.prompt.prompt
+        for i, weight in enumerate(model.prompt.encoder_weights):
+            variables[f"encoder/{i}"] = weight
+    elif model.prompt is not None:
+        variables["prompt"] = model.prompt.prompt
     if getattr(model, "deep", False):
-        tensors["deep_prompts"] = model.prompt.deep_prompts.numpy()
-    tensors["head/kernel"] = model.head.kernel.numpy()
-    tensors["head/bias"] = model.head.bias.numpy()
+        variables["deep_prompts"] = model.prompt.deep_prompts
+    return variables
+
+
+def _model_tensors(model) -> dict[str, np.ndarray]:
+    tensors = {name: np.asarray(v.numpy()) for name, v in _variables(model).items()}
+    if getattr(model, "prompt_encoder", None):
+        # The encoder's output, so serving needs no encoder; the encoder
+        # itself is kept for resuming training.
+        tensors["prompt"] = keras.ops.convert_to_numpy(model.prompt.prompt_value())
     return tensors
 
 
@@ -86,7 +99,7 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
             f"{model.num_classes} classes. Received: label_names={list(label_names)}."
         )
     reserved = {"format_version", "library_version", "backbone_fingerprint", "backbone_class",
-                "num_tokens", "deep", "dim", "placement", "pooling", "num_classes", "label_names", "initializer"}
+                "num_tokens", "deep", "prompt_encoder", "dim", "placement", "pooling", "num_classes", "label_names", "initializer"}
     clashes = sorted(reserved & set(extra or {}))
     if clashes:
         raise ValueError(
@@ -100,6 +113,7 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
         "backbone_class": type(model.backbone).__name__,
         "num_tokens": model.num_tokens,
         "deep": bool(getattr(model, "deep", False)),
+        "prompt_encoder": getattr(model, "prompt_encoder", None),
         "dim": int(model.head.kernel.shape[0]),
         "placement": model.placement,
         "pooling": model.pooling,
@@ -170,16 +184,16 @@ def restore_prompts(model, path: str) -> PromptFile:
             f"{path!r} was trained on another backbone (fingerprint {expected}, this "
             f"model's is {actual}). Load it into the backbone it was trained with."
         )
-    targets = {"head/kernel": model.head.kernel, "head/bias": model.head.bias}
-    if model.prompt is not None:
-        targets["prompt"] = model.prompt.prompt
-    if getattr(model, "deep", False):
-        targets["deep_prompts"] = model.prompt.deep_prompts
-    if set(targets) != set(loaded.tensors):
+    targets = _variables(model)
+    # A plain model may read a P-tuning file's materialized prompt and skip
+    # its encoder; an encoder model restores the encoder, not the output.
+    optional = {name for name in loaded.tensors if name == "prompt" or name.startswith("encoder/")}
+    if not set(targets) <= set(loaded.tensors) or set(loaded.tensors) - set(targets) - optional:
         raise PromptFileError(
             f"{path!r} holds {sorted(loaded.tensors)}, but the model has "
             f"{sorted(targets)}. Build the model with the file's settings: "
-            f"num_tokens={loaded.metadata.get('num_tokens')}, deep={loaded.metadata.get('deep', False)}."
+            f"num_tokens={loaded.metadata.get('num_tokens')}, deep={loaded.metadata.get('deep', False)}, "
+            f"prompt_encoder={loaded.metadata.get('prompt_encoder')}."
         )
     for name, variable in targets.items():
         value = loaded.tensors[name]

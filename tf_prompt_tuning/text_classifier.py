@@ -10,7 +10,7 @@ from keras import ops
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
-from tf_prompt_tuning.prompt_layer import DeepPromptLayer, PromptLayer
+from tf_prompt_tuning.prompt_layer import DeepPromptLayer, PromptEncoderLayer, PromptLayer
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits, prompted_backbone
 
 POOLINGS = ("mean", "cls", "last")
@@ -116,6 +116,8 @@ class PromptTextClassifier(keras.Model):
         head_dropout: dropout rate before the head.
         deep: a prompt for every transformer layer (`DeepPromptLayer`,
             P-tuning v2) instead of the input only.
+        prompt_encoder: None, "mlp" or "lstm": produce the prompt with a
+            small encoder over trainable seeds (`PromptEncoderLayer`, P-tuning).
         seed: seed of the random initializers.
         **kwargs: standard model arguments (`name`, `dtype`, ...).
 
@@ -138,6 +140,7 @@ class PromptTextClassifier(keras.Model):
         pooling="mean",
         head_dropout=0.0,
         deep=False,
+        prompt_encoder=None,
         seed=None,
         **kwargs,
     ):
@@ -162,7 +165,17 @@ class PromptTextClassifier(keras.Model):
                 prompt_initializer = make_prompt_initializer(
                     prompt_initializer, backbone=backbone, num_tokens=num_tokens, seed=seed
                 )
-            if deep:
+            if deep and prompt_encoder:
+                raise ValueError(
+                    "Choose deep prompts or a prompt encoder, not both. Received: deep=True, "
+                    f"prompt_encoder={prompt_encoder!r}."
+                )
+            if prompt_encoder:
+                self.prompt = PromptEncoderLayer(
+                    num_tokens, encoder=prompt_encoder, initializer=prompt_initializer,
+                    placement=placement, name="prompt",
+                )  # fmt: skip
+            elif deep:
                 self.prompt = DeepPromptLayer(
                     num_tokens, len(backbone.transformer_layers), initializer=prompt_initializer,
                     placement=placement, name="prompt",
@@ -182,6 +195,7 @@ class PromptTextClassifier(keras.Model):
         self.pooling = pooling
         self.head_dropout = head_dropout
         self.deep = bool(deep)
+        self.prompt_encoder = prompt_encoder
         self.seed = seed
         self.built = True
         freeze(self, trainable_layers=[self.head])
@@ -212,6 +226,7 @@ class PromptTextClassifier(keras.Model):
                 "pooling": self.pooling,
                 "head_dropout": self.head_dropout,
                 "deep": self.deep,
+                "prompt_encoder": self.prompt_encoder,
                 "seed": self.seed,
             }
         )
