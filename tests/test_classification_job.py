@@ -144,7 +144,7 @@ def test_cli_bank_directory_predict_evaluate_and_export(trained, data_file, tmp_
 
 
 def test_unknown_method():
-    with pytest.raises(ValueError, match=r"`method` must be one of \('prompt', 'deep'\). Received: method='lora'"):
+    with pytest.raises(ValueError, match=r"`method` must be one of \('prompt', 'deep', 'p-tuning'\). Received: method='lora'"):
         TrainConfig(method="lora")
 
 
@@ -162,3 +162,8 @@ def test_p_tuning_method_end_to_end(preset_dir, data_file, tmp_path):
     assert "p-tuning (mlp) + head" in metrics["results"]
     model, _, metadata = load_task(str(tmp_path / "prompt.safetensors"))
     assert metadata["prompt_encoder"] == "mlp" and model.prompt_encoder is None  # served as plain prompts
+
+
+def test_unknown_encoder():
+    with pytest.raises(ValueError, match=r"`encoder` must be one of \('mlp', 'lstm'\). Received: encoder='gru'"):
+        TrainConfig(encoder="gru")

@@ -187,7 +187,12 @@ def restore_prompts(model, path: str) -> PromptFile:
     targets = _variables(model)
     # A plain model may read a P-tuning file's materialized prompt and skip
     # its encoder; an encoder model restores the encoder, not the output.
-    optional = {name for name in loaded.tensors if name == "prompt" or name.startswith("encoder/")}
+    if "encoder/seeds" in targets:
+        optional = {"prompt"}
+    elif "prompt" in targets:
+        optional = {name for name in loaded.tensors if name.startswith("encoder/")}
+    else:
+        optional = set()
     if not set(targets) <= set(loaded.tensors) or set(loaded.tensors) - set(targets) - optional:
         raise PromptFileError(
             f"{path!r} holds {sorted(loaded.tensors)}, but the model has "
