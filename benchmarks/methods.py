@@ -15,6 +15,7 @@ accuracy, trainable parameters and step time, and writes it as JSON.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -45,9 +46,9 @@ def run(method, splits, args):
         backbone.trainable = True  # unfreeze everything
         learning_rate = args.full_learning_rate
     train, _, test = splits
-    make = lambda data, shuffle=False: tpt.make_text_dataset(  # noqa: E731
-        data, tokenizer=tokenizer, sequence_length=args.max_length, batch_size=args.batch_size,
-        shuffle=shuffle, seed=args.seed,
+    make = functools.partial(
+        tpt.make_text_dataset, tokenizer=tokenizer, sequence_length=args.max_length,
+        batch_size=args.batch_size, seed=args.seed,
     )  # fmt: skip
     steps = args.epochs * (len(train) // args.batch_size + args.max_length // 16 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
