@@ -246,12 +246,16 @@ def test_plain_safetensors_file_without_our_metadata(tmp_path):
         load_prompts(str(path))
 
 
-def test_metadata_that_is_not_json(tmp_path):
+@pytest.mark.parametrize(
+    "header, message",
+    [("{oops", r"not a readable prompt file"),
+     ("[1]", r"not a prompt file: its metadata is not a JSON object")],
+    ids=["not_json", "not_an_object"],
+)  # fmt: skip
+def test_malformed_metadata(tmp_path, header, message):
     path = tmp_path / "p.safetensors"
-    path.write_bytes(
-        save_safetensors({"x": np.zeros(1, "float32")}, metadata={"tf_prompt_tuning": "{oops"})
-    )
-    with pytest.raises(PromptFileError, match=r"not a readable prompt file"):
+    path.write_bytes(save_safetensors({"x": np.zeros(1, "float32")}, metadata={"tf_prompt_tuning": header}))
+    with pytest.raises(PromptFileError, match=message):
         load_prompts(str(path))
 
 
@@ -364,15 +368,6 @@ def test_file_without_fingerprint_is_a_prompt_file_error(model, tmp_path):
     path = _write_prompt_file(tmp_path / "p.safetensors", tensors, {"format_version": 1})
     with pytest.raises(PromptFileError, match=r"backbone_fingerprint"):
         restore_prompts(model, path)
-
-
-def test_metadata_that_is_not_an_object(tmp_path):
-    path = tmp_path / "p.safetensors"
-    path.write_bytes(
-        save_safetensors({"x": np.zeros(1, "float32")}, metadata={"tf_prompt_tuning": "[1]"})
-    )
-    with pytest.raises(PromptFileError, match=r"not a prompt file: its metadata is not a JSON object"):
-        load_prompts(str(path))
 
 
 def test_extra_cannot_override_reserved_metadata(model, tmp_path):

@@ -176,7 +176,10 @@ class PromptBank(keras.Model):
 
     def add_classifier(self, name: str, classifier: PromptTextClassifier, label_names=None) -> int:
         """Adds a trained `PromptTextClassifier` built on this bank's backbone."""
-        if backbone_fingerprint(classifier.backbone) != backbone_fingerprint(self.backbone):
+        # Hashing 91 MB of weights twice is needed only for a different object.
+        if classifier.backbone is not self.backbone and backbone_fingerprint(
+            classifier.backbone
+        ) != backbone_fingerprint(self.backbone):
             raise ValueError(
                 f"Task {name!r} was trained on another backbone. Add only classifiers "
                 "of the bank's backbone."
