@@ -1,11 +1,18 @@
 """The main job end to end, on a tiny random KerasHub backbone saved as a preset."""
 
+import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_prompt_tuning.classification_job import TrainConfig, load_task, predict_texts, run_training
 from tf_prompt_tuning.cli import main
@@ -167,3 +174,121 @@ def test_p_tuning_method_end_to_end(preset_dir, data_file, tmp_path):
 def test_unknown_encoder():
     with pytest.raises(ValueError, match=r"`encoder` must be one of \('mlp', 'lstm'\). Received: encoder='gru'"):
         TrainConfig(encoder="gru")
+
+
+@pytest.mark.parametrize(
+    "setting, value, match",
+    [
+        ("precision", "float8", r"`precision` must be one of \('float32', 'mixed_bfloat16', 'mixed_float16'\). Received: precision='float8'"),
+        ("strategy", "horovod", r"`strategy` must be one of \('default', 'mirrored', 'multi-worker', 'tpu'\). Received: strategy='horovod'"),
+    ],
+)  # fmt: skip
+def test_unknown_precision_or_strategy(setting, value, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{setting: value})
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_as_well_as_float32(trained, preset_dir, data_file, tmp_path, precision):
+    from tf_prompt_tuning.prompt_file import load_prompts
+
+    metrics = run_training(_config(preset_dir, data_file, tmp_path, precision=precision),
+                           print_fn=lambda *a: None)  # fmt: skip
+    reference = trained[0]["results"]["prompt + head"]
+    result = metrics["results"]["prompt + head"]
+    # Within noise of float32 (16 test examples: one example is 0.0625).
+    assert abs(result["test_accuracy"] - reference["test_accuracy"]) <= 0.125
+    assert result["epoch_losses"][-1] < result["epoch_losses"][0]
+    tensors = load_prompts(str(tmp_path / "prompt.safetensors")).tensors
+    assert {t.dtype for t in tensors.values()} == {np.dtype("float32")}
+    assert keras.config.dtype_policy().name == "float32"  # the job leaves the global policy alone
+
+
+def test_nothing_is_written_when_the_prompt_does_not_fit(preset_dir, data_file, tmp_path):
+    output_dir = tmp_path / "out"
+    with pytest.raises(ValueError, match="exceeds the backbone's maximum of 32 positions"):
+        run_training(_config(preset_dir, data_file, output_dir, max_length=30),
+                     print_fn=lambda *a: None)  # fmt: skip
+    assert not output_dir.exists()
+
+
+def test_output_dir_that_cannot_be_written(preset_dir, data_file, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match=r"The output directory '.*a_file/out' is not writable .*--output-dir"):
+        run_training(_config(preset_dir, data_file, blocker / "out"), print_fn=lambda *a: None)
+
+
+def test_prompt_file_for_another_backbone_is_refused(trained, tmp_path, capsys):
+    other = tmp_path / "other_preset"
+    keras.utils.set_random_seed(1)
+    keras_hub.models.BertBackbone(
+        vocabulary_size=len(VOCABULARY), num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=32,
+    ).save_to_preset(str(other))  # fmt: skip
+    keras_hub.models.BertTokenizer(vocabulary=VOCABULARY).save_to_preset(str(other))
+    prompt = str(trained[1] / "prompt.safetensors")
+    assert main(["predict", "--prompt", prompt, "--backbone", str(other), "the plot was bad"]) == 2
+    assert "another backbone" in capsys.readouterr().err
+
+
+def test_unfinished_run_with_other_settings_is_refused(preset_dir, data_file, tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    settings = dataclasses.asdict(_config(preset_dir, data_file, tmp_path, num_tokens=8))
+    (checkpoints / "config.json").write_text(json.dumps({k: v for k, v in settings.items() if k != "epochs"}))
+    with pytest.raises(ValueError, match=r"unfinished run with other settings \(num_tokens: 8 there, 4 now\).*--restart"):
+        run_training(_config(preset_dir, data_file, tmp_path), print_fn=lambda *a: None)
+    metrics = run_training(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False),
+                           print_fn=lambda *a: None, restart=True)  # fmt: skip
+    assert metrics["results"]["prompt + head"]["best_epoch"] == 1
+    assert not checkpoints.exists()  # removed once the run finished
+
+
+def _train_command(preset_dir, data_file, output_dir):
+    return [
+        sys.executable, "-m", "tf_prompt_tuning", "train", "--backbone", preset_dir, "--data", data_file,
+        "--num-tokens", "4", "--init", "labels", "--epochs", "4", "--batch-size", "4",
+        "--max-length", "16", "--learning-rate", "0.05", "--checkpoint-every", "5",
+        "--output-dir", str(output_dir),
+    ]  # fmt: skip
+
+
+def test_killed_run_restarted_with_the_same_command_ends_with_the_same_prompt(preset_dir, data_file, tmp_path):
+    from tf_prompt_tuning.prompt_file import load_prompts
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    reference = subprocess.run(_train_command(preset_dir, data_file, tmp_path / "reference"), env=env,
+                               capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    output_dir = tmp_path / "killed"
+    command = _train_command(preset_dir, data_file, output_dir)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill it mid-way through the second phase (the prompt; the head-only
+    # baseline comes first), once a few of its checkpoints exist.
+    state = output_dir / "checkpoints" / "prompt_tuned" / "checkpoint"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists() and int(tf.train.latest_checkpoint(str(state.parent)).rsplit("-", 1)[1]) >= 50:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (output_dir / "prompt.safetensors").exists()
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the unfinished run" in resumed.stdout
+    assert "Resuming from" in resumed.stdout
+    expected = load_prompts(str(tmp_path / "reference" / "prompt.safetensors")).tensors
+    actual = load_prompts(str(output_dir / "prompt.safetensors")).tensors
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=1e-6)
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    reference_metrics = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    for name, result in reference_metrics["results"].items():
+        assert metrics["results"][name]["dev_accuracy"] == result["dev_accuracy"]
+        np.testing.assert_allclose(metrics["results"][name]["epoch_losses"], result["epoch_losses"], rtol=1e-5)
+    assert not (output_dir / "checkpoints").exists()

@@ -14,6 +14,7 @@ from tf_prompt_tuning.datasets import DataError
 from tf_prompt_tuning.datasets import TextDataset
 from tf_prompt_tuning.datasets import load_sentiment
 from tf_prompt_tuning.datasets import load_text_file
+from tf_prompt_tuning.distribution import make_strategy
 from tf_prompt_tuning.export import export_saved_model
 from tf_prompt_tuning.freezing import ParameterSummary
 from tf_prompt_tuning.freezing import freeze
@@ -61,6 +62,7 @@ __all__ = [
     "load_sentiment",
     "load_text_file",
     "make_prompt_initializer",
+    "make_strategy",
     "make_text_dataset",
     "make_train_step",
     "parameter_summary",

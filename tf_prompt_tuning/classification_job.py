@@ -13,6 +13,8 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
+import tempfile
 import time
 
 import keras
@@ -22,9 +24,11 @@ import tensorflow as tf
 from tf_prompt_tuning._io import write_atomically
 from tf_prompt_tuning.backbone import DEFAULT_BACKBONE, load_backbone
 from tf_prompt_tuning.datasets import TextDataset, load_dataset
+from tf_prompt_tuning.distribution import STRATEGIES, make_strategy
 from tf_prompt_tuning.freezing import parameter_summary
 from tf_prompt_tuning.plotting import plot_training_curves
 from tf_prompt_tuning.prompt_file import restore_prompts, save_prompts
+from tf_prompt_tuning.prompted_backbone import check_sequence_fits
 from tf_prompt_tuning.text_classifier import PromptTextClassifier, make_prompt_initializer
 from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset
 from tf_prompt_tuning.training import make_train_step, train
@@ -33,6 +37,8 @@ PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
 METHODS = ("prompt", "deep", "p-tuning")
 ENCODERS = ("mlp", "lstm")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+CHECKPOINTS = "checkpoints"
 
 
 @dataclasses.dataclass
@@ -56,10 +62,19 @@ class TrainConfig:
     train_size: int | None = None
     baseline: bool = True
     jit_compile: bool = False
+    precision: str = "float32"
+    strategy: str = "default"
+    checkpoint_every: int = 100
     seed: int = 0
     output_dir: str = "outputs/train"
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"`precision` must be one of {PRECISIONS}. Received: precision={self.precision!r}."
+            )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={self.strategy!r}.")
         if self.method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}. Received: method={self.method!r}.")
         if self.encoder not in ENCODERS:
@@ -101,28 +116,32 @@ def _input_names(backbone):
     return tuple(backbone.input) if isinstance(backbone.input, dict) else ("token_ids", "padding_mask")
 
 
-def _fit_one(name, model, splits, tokenizer, config, print_fn):
-    """Trains one classifier; returns its metrics and per-epoch curves."""
-    model.check_input_length(config.max_length)
+def _fit_one(name, model, splits, tokenizer, config, print_fn, strategy, checkpoint_dir):
+    """Trains one classifier; returns its metrics and per-epoch curves.
+
+    Checkpoints go to `checkpoint_dir`; a run started again resumes there.
+    """
     names = _input_names(model.backbone)
     make = functools.partial(
         make_text_dataset, tokenizer=tokenizer, sequence_length=config.max_length,
-        batch_size=config.batch_size, input_names=names, seed=config.seed,
+        batch_size=config.batch_size, input_names=names,
     )  # fmt: skip
-    train_ds = make(splits[0], shuffle=True)
     dev_ds, test_ds = make(splits[1]), make(splits[2])
     summary = parameter_summary(model)
     print_fn(f"\n== {name} ==\n{summary}")
-    dev_accuracy = []
-    best = {}
     predict = predict_function(model, jit_compile=config.jit_compile)
+    with strategy.scope():
+        # The best weights so far live in the checkpoint too, for a resumed run.
+        best_weights = [tf.Variable(v, trainable=False) for v in model.trainable_variables]
 
     def on_epoch_end(epoch, history):
         dev = evaluate(model, dev_ds, predict=predict)
-        dev_accuracy.append(dev["accuracy"])
-        if dev["accuracy"] > best.get("accuracy", -1):
-            best.update(accuracy=dev["accuracy"], epoch=epoch + 1,
-                        weights=[v.numpy() for v in model.trainable_variables])  # fmt: skip
+        state = history.state
+        state.setdefault("dev_accuracy", []).append(dev["accuracy"])
+        if dev["accuracy"] > state.get("best_accuracy", -1):
+            state.update(best_accuracy=dev["accuracy"], best_epoch=epoch + 1)
+            for best, variable in zip(best_weights, model.trainable_variables):
+                best.assign(variable)
         print_fn(
             f"epoch {epoch + 1}/{config.epochs}: train loss {history.epoch_losses[-1]:.4f}, "
             f"dev accuracy {dev['accuracy']:.4f}"
@@ -134,25 +153,34 @@ def _fit_one(name, model, splits, tokenizer, config, print_fn):
         # Bucketing adds at most one partial batch per length bucket.
         steps = config.epochs * (len(splits[0]) // config.batch_size + config.max_length // 16 + 1)
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
-    step = make_train_step(
-        model, loss=_loss(), optimizer=keras.optimizers.Adam(learning_rate),
-        jit_compile=config.jit_compile,
+    with strategy.scope():
+        step = make_train_step(
+            model, loss=_loss(), optimizer=keras.optimizers.Adam(learning_rate),
+            jit_compile=config.jit_compile, strategy=strategy,
+        )  # fmt: skip
+    history = train(
+        model,
+        # A fixed shuffle per epoch, so a resumed run sees the same batches.
+        lambda epoch: make(splits[0], shuffle=True, seed=config.seed + epoch),
+        epochs=config.epochs, on_epoch_end=on_epoch_end, step=step,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=config.checkpoint_every,
+        checkpoint_objects={"best_weights": best_weights},
     )  # fmt: skip
-    history = train(model, train_ds, epochs=config.epochs, on_epoch_end=on_epoch_end, step=step)
     seconds = time.perf_counter() - start
     # Model selection on the dev set: keep the epoch with the best dev accuracy.
-    for variable, value in zip(model.trainable_variables, best["weights"]):
-        variable.assign(value)
+    for variable, best in zip(model.trainable_variables, best_weights):
+        variable.assign(best)
     test = evaluate(model, test_ds, predict=predict)
+    state = history.state
     print_fn(
         f"{name}: test accuracy {test['accuracy']:.4f} with the weights of epoch "
-        f"{best['epoch']} (best dev accuracy), {seconds:.0f} s"
+        f"{state['best_epoch']} (best dev accuracy), {seconds:.0f} s"
     )
     return {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
-        "dev_accuracy": dev_accuracy,
-        "best_epoch": best["epoch"],
+        "dev_accuracy": state["dev_accuracy"],
+        "best_epoch": state["best_epoch"],
         "epoch_losses": history.epoch_losses,
         "step_losses": history.step_losses,
         "trainable_params": summary.trainable,
@@ -169,8 +197,53 @@ def load_splits(config: TrainConfig) -> tuple[TextDataset, TextDataset, TextData
     return train_split, dev, test
 
 
-def run_training(config: TrainConfig = TrainConfig(), *, print_fn=print, backbone_and_tokenizer=None) -> dict:
-    """Runs the main job and returns its metrics (also written to `metrics.json`)."""
+def _check_output_dir(path: str):
+    """Creates `path` if needed and proves a file can be written there."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"The output directory {path!r} is not writable ({error.strerror}). "
+            "Choose another with --output-dir."
+        ) from error
+
+
+def _resume_checkpoints(config: TrainConfig, print_fn) -> str:
+    """The run's checkpoint directory; refuses one left by a different run."""
+    directory = os.path.join(config.output_dir, CHECKPOINTS)
+    path = os.path.join(directory, "config.json")
+    # The number of epochs may grow between runs; anything else must match.
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved != settings:
+            changed = sorted(k for k in settings.keys() | saved.keys() if settings.get(k) != saved.get(k))
+            raise ValueError(
+                f"{directory} holds the checkpoints of an unfinished run with other settings "
+                f"({', '.join(f'{k}: {saved.get(k)!r} there, {settings.get(k)!r} now' for k in changed)}). "
+                "Resume it with the same settings, or delete that directory (or pass --restart) "
+                "to start over."
+            )
+        print_fn(f"resuming the unfinished run in {directory}")
+    else:
+        write_atomically(path, json.dumps(settings, indent=2).encode())
+    return directory
+
+
+def run_training(
+    config: TrainConfig = TrainConfig(), *, print_fn=print, backbone_and_tokenizer=None, restart: bool = False
+) -> dict:
+    """Runs the main job and returns its metrics (also written to `metrics.json`).
+
+    Checkpoints are kept in `output_dir/checkpoints` while it runs: started
+    again with the same settings after a crash or a kill, it resumes where
+    the last checkpoint left off (`restart=True` discards them instead).
+    They are deleted once the outputs are written. Every input is checked
+    before anything is written.
+    """
     keras.utils.set_random_seed(config.seed)
     splits = load_splits(config)
     label_names = splits[0].label_names
@@ -178,29 +251,49 @@ def run_training(config: TrainConfig = TrainConfig(), *, print_fn=print, backbon
         f"data {config.data!r}: {len(splits[0])} train / {len(splits[1])} dev / "
         f"{len(splits[2])} test, classes {list(label_names)}"
     )
-    backbone, tokenizer = backbone_and_tokenizer or load_backbone(config.backbone)
-    os.makedirs(config.output_dir, exist_ok=True)
-    results = {}
-    if config.baseline:
-        head_only = PromptTextClassifier(
-            backbone, len(label_names), num_tokens=0, pooling=config.pooling, name="head_only"
-        )
-        results["head only"] = _fit_one("head only", head_only, splits, tokenizer, config, print_fn)
-    initializer = make_prompt_initializer(
-        config.initializer, backbone=backbone, num_tokens=config.num_tokens,
-        tokenizer=tokenizer, label_names=label_names, text=config.init_text, seed=config.seed,
-    )  # fmt: skip
-    model = PromptTextClassifier(
-        backbone, len(label_names), num_tokens=config.num_tokens,
-        prompt_initializer=initializer, placement=config.placement, pooling=config.pooling,
-        deep=config.method == "deep",
-        prompt_encoder=config.encoder if config.method == "p-tuning" else None,
-        seed=config.seed, name="prompt_tuned",
-    )  # fmt: skip
-    name = {"prompt": "prompt + head", "deep": "deep prompt + head",
-            "p-tuning": f"p-tuning ({config.encoder}) + head"}[config.method]  # fmt: skip
-    results[name] = _fit_one(name, model, splits, tokenizer, config, print_fn)
-
+    strategy = make_strategy(config.strategy)
+    chief = strategy.extended.should_checkpoint
+    # A policy set before the models are built; the prompt and head stay float32.
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        with strategy.scope():
+            backbone, tokenizer = backbone_and_tokenizer or load_backbone(config.backbone)
+        check_sequence_fits(backbone, config.num_tokens, config.max_length)
+        _check_output_dir(config.output_dir)
+        if restart:
+            shutil.rmtree(os.path.join(config.output_dir, CHECKPOINTS), ignore_errors=True)
+        # Workers other than the chief save to scratch directories inside (see `train`).
+        checkpoints = (_resume_checkpoints(config, print_fn) if chief
+                       else os.path.join(config.output_dir, CHECKPOINTS))  # fmt: skip
+        results = {}
+        with strategy.scope():
+            head_only = PromptTextClassifier(
+                backbone, len(label_names), num_tokens=0, pooling=config.pooling, name="head_only"
+            ) if config.baseline else None  # fmt: skip
+            initializer = make_prompt_initializer(
+                config.initializer, backbone=backbone, num_tokens=config.num_tokens,
+                tokenizer=tokenizer, label_names=label_names, text=config.init_text, seed=config.seed,
+            )  # fmt: skip
+            model = PromptTextClassifier(
+                backbone, len(label_names), num_tokens=config.num_tokens,
+                prompt_initializer=initializer, placement=config.placement, pooling=config.pooling,
+                deep=config.method == "deep",
+                prompt_encoder=config.encoder if config.method == "p-tuning" else None,
+                seed=config.seed, name="prompt_tuned",
+            )  # fmt: skip
+        name = {"prompt": "prompt + head", "deep": "deep prompt + head",
+                "p-tuning": f"p-tuning ({config.encoder}) + head"}[config.method]  # fmt: skip
+        for title, classifier in [("head only", head_only), (name, model)]:
+            if classifier is not None:
+                results[title] = _fit_one(
+                    title, classifier, splits, tokenizer, config, print_fn, strategy,
+                    os.path.join(checkpoints, classifier.name),
+                )  # fmt: skip
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    if not chief:
+        return {}  # the chief writes the outputs and removes the checkpoints
     prompt_path = save_prompts(
         model, os.path.join(config.output_dir, PROMPT_FILENAME), label_names=label_names,
         extra={"backbone": config.backbone, "sequence_length": config.max_length,
@@ -220,6 +313,9 @@ def run_training(config: TrainConfig = TrainConfig(), *, print_fn=print, backbon
         },
     }
     write_atomically(os.path.join(config.output_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
+    # Finished: a later run with the same command starts afresh (as Keras's
+    # BackupAndRestore does).
+    shutil.rmtree(checkpoints, ignore_errors=True)
     print_fn("\n| model | trainable params | test accuracy | train time |\n|---|---|---|---|")
     for name, r in results.items():
         print_fn(f"| {name} | {r['trainable_params']:,} | {r['test_accuracy']:.4f} | {r['train_seconds']:.0f} s |")

@@ -32,9 +32,10 @@ def _train(args) -> int:
         placement=args.placement, epochs=args.epochs, batch_size=args.batch_size,
         max_length=args.max_length, learning_rate=args.learning_rate, schedule=args.schedule,
         train_size=args.train_size, baseline=not args.no_baseline, jit_compile=args.xla,
+        precision=args.precision, strategy=args.strategy, checkpoint_every=args.checkpoint_every,
         seed=args.seed, output_dir=args.output_dir,
     )  # fmt: skip
-    run_training(config)
+    run_training(config, restart=args.restart)
     return 0
 
 
@@ -157,6 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use only the first N training examples")
     train.add_argument("--no-baseline", action="store_true", help="skip the head-only baseline")
     train.add_argument("--xla", action="store_true", help="compile the step with XLA")
+    train.add_argument("--precision", default=defaults.precision,
+                       choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                       help="Keras dtype policy of the backbone (prompt and head stay float32); "
+                       "mixed_bfloat16 for TPUs and recent GPUs")
+    train.add_argument("--strategy", default=defaults.strategy,
+                       choices=["default", "mirrored", "multi-worker", "tpu"],
+                       help="tf.distribute strategy: mirrored = all local GPUs; multi-worker = "
+                       "the cluster in TF_CONFIG (run the same command on every host); tpu = TPU_NAME")
+    train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+                       help="steps between checkpoints; a killed run restarted with the same "
+                       "command resumes from the latest")
+    train.add_argument("--restart", action="store_true",
+                       help="discard the checkpoints of an unfinished run and start over")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--output-dir", default=defaults.output_dir)
     train.set_defaults(run=_train)

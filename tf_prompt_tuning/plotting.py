@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import io
 
 import numpy as np
+
+from tf_prompt_tuning._io import write_atomically
 
 
 def _figure(**kwargs):
@@ -15,6 +17,13 @@ def _figure(**kwargs):
     return Figure(**kwargs)
 
 
+def _save(fig, path: str) -> str:
+    """Writes the figure as a PNG atomically: never a half-written image."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return write_atomically(path, buffer.getvalue())
+
+
 def plot_losses(losses, path: str, title: str = "Prompt tuning loss") -> str:
     """Saves a loss curve as a PNG and returns its path."""
     fig = _figure(figsize=(6, 4))
@@ -23,9 +32,7 @@ def plot_losses(losses, path: str, title: str = "Prompt tuning loss") -> str:
     ax.set(title=title, xlabel="step", ylabel="loss", yscale="log")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return _save(fig, path)
 
 
 def plot_training_curves(results: dict, path: str) -> str:
@@ -49,5 +56,4 @@ def plot_training_curves(results: dict, path: str) -> str:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
+    return _save(fig, path)

@@ -1,8 +1,11 @@
-"""A compiled prompt-only training step, and a small loop around it."""
+"""A compiled prompt-only training step, and a loop around it that survives faults."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+import os
 from collections.abc import Callable
 
 import keras
@@ -21,6 +24,32 @@ def _relaxed_spec(tensor) -> tf.TensorSpec:
     return tf.TensorSpec(shape, tensor.dtype)
 
 
+class _Unreduced(keras.losses.Loss):
+    """A loss function as a `Loss` (which applies sample weights and masks)."""
+
+    def __init__(self, fn):
+        super().__init__(name=getattr(fn, "__name__", "loss").strip("<>_") or "loss", reduction="none")
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
+def _per_element_loss(loss) -> keras.losses.Loss:
+    """`loss` returning weighted, unreduced values, so the step can average
+    them over the global batch itself (the same mean on one or many replicas)."""
+    loss = keras.losses.get(loss)
+    if isinstance(loss, keras.losses.Loss):
+        loss = copy.copy(loss)
+        loss.reduction = "none"
+        return loss
+    return _Unreduced(loss)
+
+
+def _uses_float16(model) -> bool:
+    return any(getattr(layer, "compute_dtype", None) == "float16" for layer in model._flatten_layers())
+
+
 class TrainStep:
     """One optimizer step on a model's trainable variables, as a `tf.function`.
 
@@ -30,9 +59,14 @@ class TrainStep:
     sequence length are left free in the signature, so later batches reuse
     the same graph (with `jit_compile=True`, XLA still compiles once per
     distinct shape).
+
+    Under a `tf.distribute` strategy with several replicas, call it with
+    batches of `strategy.experimental_distribute_dataset(...)` (`train` does):
+    each replica computes the gradients of its share, scaled by the global
+    batch size; only the trainable variables' gradients are all-reduced.
     """
 
-    def __init__(self, model, loss, optimizer, jit_compile):
+    def __init__(self, model, loss, optimizer, jit_compile, strategy):
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError(
                 "`make_train_step` needs the TensorFlow backend of Keras. Received: "
@@ -40,8 +74,14 @@ class TrainStep:
                 "before importing keras, or train with `model.fit`."
             )
         self.model = model
-        self.loss = keras.losses.get(loss)
-        self.optimizer = keras.optimizers.get(optimizer)
+        self.strategy = strategy or getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
+        self.loss = _per_element_loss(loss)
+        with self.strategy.scope():
+            optimizer = keras.optimizers.get(optimizer)
+            if _uses_float16(model) and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                # float16 gradients underflow without loss scaling (bfloat16 needs none).
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        self.optimizer = optimizer
         self.jit_compile = jit_compile
         self._function = None
         self._variables = None
@@ -56,25 +96,58 @@ class TrainStep:
         """The variables this step updates, fixed at the first call."""
         return list(self._variables or ())
 
-    def _step(self, x, y, *sample_weight):
+    def _gradients(self, x, y, sample_weight, global_batch):
         variables = self._variables
         # Only the trainable (prompt/head) variables are watched, so no gradient
-        # with respect to a frozen weight is ever computed (unused gradient ops
-        # are pruned from the graph).
+        # with respect to a frozen weight is ever computed.
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([v.value for v in variables])
             predictions = self.model(x, training=True)
-            loss = self.loss(y, predictions, *sample_weight)
+            values = self.loss(y, predictions, *sample_weight)
+            if values.shape.rank == 0:
+                raise ValueError(
+                    "`loss` must return one value per example (or per token), not a "
+                    "scalar, so the step can average over the global batch. Received a "
+                    "function returning a scalar; return the unreduced values instead."
+                )
+            values = tf.cast(values, "float32")
+            # The mean over the global batch, whatever this replica's share of it.
+            per_example = tf.size(values) // tf.maximum(tf.shape(values)[0], 1)
+            loss = tf.math.divide_no_nan(
+                tf.reduce_sum(values), tf.cast(global_batch * per_example, "float32")
+            )
             if self.model.losses:
-                loss = loss + tf.add_n(self.model.losses)
+                loss += tf.add_n(self.model.losses) / self.strategy.num_replicas_in_sync
             scaled_loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, variables)
-        self.optimizer.apply(gradients, variables)
+        return loss, tape.gradient(scaled_loss, variables)
+
+    def _replica_step(self, x, y, *sample_weight):
+        context = tf.distribute.get_replica_context()
+        global_batch = context.all_reduce("sum", tf.shape(y)[0])
+        loss, gradients = self._compiled_gradients(x, y, sample_weight, global_batch)
+        # Outside XLA: the optimizer all-reduces (sums) the gradients across
+        # replicas, which XLA cannot place on several (logical) devices.
+        self.optimizer.apply(gradients, self._variables)
         return loss
 
-    def _setup(self, x, args):
+    def _step(self, *args):
+        losses = self.strategy.run(self._replica_step, args=args)
+        return self.strategy.reduce("sum", losses, axis=None)
+
+    def build(self, x, y, sample_weight=None):
+        """Builds the model, optimizer and compiled step for batches like `(x, y[, sample_weight])`."""
+        args = (x, y) if sample_weight is None else (x, y, sample_weight)
+        if self._function is not None:
+            if len(args) != self._arity:
+                raise ValueError(
+                    "The step was first called "
+                    f"{'with' if self._arity == 3 else 'without'} `sample_weight`; "
+                    "call it the same way every time (make a new step otherwise)."
+                )
+            return
         if not self.model.built:
-            self.model(x)
+            with self.strategy.scope():
+                self.model(x)
         self._variables = list(self.model.trainable_variables)
         if not self._variables:
             raise ValueError(
@@ -82,23 +155,28 @@ class TrainStep:
                 "nothing to train. Add a PromptLayer, or name head layers in "
                 "`freeze(model, trainable_layers=[...])`."
             )
-        self.optimizer.build(self._variables)
-        signature = tf.nest.map_structure(_relaxed_spec, args)
-        self._function = tf.function(
-            self._step, input_signature=signature, jit_compile=self.jit_compile
-        )
+        if self.strategy.num_replicas_in_sync > 1:
+            outside = [v.path for v in self._variables if not self.strategy.extended.variable_created_in_scope(v.value)]
+            if outside:
+                raise ValueError(
+                    f"Variables {outside} were not created in the scope of the "
+                    f"{type(self.strategy).__name__}. Build the model and optimizer inside "
+                    "`with strategy.scope():`."
+                )
+        with self.strategy.scope():
+            self.optimizer.build(self._variables)
+        self._compiled_gradients = tf.function(self._gradients, jit_compile=self.jit_compile)
+        if self.strategy.num_replicas_in_sync > 1:
+            # Distributed batches carry their own structure; shapes still vary freely.
+            self._function = tf.function(self._step, reduce_retracing=True)
+        else:
+            signature = tf.nest.map_structure(_relaxed_spec, args)
+            self._function = tf.function(self._step, input_signature=signature)
         self._arity = len(args)
 
     def __call__(self, x, y, sample_weight=None):
+        self.build(x, y, sample_weight)
         args = (x, y) if sample_weight is None else (x, y, sample_weight)
-        if self._function is None:
-            self._setup(x, args)
-        elif len(args) != self._arity:
-            raise ValueError(
-                "The step was first called "
-                f"{'with' if self._arity == 3 else 'without'} `sample_weight`; "
-                "call it the same way every time (make a new step otherwise)."
-            )
         return self._function(*args)
 
 
@@ -108,37 +186,98 @@ def make_train_step(
     loss,
     optimizer,
     jit_compile: bool = False,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainStep:
     """Makes a compiled step that trains only the model's trainable variables.
 
     Freeze the model first (`tf_prompt_tuning.freeze`): the step updates
     exactly `model.trainable_variables`, computes no gradient for anything
-    else, and leaves frozen weights bit-identical. The same code runs on CPU
-    and GPU; `jit_compile=True` compiles it with XLA.
+    else, and leaves frozen weights bit-identical. The same code runs on CPU,
+    GPU and TPU; `jit_compile=True` compiles the forward and backward pass
+    with XLA. Under `mixed_float16` the optimizer is wrapped in a
+    `LossScaleOptimizer` unless it already is one.
 
     Args:
         model: a Keras model (Sequential, functional or subclassed).
-        loss: a Keras loss object, name or `fn(y_true, y_pred)`.
-        optimizer: a Keras optimizer or its name.
-        jit_compile: compile the step with XLA.
+        loss: a Keras loss object, name or `fn(y_true, y_pred)` returning one
+            value per example (or per token).
+        optimizer: a Keras optimizer or its name (under a strategy, made in
+            its scope).
+        jit_compile: compile the forward and backward pass with XLA.
+        strategy: the `tf.distribute` strategy; by default the one the model
+            was built under.
 
     Returns:
         A `TrainStep`: `loss = step(x, y[, sample_weight])`.
     """
-    return TrainStep(model, loss, optimizer, jit_compile)
+    return TrainStep(model, loss, optimizer, jit_compile, strategy)
 
 
 @dataclasses.dataclass
 class TrainingHistory:
-    """Losses recorded by `train`: one per step, and the mean of each epoch."""
+    """What `train` recorded: losses per step and per epoch, and `state`, a
+    JSON-serializable dict an `on_epoch_end` callback may fill (it is saved
+    in and restored from checkpoints)."""
 
     step_losses: list[float] = dataclasses.field(default_factory=list)
     epoch_losses: list[float] = dataclasses.field(default_factory=list)
+    state: dict = dataclasses.field(default_factory=dict)
+
+
+class _Progress(tf.train.experimental.PythonState):
+    """The data position and history, saved inside each checkpoint (so the two
+    can never disagree)."""
+
+    def __init__(self):
+        self.value = {}
+
+    def serialize(self):
+        return json.dumps(self.value)
+
+    def deserialize(self, string_value):
+        self.value = json.loads(string_value)
+
+
+class _Checkpointer:
+    """Periodic `tf.train.CheckpointManager` checkpoints of everything a
+    resumed run needs: trainable variables, optimizer state (its step count
+    included), dropout seed states, extra objects, and the progress."""
+
+    def __init__(self, directory, step, model, extra, keep, strategy):
+        seed_states = [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+        self.progress = _Progress()
+        self.checkpoint = tf.train.Checkpoint(
+            variables=step.variables, optimizer=step.optimizer, seed_states=seed_states,
+            progress=self.progress, **(extra or {}),
+        )  # fmt: skip
+        self.directory = directory
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, _worker_directory(directory, strategy), max_to_keep=keep
+        )
+
+    def restore(self) -> dict | None:
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            return None
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return dict(self.progress.value, path=latest)
+
+    def save(self, progress: dict, number: int) -> str:
+        self.progress.value = progress
+        return self.manager.save(checkpoint_number=number)
+
+
+def _worker_directory(directory: str, strategy) -> str:
+    """Every worker of a multi-worker run saves (saving is collective); only
+    the chief's checkpoints land in `directory`, the others' in a scratch one."""
+    if strategy.extended.should_checkpoint:
+        return directory
+    return os.path.join(directory, f".worker-{strategy.cluster_resolver.task_id}")
 
 
 def train(
     model: keras.Model,
-    dataset: tf.data.Dataset,
+    dataset: tf.data.Dataset | Callable[[int], tf.data.Dataset],
     *,
     loss=None,
     optimizer=None,
@@ -147,52 +286,119 @@ def train(
     verbose: int = 1,
     on_epoch_end: Callable[[int, TrainingHistory], None] | None = None,
     step: TrainStep | None = None,
+    checkpoint_dir: str | None = None,
+    checkpoint_every: int = 100,
+    checkpoint_objects: dict | None = None,
+    keep_checkpoints: int = 2,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainingHistory:
     """Trains a frozen model's prompts over a `tf.data.Dataset`.
 
+    With `checkpoint_dir`, the run saves a checkpoint every `checkpoint_every`
+    steps and after every epoch, and a run started again with the same
+    arguments resumes from the latest one: same variables, optimizer state,
+    dropout seeds, history and data position, so it ends with the same
+    prompt as a run that was never interrupted. For the data position to be
+    exact, pass `dataset` as a function `epoch -> Dataset` whose batches are
+    a deterministic function of the epoch (as `make_text_dataset` with
+    `seed=seed + epoch` is); a fixed dataset resumes at the same batch index.
+
+    A non-finite loss stops the run with `FloatingPointError` before anything
+    is saved, so the latest checkpoint is the last good state.
+
     Args:
         model: the model, already frozen with `freeze`.
-        dataset: yields `(x, y)` or `(x, y, sample_weight)` batches.
+        dataset: yields `(x, y)` or `(x, y, sample_weight)` batches; or a
+            function of the epoch number returning such a dataset.
         loss: as in `make_train_step` (unless `step` is given).
         optimizer: as in `make_train_step` (unless `step` is given).
         epochs: passes over `dataset`.
         jit_compile: compile the step with XLA.
         verbose: 1 shows a progress bar per epoch, 0 is silent.
-        on_epoch_end: called as `on_epoch_end(epoch, history)` after each epoch.
+        on_epoch_end: called as `on_epoch_end(epoch, history)` after each
+            epoch, before the epoch's checkpoint.
         step: reuse an existing `TrainStep` (and its optimizer state)
             instead of making one from `loss`/`optimizer`.
+        checkpoint_dir: where to keep checkpoints (none if `None`).
+        checkpoint_every: steps between checkpoints.
+        checkpoint_objects: more trackable objects to checkpoint, by name
+            (e.g. variables holding the best weights so far).
+        keep_checkpoints: how many recent checkpoints to keep.
+        strategy: the `tf.distribute` strategy (default: the step's); the
+            dataset is distributed across its replicas.
 
     Returns:
         The `TrainingHistory`.
     """
     epochs = check_positive_int("epochs", epochs)
+    checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     if step is None:
         if loss is None or optimizer is None:
             raise ValueError(
                 "`train` needs `loss` and `optimizer`, or a `step` made by make_train_step. "
                 f"Received: loss={loss!r}, optimizer={optimizer!r}."
             )
-        step = make_train_step(model, loss=loss, optimizer=optimizer, jit_compile=jit_compile)
-    cardinality = int(dataset.cardinality())
-    target = cardinality if cardinality > 0 else None
+        step = make_train_step(
+            model, loss=loss, optimizer=optimizer, jit_compile=jit_compile, strategy=strategy
+        )
+    strategy = step.strategy
+    dataset_for = dataset if callable(dataset) and not isinstance(dataset, tf.data.Dataset) else lambda _: dataset
     history = TrainingHistory()
-    for epoch in range(epochs):
+    start_epoch = start_batch = 0
+    checkpointer = None
+    if checkpoint_dir is not None:
+        step.build(*next(iter(dataset_for(0).take(1))))
+        checkpointer = _Checkpointer(checkpoint_dir, step, model, checkpoint_objects, keep_checkpoints, strategy)
+        progress = checkpointer.restore()
+        if progress is not None:
+            start_epoch, start_batch = progress["epoch"], progress["batch"]
+            history = TrainingHistory(progress["step_losses"], progress["epoch_losses"], progress["state"])
+            if verbose:
+                print(f"Resuming from {progress['path']}: epoch {start_epoch + 1}, batch {start_batch}.")
+
+    def save(epoch, batch):
+        if checkpointer is not None:
+            checkpointer.save(
+                {"epoch": epoch, "batch": batch, "step_losses": history.step_losses,
+                 "epoch_losses": history.epoch_losses, "state": history.state},
+                number=len(history.step_losses),
+            )  # fmt: skip
+
+    target = None
+    for epoch in range(start_epoch, epochs):
+        epoch_data = dataset_for(epoch)
+        cardinality = int(epoch_data.cardinality())
+        target = cardinality if cardinality > 0 else target
+        batch = start_batch if epoch == start_epoch else 0
+        epoch_data = epoch_data.skip(batch).prefetch(tf.data.AUTOTUNE)
+        if strategy.num_replicas_in_sync > 1:
+            epoch_data = strategy.experimental_distribute_dataset(epoch_data)
         progbar = keras.utils.Progbar(target, verbose=verbose, unit_name="step")
-        losses = []
-        for batch in dataset.prefetch(tf.data.AUTOTUNE):
-            value = float(step(*batch))
+        if batch:
+            progbar.update(batch)
+        # Losses of this epoch so far, including those before a resume.
+        first = len(history.step_losses) - batch
+        for data in epoch_data:
+            value = float(step(*data))
+            batch += 1
             if not np.isfinite(value):
+                last = checkpointer.manager.latest_checkpoint if checkpointer else None
                 raise FloatingPointError(
-                    f"The loss became {value} at epoch {epoch + 1}, step {len(losses) + 1}. "
-                    "Lower the learning rate, or check the data for bad values."
+                    f"The loss became {value} at epoch {epoch + 1}, step {batch} "
+                    f"(step {len(history.step_losses) + 1} of the run). Lower the learning "
+                    "rate, or check the data for bad values."
+                    + (f" The last good checkpoint is {last}." if last else "")
                 )
-            losses.append(value)
-            progbar.add(1, values=[("loss", value)])
+            history.step_losses.append(value)
+            progbar.update(batch, values=[("loss", value)])
+            if len(history.step_losses) % checkpoint_every == 0:
+                save(epoch, batch)
         if target is None:
-            progbar.update(len(losses), finalize=True)  # end the line of an unknown-length pass
-        history.step_losses.extend(losses)
-        target = target or len(losses)  # an unknown-length dataset is known after one pass
+            progbar.update(batch, finalize=True)  # end the line of an unknown-length pass
+        target = target or batch  # an unknown-length dataset is known after one pass
+        losses = history.step_losses[first:]
         history.epoch_losses.append(float(np.mean(losses)) if losses else float("nan"))
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
+        save(epoch + 1, 0)
     return history

@@ -1,0 +1,39 @@
+"""One worker of a two-worker `MultiWorkerMirroredStrategy` run over loopback
+(run by test_distribution.py as two processes): trains the tiny prompt-tuned
+classifier of mirrored_two_cpus.py and prints its prompt as JSON.
+
+Usage: python multi_worker.py WORKER_INDEX PORT0 PORT1 CHECKPOINT_DIR
+"""
+
+import json
+import os
+import sys
+
+index, ports, checkpoint_dir = int(sys.argv[1]), sys.argv[2:4], sys.argv[4]
+os.environ["TF_CONFIG"] = json.dumps({
+    "cluster": {"worker": [f"localhost:{port}" for port in ports]},
+    "task": {"type": "worker", "index": index},
+})  # fmt: skip
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tf_prompt_tuning import train  # noqa: E402
+from tf_prompt_tuning.distribution import make_strategy  # noqa: E402
+
+# Before anything touches a device: collective ops are configured at startup.
+strategy = make_strategy("multi-worker")
+sys.path.insert(0, os.path.dirname(__file__))
+from mirrored_two_cpus import LOSS, build, dataset  # noqa: E402
+
+with strategy.scope():
+    model = build()
+    optimizer = keras.optimizers.Adam(0.02)
+train(model, dataset, loss=LOSS, optimizer=optimizer, epochs=2, verbose=0,
+      checkpoint_dir=checkpoint_dir, checkpoint_every=3)  # fmt: skip
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "prompt": [keras.ops.convert_to_numpy(v).tolist() for v in model.trainable_variables],
+    "checkpoint": tf.train.latest_checkpoint(checkpoint_dir),
+}))

@@ -1,0 +1,93 @@
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_prompt_tuning.distribution import make_strategy
+
+SCRIPT = pathlib.Path(__file__).parent / "mirrored_two_cpus.py"
+
+
+def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "checkpoints")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["model_strategy"] == "MirroredStrategy"
+    assert result["prompt_moved"] > 1e-2
+    # Same global batches (one split unevenly, 4 + 3) and seed: the same prompt.
+    assert result["mirrored_vs_single"] < 1e-6
+    assert result["loss_diff"] < 1e-6
+    assert result["mirrored_xla_vs_single"] < 1e-5
+    # Killed after epoch 1 and resumed for epoch 2 under the strategy.
+    assert result["resumed_vs_single"] < 1e-6
+    assert "not created in the scope of the MirroredStrategy" in result["outside_error"]
+
+
+def test_default_and_mirrored_strategies():
+    assert make_strategy() is tf.distribute.get_strategy()
+    assert make_strategy("mirrored").num_replicas_in_sync >= 1
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs the TF_CONFIG environment variable"):
+        make_strategy("multi-worker")
+
+
+def test_unknown_strategy():
+    with pytest.raises(ValueError, match=r"`strategy` must be one of .*Received: strategy='horovod'"):
+        make_strategy("horovod")
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_over_loopback_match_one_device(tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    from mirrored_two_cpus import LOSS, build, dataset
+
+    from tf_prompt_tuning import train
+
+    single = build()
+    train(single, dataset, loss=LOSS, optimizer=keras.optimizers.Adam(0.02), epochs=2, verbose=0)
+    expected = [keras.ops.convert_to_numpy(v) for v in single.trainable_variables]
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    ports = [str(p) for p in _free_ports(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT.parent / "multi_worker.py"), str(i), *ports, str(tmp_path / "ckpt")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["replicas"] == 2
+        for actual, want in zip(result["prompt"], expected):
+            np.testing.assert_allclose(actual, want, rtol=0, atol=1e-6)
+    # The chief's checkpoints in the directory, the other worker's aside.
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-8")
+    assert (tmp_path / "ckpt" / ".worker-1").is_dir()
