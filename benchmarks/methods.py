@@ -6,7 +6,8 @@
 The real MiniLM on the movie-review sentences: every method sees the same
 training sentences for the same number of epochs (batch 32, bucketed
 padding, Adam with cosine decay), and is scored on the same held-out test
-split. The parameter-efficient methods share one learning rate; full
+split (the dev split's accuracy is printed too: choose settings on it, not
+on test). The parameter-efficient methods share one learning rate; full
 fine-tuning (every backbone weight trainable, still without dropout, as the
 others run) uses its own, smaller one, as is usual. Prints a table of test
 accuracy, trainable parameters and step time, and writes it as JSON.
@@ -45,7 +46,7 @@ def run(method, splits, args):
     if method == "full":
         backbone.trainable = True  # unfreeze everything
         learning_rate = args.full_learning_rate
-    train, _, test = splits
+    train, dev, test = splits
     make = functools.partial(
         tpt.make_text_dataset, tokenizer=tokenizer, sequence_length=args.max_length,
         batch_size=args.batch_size, seed=args.seed,
@@ -59,17 +60,21 @@ def run(method, splits, args):
     start = time.perf_counter()
     history = tpt.train(model, make(train, shuffle=True), epochs=args.epochs, step=step, verbose=0)
     seconds = time.perf_counter() - start
-    accuracy = evaluate(model, make(test), predict=predict_function(model))["accuracy"]
+    predict = predict_function(model)
+    dev_accuracy = evaluate(model, make(dev), predict=predict)["accuracy"]
+    accuracy = evaluate(model, make(test), predict=predict)["accuracy"]
     trainable = tpt.parameter_summary(model).trainable
     result = {
         "method": name,
+        "learning_rate": learning_rate,
+        "dev_accuracy": dev_accuracy,
         "test_accuracy": accuracy,
         "trainable_params": trainable,
         "trainable_percent_of_full": None,
         "step_seconds": seconds / len(history.step_losses),
         "train_seconds": seconds,
     }
-    print(f"{name}: accuracy {accuracy:.4f}, trainable {trainable:,}, {result['step_seconds']:.3f} s/step", flush=True)
+    print(f"{name}: dev accuracy {dev_accuracy:.4f}, test accuracy {accuracy:.4f}, trainable {trainable:,}, {result['step_seconds']:.3f} s/step", flush=True)
     return result
 
 
@@ -93,12 +98,12 @@ def main():
     print(f"{len(train)} training sentences, {len(test)} test sentences, {args.epochs} epoch(s)", flush=True)
     results = [run(method, (train, dev, test), args) for method in args.methods]
     full = next((r for r in results if r["method"].startswith("full")), None)
-    print("\n| method | trainable params | % of full FT | test accuracy | s/step |\n|---|---|---|---|---|")
+    print("\n| method | trainable params | % of full FT | dev accuracy | test accuracy | s/step |\n|---|---|---|---|---|---|")
     for r in results:
         if full:
             r["trainable_percent_of_full"] = 100 * r["trainable_params"] / full["trainable_params"]
         share = f"{r['trainable_percent_of_full']:.3f}%" if full else "-"
-        print(f"| {r['method']} | {r['trainable_params']:,} | {share} | {r['test_accuracy']:.4f} | {r['step_seconds']:.3f} |")
+        print(f"| {r['method']} | {r['trainable_params']:,} | {share} | {r['dev_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['step_seconds']:.3f} |")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"config": vars(args), "results": results}, f, indent=2)

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,6 +231,18 @@ def test_prompt_file_for_another_backbone_is_refused(trained, tmp_path, capsys):
     prompt = str(trained[1] / "prompt.safetensors")
     assert main(["predict", "--prompt", prompt, "--backbone", str(other), "the plot was bad"]) == 2
     assert "another backbone" in capsys.readouterr().err
+
+
+def test_diverging_run_stops_naming_the_step_and_keeps_its_checkpoint(preset_dir, data_file, tmp_path, capsys):
+    code = main(["train", "--backbone", preset_dir, "--data", data_file, "--num-tokens", "2",
+                 "--max-length", "16", "--no-baseline", "--learning-rate", "1e38", "--schedule", "constant",
+                 "--checkpoint-every", "1", "--output-dir", str(tmp_path)])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert re.search(r"The loss became (nan|inf) at epoch 1, step \d+ .*last good checkpoint is .*ckpt-\d+", err)
+    assert "Traceback" not in err
+    assert not (tmp_path / "prompt.safetensors").exists()
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "prompt_tuned"))
 
 
 def test_unfinished_run_with_other_settings_is_refused(preset_dir, data_file, tmp_path):

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, FileNotFoundError, ImportError, FloatingPointError) as error:
         # Bad data, files or settings: the message says what to fix; a
         # traceback would only bury it.
         print(f"tf-prompt-tuning {args.command}: error: {error}", file=sys.stderr)
