@@ -63,12 +63,16 @@ if __name__ == "__main__":
     first, _ = run(mirrored, checkpoint_dir=sys.argv[1], epochs=1)
     resumed, _ = run(mirrored, checkpoint_dir=sys.argv[1], epochs=2)
 
-    outside = build()
-    try:
-        train(outside, dataset, loss=LOSS, optimizer="adam", strategy=mirrored, verbose=0)
-        outside_error = None
-    except ValueError as error:
-        outside_error = str(error)
+    def error_of(model, optimizer):
+        try:
+            train(model, dataset, loss=LOSS, optimizer=optimizer, strategy=mirrored, verbose=0)
+        except ValueError as error:
+            return str(error)
+
+    outside_error = error_of(build(), "adam")
+    with mirrored.scope():
+        inside = build()
+    optimizer_error = error_of(inside, keras.optimizers.Adam())
 
     print(json.dumps({
         "replicas": mirrored.num_replicas_in_sync,
@@ -79,4 +83,5 @@ if __name__ == "__main__":
         "resumed_vs_single": max_diff(resumed, single),
         "loss_diff": float(np.abs(np.subtract(two_history.step_losses, single_history.step_losses)).max()),
         "outside_error": outside_error,
+        "optimizer_error": optimizer_error,
     }))

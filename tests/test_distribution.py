@@ -1,6 +1,7 @@
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -33,7 +34,11 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     assert result["mirrored_xla_vs_single"] < 1e-5
     # Killed after epoch 1 and resumed for epoch 2 under the strategy.
     assert result["resumed_vs_single"] < 1e-6
-    assert "not created in the scope of the MirroredStrategy" in result["outside_error"]
+    assert result["outside_error"].startswith(
+        "Under a MirroredStrategy, the variables ['prompt/prompt', 'head/kernel', 'head/bias'] "
+        "must be created in its scope, and were not."
+    )
+    assert re.match(r"Under a MirroredStrategy, the optimizer 'adam(_\d+)?' must be created", result["optimizer_error"])
 
 
 def test_default_and_mirrored_strategies():

@@ -157,10 +157,13 @@ class TrainStep:
             )
         if self.strategy.num_replicas_in_sync > 1:
             outside = [v.path for v in self._variables if not self.strategy.extended.variable_created_in_scope(v.value)]
+            outside = [f"the variables {outside}"] if outside else []
+            if getattr(self.optimizer, "_distribution_strategy", self.strategy) is not self.strategy:
+                outside.append(f"the optimizer {self.optimizer.name!r}")
             if outside:
                 raise ValueError(
-                    f"Variables {outside} were not created in the scope of the "
-                    f"{type(self.strategy).__name__}. Build the model and optimizer inside "
+                    f"Under a {type(self.strategy).__name__}, {' and '.join(outside)} must be "
+                    "created in its scope, and were not. Build the model and optimizer inside "
                     "`with strategy.scope():`."
                 )
         with self.strategy.scope():
