@@ -37,12 +37,16 @@ print(json.dumps(results))
 """
 
 
-def _serve(path, requests):
+def _run(script, path, requests):
     result = subprocess.run(
-        [sys.executable, "-c", SERVE, str(path), json.dumps(requests)], capture_output=True, text=True
+        [sys.executable, "-c", script, str(path), json.dumps(requests)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return [np.asarray(r) for r in json.loads(result.stdout.strip().splitlines()[-1])]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _serve(path, requests):
+    return [np.asarray(r) for r in _run(SERVE, path, requests)]
 
 
 @pytest.fixture
@@ -118,3 +122,62 @@ def test_deep_prompt_classifier_exports(tokenizer, tmp_path):
     (served,) = _serve(tmp_path / "sm", [{"signature": "serve_text", "text": TEXTS}])
     keras_inputs = {**inputs, "segment_ids": np.zeros_like(inputs["token_ids"])}
     np.testing.assert_allclose(served, keras.ops.convert_to_numpy(keras.ops.softmax(model(keras_inputs))), atol=1e-5)
+
+
+GENERATE = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+path, requests = sys.argv[1], json.loads(sys.argv[2])
+model = tf.saved_model.load(path)
+assert sorted(model.signatures) == ["generate", "serving_default"], list(model.signatures)
+results = []
+for request in requests:
+    args = {k: tf.constant(v, tf.int32) for k, v in request.items()}
+    try:
+        out = model.signatures["serving_default"](**args)
+        results.append({k: v.numpy().astype(int).tolist() for k, v in out.items()})
+    except tf.errors.InvalidArgumentError as error:
+        results.append(error.message)
+assert "tf_prompt_tuning" not in sys.modules and "keras_hub" not in sys.modules
+print(json.dumps(results))
+"""
+
+
+def test_causal_lm_and_bank_exports_generate_like_keras(tmp_path):
+    from test_prompt_causal_lm import MASK, TOKEN_IDS, tiny_gpt2
+
+    from tf_prompt_tuning import PromptCausalLM, PromptCausalLMBank
+
+    backbone = tiny_gpt2(max_sequence_length=16)
+    lm = PromptCausalLM(backbone, num_tokens=3)
+    greedy = {"max_new_tokens": 6, "end_token_ids": [int(lm.generate(TOKEN_IDS, MASK, 6)["token_ids"][0, 2])]}
+    export_saved_model(lm, str(tmp_path / "lm"), generate_options=greedy)
+    bank = PromptCausalLMBank(backbone, num_tokens=3)
+    bank.add_lm("a", lm)
+    bank.add_task("b")
+    sample = {"max_new_tokens": 4, "strategy": "sample", "temperature": 2.0, "top_k": 5}
+    export_saved_model(bank, str(tmp_path / "bank"), generate_options=sample)
+    requests = [{"token_ids": TOKEN_IDS.tolist(), "padding_mask": MASK.tolist()},
+                {"token_ids": TOKEN_IDS[1:2, :2].tolist(), "padding_mask": MASK[1:2, :2].tolist()},
+                {"token_ids": [[1] * 8], "padding_mask": [[1] * 8]}]  # fmt: skip
+    served = _run(GENERATE, tmp_path / "lm", requests)
+    for request, out in zip(requests[:2], served):
+        expected = lm.generate(request["token_ids"], request["padding_mask"], **greedy)
+        np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+        np.testing.assert_array_equal(out["padding_mask"], expected["padding_mask"])
+    assert served[0]["padding_mask"][0] == [1, 1, 1, 0, 0, 0]
+    assert "max_new_tokens exceed the backbone position table" in served[2]  # 3 + 8 + 6 > 16
+    request = {"token_ids": TOKEN_IDS.tolist(), "padding_mask": MASK.tolist(), "task_id": [1, 0, 1], "seed": 7}
+    (out,) = _run(GENERATE, tmp_path / "bank", [request])
+    expected = bank.generate(TOKEN_IDS, MASK, task_id=[1, 0, 1], seed=7, jit_compile=False, **sample)
+    np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+
+
+def test_causal_lm_export_needs_max_new_tokens(tmp_path):
+    from test_prompt_causal_lm import tiny_gpt2
+
+    from tf_prompt_tuning import PromptCausalLM
+
+    with pytest.raises(ValueError, match=r"needs `generate_options` with at least `max_new_tokens`. Received: generate_options=None"):
+        export_saved_model(PromptCausalLM(tiny_gpt2(), num_tokens=3), str(tmp_path))

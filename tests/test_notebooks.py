@@ -26,4 +26,4 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
 
 
 def test_there_are_notebooks():
-    assert [p.stem for p in NOTEBOOKS] == ["01_article_demo", "02_real_sentiment", "03_many_tasks"]
+    assert [p.stem for p in NOTEBOOKS] == ["01_article_demo", "02_real_sentiment", "03_many_tasks", "04_generation"]

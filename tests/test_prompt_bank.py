@@ -2,9 +2,20 @@ import keras
 import numpy as np
 import pytest
 from conftest import assert_keras_save_load_parity
+from test_prompt_causal_lm import MASK as LM_MASK
+from test_prompt_causal_lm import TOKEN_IDS as LM_IDS
+from test_prompt_causal_lm import tiny_gpt2
 from test_prompted_backbone import bert_inputs, tiny_bert
 
-from tf_prompt_tuning import PromptTextClassifier, make_train_step, parameter_summary, save_prompts
+from tf_prompt_tuning import (
+    PromptCausalLM,
+    PromptCausalLMBank,
+    PromptFileError,
+    PromptTextClassifier,
+    make_train_step,
+    parameter_summary,
+    save_prompts,
+)
 from tf_prompt_tuning.prompt_bank import PromptBank, ensemble_probabilities
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -109,3 +120,74 @@ def test_deep_prompts_are_not_bankable(setup):
     backbone, _, bank = setup
     with pytest.raises(ValueError, match="has deep prompts; a bank holds input-level prompts only"):
         bank.add_classifier("deep", PromptTextClassifier(backbone, 2, num_tokens=3, deep=True))
+
+
+# Generation: a bank of prompts for one frozen causal LM.
+
+
+@pytest.fixture
+def lm_setup():
+    backbone = tiny_gpt2()
+    lms = {name: PromptCausalLM(backbone, num_tokens=3, seed=seed) for seed, name in enumerate(["a", "b", "c"])}
+    bank = PromptCausalLMBank(backbone, num_tokens=3)
+    for name, lm in lms.items():
+        bank.add_lm(name, lm)
+    return backbone, lms, bank
+
+
+def test_lm_bank_mixed_batch_generates_as_each_task_alone(lm_setup):
+    _, lms, bank = lm_setup
+    inputs = {"token_ids": LM_IDS, "padding_mask": LM_MASK}
+    alone = {name: lm.generate(LM_IDS, LM_MASK, 5, jit_compile=False)["token_ids"] for name, lm in lms.items()}
+    assert not np.array_equal(alone["a"], alone["b"])  # the prompts matter
+    for task_ids in ([0, 1, 2], [2, 2, 0]):
+        mixed = bank.generate(LM_IDS, LM_MASK, 5, task_id=task_ids)["token_ids"]
+        logits = _np(bank({**inputs, "task_id": np.array(task_ids)}))
+        for row, task_id in enumerate(task_ids):
+            name = bank.tasks[task_id]
+            np.testing.assert_array_equal(mixed[row], alone[name][row])
+            np.testing.assert_allclose(logits[row], _np(lms[name](inputs))[row], atol=1e-5)
+
+
+def test_lm_bank_from_prompt_files_and_keras_round_trip(lm_setup, tmp_path):
+    backbone, lms, bank = lm_setup
+    from_file = PromptCausalLMBank(backbone, num_tokens=3)
+    assert from_file.add_prompt_file("b", save_prompts(lms["b"], str(tmp_path / "b.safetensors"))) == 0
+    np.testing.assert_array_equal(
+        from_file.generate(LM_IDS, LM_MASK, 5, task_id=[0, 0, 0])["token_ids"],
+        lms["b"].generate(LM_IDS, LM_MASK, 5)["token_ids"],
+    )
+    inputs = {"token_ids": LM_IDS, "padding_mask": LM_MASK, "task_id": np.array([2, 0, 1])}
+    restored = assert_keras_save_load_parity(bank, inputs, tmp_path)
+    assert restored.tasks == ["a", "b", "c"]
+    assert parameter_summary(bank).trainable == 3 * 3 * 32
+
+
+def test_lm_bank_errors(lm_setup, tmp_path):
+    backbone, lms, bank = lm_setup
+    with pytest.raises(ValueError, match="needs `task_id`, each row's task"):
+        bank.generate(LM_IDS, LM_MASK, 4)
+    with pytest.raises(ValueError, match=r"`task_id` must hold one id in \[0, 3\) per row of `token_ids` \(3 rows\). Received: task_id=\[0, 3, 1\]"):
+        bank.generate(LM_IDS, LM_MASK, 4, task_id=[0, 3, 1])
+    with pytest.raises(ValueError, match=r"Received: task_id=\[0\]"):
+        bank.generate(LM_IDS, LM_MASK, 4, task_id=[0])
+    with pytest.raises(ValueError, match="The bank has no tasks. Add one with add_lm"):
+        PromptCausalLMBank(backbone, num_tokens=3).generate(LM_IDS, LM_MASK, 4, task_id=[0, 0, 0])
+    with pytest.raises(ValueError, match="already has a task 'a'"):
+        bank.add_task("a")
+    with pytest.raises(KeyError, match=r"No task 'z' in the bank. Its tasks are \['a', 'b', 'c'\]"):
+        bank.task_id("z")
+    with pytest.raises(ValueError, match=r"with the bank's num_tokens=3. Received: PromptCausalLM with num_tokens=4"):
+        bank.add_lm("long", PromptCausalLM(backbone, num_tokens=4))
+    with pytest.raises(ValueError, match="Task 'alien' was trained on another backbone"):
+        bank.add_lm("alien", PromptCausalLM(tiny_gpt2(seed=1), num_tokens=3))
+    with pytest.raises(ValueError, match="`num_tokens` must be a positive integer. Received: num_tokens=0"):
+        PromptCausalLMBank(backbone, num_tokens=0)
+    # A file of the other kind, either way round.
+    bert = tiny_bert()
+    classifier_file = save_prompts(PromptTextClassifier(bert, 2, num_tokens=3), str(tmp_path / "topic.safetensors"))
+    with pytest.raises(PromptFileError, match="holds a classifier prompt, not a causal_lm one. Load it into a PromptTextClassifier"):
+        bank.add_prompt_file("topic", classifier_file)
+    lm_file = save_prompts(lms["a"], str(tmp_path / "a.safetensors"))
+    with pytest.raises(PromptFileError, match="holds a causal_lm prompt, not a classifier one. Load it into a PromptCausalLM"):
+        PromptBank(bert, num_tokens=3).add_prompt_file("a", lm_file)

@@ -6,9 +6,12 @@ import keras_hub
 import numpy as np
 import pytest
 from safetensors.numpy import save as save_safetensors
+from test_prompt_causal_lm import MASK as LM_MASK
+from test_prompt_causal_lm import TOKEN_IDS as LM_IDS
+from test_prompt_causal_lm import tiny_gpt2
 
 import tf_prompt_tuning
-from tf_prompt_tuning import make_train_step
+from tf_prompt_tuning import PromptCausalLM, make_train_step
 from tf_prompt_tuning.prompt_file import (
     FORMAT_VERSION,
     PromptFileError,
@@ -419,3 +422,45 @@ def test_p_tuning_file_serves_without_encoder_and_resumes_with_it(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(PromptFileError, match="prompt_encoder=mlp"):
         restore_prompts(PromptTextClassifier(backbone, 2, num_tokens=3, prompt_encoder="lstm"), path)
+
+
+def test_causal_lm_prompt_file_round_trip(tmp_path):
+    backbone = tiny_gpt2()
+    source = PromptCausalLM(backbone, num_tokens=3, seed=1)
+    path = save_prompts(source, str(tmp_path / "lm.safetensors"), extra={"task": "greeting"})
+    loaded = load_prompts(path)
+    assert set(loaded.tensors) == {"prompt"}
+    metadata = loaded.metadata
+    assert (metadata["kind"], metadata["num_tokens"], metadata["dim"], metadata["task"]) == ("causal_lm", 3, 32, "greeting")
+    assert metadata["backbone_class"] == "GPT2Backbone" and "num_classes" not in metadata
+    target = PromptCausalLM(backbone, num_tokens=3, seed=2)
+    restore_prompts(target, path)
+    inputs = {"token_ids": LM_IDS, "padding_mask": LM_MASK}
+    np.testing.assert_array_equal(_numpy(target(inputs)), _numpy(source(inputs)))
+    np.testing.assert_array_equal(target.generate(LM_IDS, LM_MASK, 4)["token_ids"], source.generate(LM_IDS, LM_MASK, 4)["token_ids"])
+
+
+def test_causal_lm_prompt_file_errors(model, tmp_path):
+    backbone = tiny_gpt2()
+    lm = PromptCausalLM(backbone, num_tokens=3)
+    with pytest.raises(ValueError, match=r"takes no `label_names`. Received: num_tokens=3, label_names=\['a'\]"):
+        save_prompts(lm, str(tmp_path / "x.safetensors"), label_names=["a"])
+    with pytest.raises(ValueError, match=r"needs a prompt \(num_tokens > 0\)"):
+        save_prompts(PromptCausalLM(backbone, num_tokens=0), str(tmp_path / "x.safetensors"))
+    lm_path = save_prompts(lm, str(tmp_path / "lm.safetensors"))
+    classifier_path = save_prompts(model, str(tmp_path / "classifier.safetensors"))
+    with pytest.raises(PromptFileError, match=r"holds a causal_lm prompt, not a classifier one. Load it into a PromptCausalLM"):
+        restore_prompts(model, lm_path)
+    with pytest.raises(PromptFileError, match=r"holds a classifier prompt, not a causal_lm one"):
+        restore_prompts(lm, classifier_path)
+    with pytest.raises(PromptFileError, match=r"was trained on another backbone"):
+        restore_prompts(PromptCausalLM(tiny_gpt2(seed=1), num_tokens=3), lm_path)
+    with pytest.raises(PromptFileError, match=r"prompt has shape \(3, 32\), the model's has \(4, 32\)"):
+        restore_prompts(PromptCausalLM(backbone, num_tokens=4), lm_path)
+
+
+def test_unknown_kind(model, tmp_path):
+    metadata = {"format_version": 1, "backbone_fingerprint": "0" * 16, "num_tokens": 3, "kind": "diffusion"}
+    path = _write_prompt_file(tmp_path / "p.safetensors", {"prompt": np.zeros((3, 8), "float32")}, metadata)
+    with pytest.raises(PromptFileError, match=r"unknown prompt kind 'diffusion'; this library reads \['causal_lm', 'classifier'\]"):
+        load_prompts(path)

@@ -21,7 +21,10 @@ from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.freezing import parameter_summary
 from tf_prompt_tuning.prompt_bank import PromptBank
 from tf_prompt_tuning.prompt_bank import PromptBankLayer
+from tf_prompt_tuning.prompt_bank import PromptCausalLMBank
 from tf_prompt_tuning.prompt_bank import ensemble_probabilities
+from tf_prompt_tuning.prompt_causal_lm import PromptCausalLM
+from tf_prompt_tuning.prompt_causal_lm import causal_lm_batch
 from tf_prompt_tuning.prompt_file import PromptFileError
 from tf_prompt_tuning.prompt_file import load_prompts
 from tf_prompt_tuning.prompt_file import restore_prompts
@@ -45,6 +48,8 @@ __all__ = [
     "ParameterSummary",
     "PromptBank",
     "PromptBankLayer",
+    "PromptCausalLM",
+    "PromptCausalLMBank",
     "PromptEncoderLayer",
     "PromptFileError",
     "PromptLayer",
@@ -52,6 +57,7 @@ __all__ = [
     "TextDataset",
     "TrainStep",
     "TrainingHistory",
+    "causal_lm_batch",
     "encode_texts",
     "ensemble_probabilities",
     "export_saved_model",

@@ -1,18 +1,30 @@
-"""`export_saved_model`: a prompt-tuned classifier or bank as a SavedModel for TF Serving."""
+"""`export_saved_model`: a prompt-tuned classifier, causal LM or bank as a SavedModel for TF Serving."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-from tf_prompt_tuning.prompt_bank import PromptBank
+from tf_prompt_tuning.prompt_bank import PromptBank, PromptCausalLMBank
+from tf_prompt_tuning.prompt_causal_lm import PromptCausalLM
 from tf_prompt_tuning.text_pipeline import encode_texts
 
 
-def export_saved_model(model, path: str, *, tokenizer=None, sequence_length: int | None = None) -> str:
+def export_saved_model(
+    model, path: str, *, tokenizer=None, sequence_length: int | None = None,
+    generate_options: dict | None = None,
+) -> str:  # fmt: skip
     """Writes `model` as a SavedModel with serving signatures.
 
-    Signatures (all return `{"probabilities": (batch, classes) float32}`):
+    A `PromptCausalLM` (or `PromptCausalLMBank`) gets one signature,
+    `generate` (also `serving_default`): `token_ids` and `padding_mask`
+    int32 `(batch, seq)`, padded on either side, plus `task_id` (a bank) and
+    a scalar int32 `seed` (strategy "sample"). It returns `PromptCausalLM.
+    generate`'s `{"token_ids", "padding_mask"}` for `generate_options`, the
+    keyword arguments of `generate` (`max_new_tokens` at least), fixed at
+    export.
+
+    Classifier signatures (all return `{"probabilities": (batch, classes) float32}`):
 
     - `serving_default` (also `serve`): `token_ids` and `padding_mask`,
       int32 `(batch, seq)`, plus `task_id` int32 `(batch,)` for a
@@ -26,11 +38,15 @@ def export_saved_model(model, path: str, *, tokenizer=None, sequence_length: int
     The file needs nothing from this library to load: `tf.saved_model.load`.
 
     Args:
-        model: a `PromptTextClassifier` or `PromptBank`.
+        model: a `PromptTextClassifier`, `PromptBank`, `PromptCausalLM` or
+            `PromptCausalLMBank`.
         path: the directory to write.
-        tokenizer: the backbone's tokenizer, to add `serve_text`.
+        tokenizer: the backbone's tokenizer, to add `serve_text` (classifiers).
         sequence_length: the longest token sequence for `serve_text`.
+        generate_options: the generation settings (causal LMs).
     """
+    if isinstance(model, PromptCausalLM):
+        return _export_generation(model, path, generate_options)
     bank = isinstance(model, PromptBank)
     takes_segments = "segment_ids" in model.backbone.input
     if tokenizer is not None:
@@ -74,5 +90,30 @@ def export_saved_model(model, path: str, *, tokenizer=None, sequence_length: int
             archive.add_endpoint("serve_text", from_text, input_signature=[text, task])
         else:
             archive.add_endpoint("serve_text", lambda texts: from_text(texts), input_signature=[text])
+    archive.write_out(path, verbose=False)
+    return path
+
+
+def _export_generation(model: PromptCausalLM, path: str, options: dict | None) -> str:
+    if not options or "max_new_tokens" not in options:
+        raise ValueError(
+            "Exporting a causal LM needs `generate_options` with at least `max_new_tokens`. "
+            f"Received: generate_options={options!r}."
+        )
+    generate = model.generation_function(**options)
+    inputs = [
+        tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+        tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+    ]
+    if isinstance(model, PromptCausalLMBank):
+        inputs.append(tf.TensorSpec([None], tf.int32, name="task_id"))
+    if options.get("strategy") == "sample":
+        inputs.append(tf.TensorSpec([], tf.int32, name="seed"))
+
+    def endpoint(*args):
+        return generate(**{spec.name: arg for spec, arg in zip(inputs, args)})
+
+    archive = keras.export.ExportArchive()
+    archive.add_endpoint("generate", endpoint, input_signature=inputs)
     archive.write_out(path, verbose=False)
     return path

@@ -1,9 +1,10 @@
 """`PromptBank`: many tasks on one frozen backbone, mixed in one batch.
 
-Each task is a prompt and a head. An integer `task_id` input picks, per
-example, which prompt goes into the sequence and which head reads it, so a
-batch that mixes tasks runs in one forward pass through the backbone. Adding
-a task adds its own variables and touches no other task's.
+Each task is a prompt and a head (a prompt alone in a `PromptCausalLMBank`,
+which generates). An integer `task_id` input picks, per example, which
+prompt goes into the sequence and which head reads it, so a batch that
+mixes tasks runs in one forward pass through the backbone. Adding a task
+adds its own variables and touches no other task's.
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ import numpy as np
 from keras import ops
 
 from tf_prompt_tuning import initializers
+from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
-from tf_prompt_tuning.prompt_file import backbone_fingerprint, load_prompts, restore_prompts
+from tf_prompt_tuning.prompt_causal_lm import PromptCausalLM
+from tf_prompt_tuning.prompt_file import backbone_fingerprint, check_kind, load_prompts, restore_prompts
 from tf_prompt_tuning.prompt_layer import PromptLayer, insert_block
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits, prompted_backbone
 from tf_prompt_tuning.text_classifier import POOLINGS, PromptTextClassifier, pool
 
 # Logit given to the classes a task does not have, so softmax gives them 0.
 _ABSENT_CLASS_LOGIT = -1e9
+
+
+def _same_backbone(a, b) -> bool:
+    # Hashing every weight (91 MB for MiniLM) is needed only for two different objects.
+    return a is b or backbone_fingerprint(a) == backbone_fingerprint(b)
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
@@ -176,10 +184,7 @@ class PromptBank(keras.Model):
 
     def add_classifier(self, name: str, classifier: PromptTextClassifier, label_names=None) -> int:
         """Adds a trained `PromptTextClassifier` built on this bank's backbone."""
-        # Hashing 91 MB of weights twice is needed only for a different object.
-        if classifier.backbone is not self.backbone and backbone_fingerprint(
-            classifier.backbone
-        ) != backbone_fingerprint(self.backbone):
+        if not _same_backbone(classifier.backbone, self.backbone):
             raise ValueError(
                 f"Task {name!r} was trained on another backbone. Add only classifiers "
                 "of the bank's backbone."
@@ -201,6 +206,7 @@ class PromptBank(keras.Model):
     def add_prompt_file(self, name: str, path: str) -> int:
         """Adds a task from its prompt file (checked against the bank's backbone)."""
         metadata = load_prompts(path).metadata
+        check_kind(metadata, "classifier", path)
         self._check_compatible(
             metadata["num_tokens"], metadata.get("placement"), metadata.get("pooling"), repr(path)
         )
@@ -253,6 +259,99 @@ class PromptBank(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
+class PromptCausalLMBank(PromptCausalLM):
+    """Generates for many prompt-tuned tasks from one frozen causal LM.
+
+    A `PromptCausalLM` whose prompt is picked per example by `task_id`
+    (`(batch,)` int, in `call` and `generate`), so a batch that mixes tasks
+    generates each row as its task's own model would. Tasks are usually
+    trained one by one as `PromptCausalLM`s and added with `add_lm` or
+    `add_prompt_file`.
+
+    Args:
+        backbone: the frozen KerasHub causal LM backbone all tasks share.
+        num_tokens: prompt length of every task.
+        tasks: names of the tasks to create (used when loading a saved bank).
+        **kwargs: standard model arguments.
+    """
+
+    takes_task_id = True
+
+    def __init__(self, backbone, *, num_tokens=20, tasks: Sequence[str] = (), **kwargs):
+        super().__init__(backbone, num_tokens=check_positive_int("num_tokens", num_tokens), **kwargs)
+        self.tasks = []
+        for name in tasks:
+            self.add_task(name)
+
+    def make_prompt_layer(self, num_tokens, initializer) -> PromptBankLayer:
+        return PromptBankLayer(num_tokens, name="prompts")
+
+    def prompt_arguments(self, task_id) -> dict:
+        if task_id is None:
+            raise ValueError("A `PromptCausalLMBank` needs `task_id`, each row's task.")
+        if not self.tasks:
+            raise ValueError("The bank has no tasks. Add one with add_lm or add_prompt_file.")
+        return {"task_id": task_id}
+
+    def task_id(self, name: str) -> int:
+        """The integer id of a task, for the `task_id` input."""
+        if name not in self.tasks:
+            raise KeyError(f"No task {name!r} in the bank. Its tasks are {self.tasks}.")
+        return self.tasks.index(name)
+
+    def add_task(self, name: str, prompt_initializer="uniform") -> int:
+        """Adds an untrained task; returns its id."""
+        if name in self.tasks:
+            raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
+        self.prompt.add_prompt(name, prompt_initializer)
+        self.tasks.append(name)
+        return len(self.tasks) - 1
+
+    def add_lm(self, name: str, lm: PromptCausalLM) -> int:
+        """Adds the prompt of a trained `PromptCausalLM` on this bank's backbone."""
+        if not _same_backbone(lm.backbone, self.backbone):
+            raise ValueError(
+                f"Task {name!r} was trained on another backbone. Add only models of "
+                "the bank's backbone."
+            )
+        if isinstance(lm, PromptCausalLMBank) or lm.num_tokens != self.num_tokens:
+            raise ValueError(
+                f"Task {name!r} must be a PromptCausalLM with the bank's num_tokens="
+                f"{self.num_tokens}. Received: {type(lm).__name__} with num_tokens={lm.num_tokens}."
+            )
+        task = self.add_task(name)
+        self.prompt.prompts[task].assign(lm.prompt.prompt_value())
+        return task
+
+    def add_prompt_file(self, name: str, path: str) -> int:
+        """Adds a task from its generation prompt file (checked against the backbone)."""
+        metadata = load_prompts(path).metadata
+        check_kind(metadata, "causal_lm", path)
+        lm = PromptCausalLM(self.backbone, num_tokens=metadata["num_tokens"], prompt_initializer="zeros")
+        restore_prompts(lm, path)
+        return self.add_lm(name, lm)
+
+    def generate(self, token_ids, padding_mask=None, max_new_tokens: int = 16, *, task_id=None, **options) -> dict:
+        """`PromptCausalLM.generate`, each row with the prompt of its `task_id`."""
+        self.prompt_arguments(task_id)  # raises without a task_id or tasks
+        if not self._valid_task_ids(task_id, len(token_ids)):
+            raise ValueError(
+                f"`task_id` must hold one id in [0, {len(self.tasks)}) per row of "
+                f"`token_ids` ({len(token_ids)} rows). Received: task_id={task_id!r}."
+            )
+        return super().generate(token_ids, padding_mask, max_new_tokens, task_id=task_id, **options)
+
+    def _valid_task_ids(self, task_id, batch: int) -> bool:
+        ids = np.asarray(task_id)
+        return ids.shape == (batch,) and bool(np.all((ids >= 0) & (ids < len(self.tasks))))
+
+    def get_config(self):
+        config = super().get_config()
+        config["tasks"] = list(self.tasks)
+        return config
 
 
 def ensemble_probabilities(bank: PromptBank, inputs: dict, task_names: Sequence[str]):

@@ -5,7 +5,9 @@ on load), written atomically. The header holds this library's metadata as
 JSON: format version, the model's settings (prompt length, placement,
 pooling, classes and their names), the initializer, the library version,
 and a fingerprint of the backbone (its config and token-embedding matrix),
-so a prompt is never loaded silently into another model.
+so a prompt is never loaded silently into another model. Its `kind` says
+what the prompt is for: "classifier" (prompt and head; files without a
+`kind` are classifiers) or "causal_lm" (a generation prompt, no head).
 """
 
 from __future__ import annotations
@@ -19,14 +21,32 @@ import keras
 import numpy as np
 
 from tf_prompt_tuning._io import write_atomically
+from tf_prompt_tuning.prompt_causal_lm import PromptCausalLM
 
 FORMAT_VERSION = 1
 _METADATA_KEY = "tf_prompt_tuning"
-_REQUIRED = ("format_version", "backbone_fingerprint", "num_tokens", "num_classes")
+_REQUIRED = ("format_version", "backbone_fingerprint", "num_tokens")
+# What restores each kind of file, for the error that names it.
+KINDS = {"classifier": "PromptTextClassifier", "causal_lm": "PromptCausalLM"}
 
 
 class PromptFileError(ValueError):
     """A prompt file is missing, corrupt, newer than this library, or for another model."""
+
+
+def model_kind(model) -> str:
+    """The prompt-file `kind` of a model: "causal_lm" or "classifier"."""
+    return "causal_lm" if isinstance(model, PromptCausalLM) else "classifier"
+
+
+def check_kind(metadata: dict, kind: str, path: str):
+    """Raises unless a prompt file's metadata is of `kind`."""
+    found = metadata.get("kind", "classifier")
+    if found != kind:
+        raise PromptFileError(
+            f"{path!r} holds a {found} prompt, not a {kind} one. Load it into a "
+            f"{KINDS[found]}."
+        )
 
 
 def backbone_fingerprint(backbone) -> str:
@@ -56,6 +76,8 @@ class PromptFile:
 
 def _variables(model) -> dict:
     """The model's task variables by their name in a prompt file."""
+    if model_kind(model) == "causal_lm":
+        return {} if model.prompt is None else {"prompt": model.prompt.prompt}
     variables = {"head/kernel": model.head.kernel, "head/bias": model.head.bias}
     if getattr(model, "prompt_encoder", None):
         variables["encoder/seeds"] = model.prompt.prompt
@@ -78,12 +100,15 @@ def _model_tensors(model) -> dict[str, np.ndarray]:
 
 
 def save_prompts(model, path: str, *, label_names=None, extra: dict | None = None) -> str:
-    """Writes a `PromptTextClassifier`'s prompt and head to `path`.
+    """Writes a model's task variables to `path`.
+
+    A `PromptTextClassifier` writes its prompt and head, a `PromptCausalLM`
+    its prompt alone.
 
     Args:
-        model: the trained `PromptTextClassifier`.
+        model: the trained `PromptTextClassifier` or `PromptCausalLM`.
         path: the file to write (conventionally `*.prompt.safetensors`).
-        label_names: the class names, in order.
+        label_names: the class names, in order (classifiers).
         extra: more JSON-serializable metadata (e.g. the training settings).
 
     Returns:
@@ -93,12 +118,19 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
 
     from tf_prompt_tuning import __version__
 
+    kind = model_kind(model)
+    if kind == "causal_lm" and (label_names is not None or model.prompt is None):
+        raise ValueError(
+            "A PromptCausalLM file holds its prompt alone: the model needs a prompt "
+            f"(num_tokens > 0) and takes no `label_names`. Received: num_tokens="
+            f"{model.num_tokens}, label_names={label_names!r}."
+        )
     if label_names is not None and len(label_names) != model.num_classes:
         raise ValueError(
             f"`label_names` has {len(label_names)} names but the model has "
             f"{model.num_classes} classes. Received: label_names={list(label_names)}."
         )
-    reserved = {"format_version", "library_version", "backbone_fingerprint", "backbone_class",
+    reserved = {"format_version", "library_version", "backbone_fingerprint", "backbone_class", "kind",
                 "num_tokens", "deep", "prompt_encoder", "dim", "placement", "pooling", "num_classes", "label_names", "initializer"}
     clashes = sorted(reserved & set(extra or {}))
     if clashes:
@@ -111,19 +143,27 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
         "library_version": __version__,
         "backbone_fingerprint": backbone_fingerprint(model.backbone),
         "backbone_class": type(model.backbone).__name__,
+        "kind": kind,
         "num_tokens": model.num_tokens,
-        "deep": bool(getattr(model, "deep", False)),
-        "prompt_encoder": getattr(model, "prompt_encoder", None),
-        "dim": int(model.head.kernel.shape[0]),
-        "placement": model.placement,
-        "pooling": model.pooling,
-        "num_classes": model.num_classes,
-        "label_names": list(label_names) if label_names is not None else None,
         "initializer": (
             None if model.prompt is None else type(model.prompt.initializer).__name__
         ),
-        **(extra or {}),
     }
+    if kind == "causal_lm":
+        metadata.update(dim=int(model.prompt.prompt.shape[-1]), placement="prepend")
+    else:
+        metadata.update(
+            {
+                "deep": bool(getattr(model, "deep", False)),
+                "prompt_encoder": getattr(model, "prompt_encoder", None),
+                "dim": int(model.head.kernel.shape[0]),
+                "placement": model.placement,
+                "pooling": model.pooling,
+                "num_classes": model.num_classes,
+                "label_names": list(label_names) if label_names is not None else None,
+            }
+        )
+    metadata.update(extra or {})
     data = save(_model_tensors(model), metadata={_METADATA_KEY: json.dumps(metadata)})
     write_atomically(path, data)
     return path
@@ -161,7 +201,14 @@ def load_prompts(path: str) -> PromptFile:
             f"{path!r} has prompt-file format {version}; this library reads up to "
             f"{FORMAT_VERSION}. Upgrade tf_prompt_tuning to load it."
         )
-    missing = [key for key in _REQUIRED if key not in metadata]
+    kind = metadata.get("kind", "classifier")
+    if kind not in KINDS:
+        raise PromptFileError(
+            f"{path!r} has an unknown prompt kind {kind!r}; this library reads "
+            f"{sorted(KINDS)}. Upgrade tf_prompt_tuning to load it."
+        )
+    required = _REQUIRED + (("num_classes",) if kind == "classifier" else ())
+    missing = [key for key in required if key not in metadata]
     if missing:
         raise PromptFileError(
             f"{path!r} is not a prompt file written by save_prompts: its metadata lacks {missing}."
@@ -170,13 +217,15 @@ def load_prompts(path: str) -> PromptFile:
 
 
 def restore_prompts(model, path: str) -> PromptFile:
-    """Loads a prompt file into a `PromptTextClassifier` built for it.
+    """Loads a prompt file into a `PromptTextClassifier` or `PromptCausalLM` built for it.
 
-    The model's backbone must have the fingerprint recorded in the file,
-    and its prompt and head the recorded shapes; anything else is an error.
-    Training can resume from the restored values.
+    The file must be of the model's kind, the model's backbone must have the
+    fingerprint recorded in the file, and its prompt (and head) the recorded
+    shapes; anything else is an error. Training can resume from the
+    restored values.
     """
     loaded = load_prompts(path)
+    check_kind(loaded.metadata, model_kind(model), path)
     expected = loaded.metadata["backbone_fingerprint"]
     actual = backbone_fingerprint(model.backbone)
     if expected != actual:

@@ -1,0 +1,446 @@
+"""`PromptCausalLM`: a soft prompt that steers a frozen KerasHub causal LM.
+
+The prompt is prepended to the embedded tokens, `[P1..Pn, x1..xm]`, and the
+backbone's own layers run on the result. Positions come from the padding
+mask, not from the array index: the prompt holds positions 0..n-1 and the
+i-th real token position n + i, wherever the padding sits. Left- and
+right-padded batches therefore give each example the same keys, values and
+positions, and the same tokens.
+
+`generate` fills a key/value cache once with the prompt and the input (the
+prefill), then decodes one token a step from the cache inside a
+`tf.while_loop`, compiled with XLA. The cache is this module's own tensors
+in the layers' documented `self_attention_cache` format, so no change of a
+cache class elsewhere can drop the prompt.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning.freezing import freeze
+from tf_prompt_tuning.prompt_layer import PromptLayer
+from tf_prompt_tuning.text_classifier import make_prompt_initializer
+
+STRATEGIES = ("greedy", "sample")
+# Logit of the tokens outside the top k: softmax gives them probability 0.
+_EXCLUDED_LOGIT = -1e9
+
+
+def causal_lm_batch(token_ids, padding_mask, target_mask=None):
+    """Makes `(x, y, sample_weight)` to train a `PromptCausalLM` on next tokens.
+
+    `y[:, t]` is `token_ids[:, t + 1]`: the model's logits at position t
+    predict the next token. A position counts in the loss (weight 1) when
+    it and the next are real tokens and the next is a target. The prompt
+    never counts (the model returns no logits for it); pass `target_mask`
+    to leave out the input part too and train on the continuation only.
+
+    Args:
+        token_ids: int `(batch, seq)`, padded on either side.
+        padding_mask: `(batch, seq)`, 1 at real tokens.
+        target_mask: optional `(batch, seq)`, 1 at the tokens to learn
+            (default: every real token).
+
+    Returns:
+        `({"token_ids", "padding_mask"}, labels, sample_weight)`, ready for
+        `make_train_step` or `model.fit` with a sparse cross-entropy from
+        logits.
+    """
+    token_ids = ops.convert_to_tensor(token_ids, "int32")
+    mask = ops.cast(ops.convert_to_tensor(padding_mask), "int32")
+    target = mask
+    if target_mask is not None:
+        target = mask * ops.cast(ops.convert_to_tensor(target_mask), "int32")
+    if token_ids.shape != mask.shape or token_ids.shape != target.shape:
+        raise ValueError(
+            "`token_ids`, `padding_mask` and `target_mask` must have the same shape. "
+            f"Received: {tuple(token_ids.shape)}, {tuple(mask.shape)}, "
+            f"{None if target_mask is None else tuple(target.shape)}."
+        )
+    labels = ops.pad(token_ids[:, 1:], [[0, 0], [0, 1]])
+    weights = ops.pad(mask[:, :-1] * target[:, 1:], [[0, 0], [0, 1]])
+    return {"token_ids": token_ids, "padding_mask": mask}, labels, ops.cast(weights, "float32")
+
+
+def _position_embedding(backbone):
+    """The learned position table layer of a GPT-2 or OPT style backbone."""
+    layer = getattr(backbone, "position_embedding", None)
+    if layer is None:  # OPT embeds tokens and positions in one layer
+        layer = getattr(getattr(backbone, "embeddings", None), "position_embedding", None)
+    return layer
+
+
+def check_decoder_backbone(backbone):
+    """Raises unless `backbone` is a KerasHub decoder this module can run.
+
+    It needs a reversible token embedding (its transpose gives the logits),
+    a learned position table, `TransformerDecoder` layers (whose key/value
+    cache this module drives) and a final layer norm: GPT-2 and OPT.
+    """
+    from keras_hub.layers import PositionEmbedding, TransformerDecoder
+
+    layers = getattr(backbone, "transformer_layers", None) or []
+    fits = (
+        isinstance(getattr(backbone, "token_embedding", None), keras.layers.ReversibleEmbedding)
+        and isinstance(_position_embedding(backbone), PositionEmbedding)
+        and layers
+        and all(isinstance(layer, TransformerDecoder) for layer in layers)
+        and getattr(backbone, "layer_norm", None) is not None
+    )
+    if not fits:
+        raise ValueError(
+            "`backbone` must be a KerasHub causal LM backbone with a reversible token "
+            "embedding, learned position embeddings and TransformerDecoder layers "
+            f"(GPT2Backbone, OPTBackbone). Received: {type(backbone).__name__}."
+        )
+
+
+def generation_options(
+    model, max_new_tokens, strategy="greedy", temperature=1.0, top_k=None, end_token_ids=None
+) -> dict:
+    """Checks `generate`'s options once; returns them normalized."""
+    max_new_tokens = check_positive_int("max_new_tokens", max_new_tokens)
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"`strategy` must be one of {STRATEGIES}. Received: strategy={strategy!r}."
+        )
+    if not isinstance(temperature, numbers.Real) or not temperature > 0:
+        raise ValueError(
+            f"`temperature` must be a positive number. Received: temperature={temperature!r}."
+        )
+    if top_k is not None:
+        top_k = check_positive_int("top_k", top_k)
+    if end_token_ids is None:
+        end_token_ids = ()
+    elif isinstance(end_token_ids, numbers.Integral):
+        end_token_ids = (end_token_ids,)
+    vocabulary = model.backbone.vocabulary_size
+    bad = [i for i in end_token_ids if not isinstance(i, numbers.Integral) or not 0 <= i < vocabulary]
+    if bad:
+        raise ValueError(
+            f"`end_token_ids` must be token ids in [0, {vocabulary}). "
+            f"Received: end_token_ids={end_token_ids!r}."
+        )
+    return {
+        "max_new_tokens": max_new_tokens,
+        "strategy": strategy,
+        "temperature": float(temperature),
+        "top_k": top_k,
+        "end_token_ids": tuple(int(i) for i in end_token_ids),
+    }
+
+
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
+class PromptCausalLM(keras.Model):
+    """Generates text with a frozen KerasHub causal LM steered by a soft prompt.
+
+    Only the `(num_tokens, hidden_dim)` prompt trains; the backbone is frozen
+    and runs in inference mode. Called on `{"token_ids", "padding_mask"}` it
+    returns next-token logits at the input positions (never the prompt's),
+    for training with `causal_lm_batch`. `generate` continues a batch of
+    inputs with the model's key/value cache, the prompt going through the
+    model once, in the prefill. With `num_tokens=0` there is no prompt: the
+    frozen base model through the same code.
+
+    Works with GPT-2 and OPT backbones (learned position tables and
+    KerasHub `TransformerDecoder` layers); families with rotary positions
+    would need their own position handling.
+
+    Args:
+        backbone: a KerasHub `GPT2Backbone` or `OPTBackbone`, e.g.
+            `keras_hub.models.GPT2Backbone.from_preset("gpt2_base_en")`.
+        num_tokens: prompt length (0 for none).
+        prompt_initializer: "uniform" (default, [-0.5, 0.5]), "vocab", or an
+            initializer or array (`make_prompt_initializer` resolves "text").
+        seed: seed of the random initializers.
+        **kwargs: standard model arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: dict with `token_ids` and `padding_mask`, each `(batch, seq)`,
+            padded on either side.
+
+    Output shape:
+        `(batch, seq, vocabulary_size)` float32 logits.
+    """
+
+    def __init__(self, backbone, *, num_tokens=20, prompt_initializer="uniform", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if num_tokens != 0:
+            num_tokens = check_positive_int("num_tokens", num_tokens)
+        check_decoder_backbone(backbone)
+        self.backbone = backbone
+        self.num_tokens = num_tokens
+        self.seed = seed
+        self.prompt = None
+        if num_tokens:
+            if isinstance(prompt_initializer, str) and prompt_initializer in ("uniform", "vocab"):
+                prompt_initializer = make_prompt_initializer(
+                    prompt_initializer, backbone=backbone, num_tokens=num_tokens, seed=seed
+                )
+            self.prompt = self.make_prompt_layer(num_tokens, prompt_initializer)
+            self.prompt.build((None, None, backbone.hidden_dim))
+            freeze(self)
+        else:
+            backbone.trainable = False
+        self.built = True
+        self._generate_functions = {}
+
+    # A bank's prompt layer reads a per-example `task_id`.
+    takes_task_id = False
+
+    def make_prompt_layer(self, num_tokens, initializer) -> PromptLayer:
+        """The layer holding the prompt (a `PromptBankLayer` in a bank)."""
+        return PromptLayer(num_tokens, initializer=initializer, name="prompt")
+
+    def prompt_arguments(self, task_id) -> dict:
+        """Extra call arguments of the prompt layer (a bank's `task_id`)."""
+        if task_id is not None:
+            raise ValueError(
+                "A `PromptCausalLM` has one prompt and takes no `task_id`. "
+                "Serve several prompts with a `PromptCausalLMBank`."
+            )
+        return {}
+
+    def check_generation_fits(self, input_length: int, max_new_tokens: int):
+        """Raises if prompt, input and new tokens exceed the position table."""
+        limit = self.backbone.max_sequence_length
+        needed = self.num_tokens + input_length + max_new_tokens
+        if needed > limit:
+            raise ValueError(
+                f"The {self.num_tokens}-token prompt, {input_length} input tokens and "
+                f"max_new_tokens={max_new_tokens} need {needed} positions; the backbone "
+                f"has {limit}. Generate fewer tokens, or shorten the input or the prompt."
+            )
+
+    def _embed(self, token_ids, padding_mask, task_id=None):
+        """The embedded `[prompt, tokens]` and its key mask `(batch, n + seq)`."""
+        mask = ops.cast(padding_mask, "int32")
+        # Real tokens take consecutive positions after the prompt, whatever
+        # the padding; a pad's position does not matter (nothing attends to it).
+        positions = self.num_tokens + ops.maximum(ops.cumsum(mask, axis=1) - 1, 0)
+        x = self.backbone.token_embedding(token_ids)
+        if self.prompt is not None:
+            x = self.prompt(x, **self.prompt_arguments(task_id))
+            prompt_positions = ops.zeros_like(mask[:, :1]) + ops.arange(self.num_tokens, dtype="int32")
+            positions = ops.concatenate([prompt_positions, positions], axis=1)
+            mask = ops.concatenate([ops.ones_like(prompt_positions), mask], axis=1)
+        return self._add_positions(x, positions), mask
+
+    def _add_positions(self, x, positions):
+        return x + _position_embedding(self.backbone)(x, positions=positions)
+
+    def _decode(self, x, key_mask, caches=None, cache_index=None):
+        """Runs the transformer layers; with caches, reads and updates them.
+
+        `key_mask` `(batch, keys)` marks the keys that may be attended to;
+        each layer adds causality (offset by `cache_index` with a cache).
+        """
+        attention_mask = key_mask[:, None, :]
+        updated = []
+        for i, layer in enumerate(self.backbone.transformer_layers):
+            if caches is None:
+                x = layer(x, decoder_attention_mask=attention_mask, training=False)
+            else:
+                x, cache = layer(
+                    x, decoder_attention_mask=attention_mask, self_attention_cache=caches[i],
+                    self_attention_cache_update_index=cache_index, training=False,
+                )  # fmt: skip
+                updated.append(cache)
+        return self.backbone.layer_norm(x), updated
+
+    def _logits(self, hidden):
+        return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
+
+    def call(self, inputs, training=None):
+        token_ids = inputs["token_ids"]
+        limit = self.backbone.max_sequence_length
+        length = token_ids.shape[1]
+        if length is not None and self.num_tokens + length > limit:
+            raise ValueError(
+                f"A sequence of {length} tokens plus the {self.num_tokens}-token prompt "
+                f"exceeds the backbone's maximum of {limit} positions. Use at most "
+                f"{limit - self.num_tokens} tokens, or a shorter prompt."
+            )
+        x, key_mask = self._embed(token_ids, inputs["padding_mask"], inputs.get("task_id"))
+        hidden, _ = self._decode(x, key_mask)
+        return self._logits(hidden[:, self.num_tokens :])
+
+    def generation_function(self, **options):
+        """A plain TensorFlow function `(token_ids, padding_mask, task_id, seed)`
+        -> `{"token_ids", "padding_mask"}` that generates with fixed options
+        (those of `generate`). `generate` compiles it; the export serves it."""
+        options = generation_options(self, **options)
+        n = self.num_tokens
+        max_new = options["max_new_tokens"]
+        end_ids = tf.constant(options["end_token_ids"] or (-1,), "int32")
+        decoder = self.backbone.transformer_layers
+        head_dim = self.backbone.hidden_dim // self.backbone.num_heads
+
+        def pick(logits, step, seed):
+            if options["strategy"] == "greedy":
+                return tf.argmax(logits, axis=-1, output_type=tf.int32)
+            logits = logits / options["temperature"]
+            if options["top_k"]:
+                kth = tf.math.top_k(logits, k=options["top_k"]).values[:, -1:]
+                logits = tf.where(logits < kth, _EXCLUDED_LOGIT, logits)
+            # Stateless: the same seed gives the same tokens. XLA's generator
+            # differs from TensorFlow's, so compiled and plain runs differ.
+            step_seed = tf.stack([tf.cast(seed, tf.int32), step])
+            return tf.random.stateless_categorical(logits, 1, step_seed, dtype=tf.int32)[:, 0]
+
+        def record(token, step, tokens, valid, done):
+            """Writes `token` at `step`; a finished row gets 0, outside the mask."""
+            token = tf.where(done, 0, token)
+            here = tf.range(max_new)[None, :] == step
+            tokens = tf.where(here, token[:, None], tokens)
+            valid = valid | (here & ~done[:, None])
+            done = done | tf.reduce_any(token[:, None] == end_ids[None, :], axis=-1)
+            return token, tokens, valid, done
+
+        def generate(token_ids, padding_mask, task_id=None, seed=0):
+            token_ids = tf.cast(token_ids, tf.int32)
+            mask = tf.cast(padding_mask, tf.int32)
+            batch, length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
+            # A served graph has no Python check in front of it, and a position
+            # past the table would read zeros on some devices, not fail.
+            tf.debugging.assert_less_equal(
+                n + length + max_new, self.backbone.max_sequence_length,
+                message="The prompt, the input and max_new_tokens exceed the backbone position table",
+            )  # fmt: skip
+            # Cache slots: prompt, input, then each new token but the last,
+            # which is returned and never fed back.
+            slots = n + length + max_new - 1
+            x, key_mask = self._embed(token_ids, mask, task_id if self.takes_task_id else None)
+            key_mask = tf.concat([key_mask, tf.ones([batch, max_new - 1], tf.int32)], axis=1)
+            empty = tf.zeros(
+                [batch, 2, slots, self.backbone.num_heads, head_dim], decoder[0].compute_dtype
+            )
+            hidden, caches = self._decode(x, key_mask, [empty] * len(decoder), 0)
+            # The last real token, or the prompt's last vector for an empty input.
+            last = n - 1 + tf.reduce_max(mask * tf.range(1, length + 1)[None, :], axis=1)
+            logits = self._logits(tf.gather(hidden, last, axis=1, batch_dims=1))
+            lengths = tf.reduce_sum(mask, axis=1)
+            state = record(
+                pick(logits, 0, seed), 0, tf.zeros([batch, max_new], tf.int32),
+                tf.zeros([batch, max_new], tf.bool), tf.zeros([batch], tf.bool),
+            )  # fmt: skip
+
+            def not_done(step, token, tokens, valid, done, caches):
+                return (step < max_new) & ~tf.reduce_all(done)
+
+            def step_fn(step, token, tokens, valid, done, caches):
+                x = self._add_positions(
+                    self.backbone.token_embedding(token[:, None]), (n + lengths + step - 1)[:, None]
+                )
+                hidden, caches = self._decode(x, key_mask, caches, n + length + step - 1)
+                state = record(pick(self._logits(hidden[:, 0]), step, seed), step, tokens, valid, done)
+                return (step + 1, *state, caches)
+
+            _, _, tokens, valid, _, _ = tf.while_loop(not_done, step_fn, (1, *state, caches))
+            return {"token_ids": tokens, "padding_mask": valid}
+
+        return generate
+
+    def generate(
+        self,
+        token_ids,
+        padding_mask=None,
+        max_new_tokens: int = 16,
+        *,
+        strategy: str = "greedy",
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        end_token_ids: int | Sequence[int] | None = None,
+        task_id=None,
+        jit_compile: bool = True,
+    ) -> dict:
+        """Continues each input with up to `max_new_tokens` tokens.
+
+        The prompt and the input are processed once (the prefill, which fills
+        the key/value cache); each new token then costs one cached step. A
+        row stops at its first end token; decoding stops when every row has.
+        The compiled function is kept per set of options; batch size and
+        input length are free (XLA compiles once per shape).
+
+        Args:
+            token_ids: int `(batch, seq)`, padded on either side.
+            padding_mask: `(batch, seq)`, 1 at real tokens (default: all).
+            max_new_tokens: tokens to generate per row at most.
+            strategy: "greedy" (argmax) or "sample".
+            temperature: divides the logits before sampling.
+            top_k: sample among the k most likely tokens only.
+            seed: seed of "sample"; the same seed gives the same tokens for
+                the same `jit_compile` (XLA has its own random generator; an
+                exported SavedModel samples as `jit_compile=False`).
+            end_token_ids: a token id or ids that end a row.
+            task_id: int `(batch,)`, each row's task (`PromptCausalLMBank`).
+            jit_compile: compile with XLA (about 1.5x faster per token on
+                CPU, a few seconds more to compile).
+
+        Returns:
+            `{"token_ids": (batch, max_new_tokens) int32, "padding_mask":
+            (batch, max_new_tokens) bool}`, numpy arrays. The mask is True up
+            to and including a row's end token; the ids after it are 0.
+        """
+        options = generation_options(
+            self, max_new_tokens, strategy, temperature, top_k, end_token_ids
+        )
+        token_ids = np.asarray(token_ids)
+        padding_mask = np.ones_like(token_ids) if padding_mask is None else np.asarray(padding_mask)
+        if token_ids.ndim != 2 or token_ids.shape != padding_mask.shape:
+            raise ValueError(
+                "`token_ids` and `padding_mask` must be (batch, seq) arrays of one shape. "
+                f"Received: {token_ids.shape} and {padding_mask.shape}."
+            )
+        self.check_generation_fits(token_ids.shape[1], options["max_new_tokens"])
+        self.prompt_arguments(task_id)  # raises for a task_id the model cannot take
+        if seed is None:
+            seed = np.random.randint(2**31 - 1)
+        key = (*options.values(), jit_compile)
+        if key not in self._generate_functions:
+            self._generate_functions[key] = tf.function(
+                self.generation_function(**options),
+                input_signature=[
+                    tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.int32),
+                    tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
+                ],
+                jit_compile=jit_compile,
+            )  # fmt: skip
+        task = np.zeros(len(token_ids), "int32") if task_id is None else np.asarray(task_id, "int32")
+        outputs = self._generate_functions[key](
+            token_ids.astype("int32"), padding_mask.astype("int32"), task, np.int32(seed)
+        )
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "num_tokens": self.num_tokens,
+                "prompt_initializer": (
+                    None
+                    if self.prompt is None
+                    else keras.initializers.serialize(self.prompt.initializer)
+                ),
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if config.get("prompt_initializer") is None:
+            config.pop("prompt_initializer", None)
+        return cls(**config)
