@@ -38,10 +38,13 @@ dataset = tf.data.Dataset.from_tensor_slices(
 ).batch(8)
 
 
-def run(strategy, jit_compile=False, checkpoint_dir=None, epochs=2):
+def run(strategy, jit_compile=False, checkpoint_dir=None, epochs=2, start_from=None):
     with strategy.scope():
         model = build()
         optimizer = keras.optimizers.Adam(0.02)
+    if start_from is not None:  # overwritten by the checkpoint, if it is restored
+        for variable in model.trainable_variables:
+            variable.assign(np.full(variable.shape, start_from, "float32"))
     history = train(model, dataset, loss=LOSS, optimizer=optimizer, epochs=epochs, verbose=0,
                     jit_compile=jit_compile, checkpoint_dir=checkpoint_dir, checkpoint_every=3)
     return model, history
@@ -61,7 +64,7 @@ if __name__ == "__main__":
     two, two_history = run(mirrored)
     two_xla, _ = run(mirrored, jit_compile=True)
     first, _ = run(mirrored, checkpoint_dir=sys.argv[1], epochs=1)
-    resumed, _ = run(mirrored, checkpoint_dir=sys.argv[1], epochs=2)
+    resumed, resumed_history = run(mirrored, checkpoint_dir=sys.argv[1], epochs=2, start_from=7.0)
 
     def error_of(model, optimizer):
         try:
@@ -81,6 +84,7 @@ if __name__ == "__main__":
         "mirrored_vs_single": max_diff(two, single),
         "mirrored_xla_vs_single": max_diff(two_xla, single),
         "resumed_vs_single": max_diff(resumed, single),
+        "resumed_steps": len(resumed_history.step_losses),
         "loss_diff": float(np.abs(np.subtract(two_history.step_losses, single_history.step_losses)).max()),
         "outside_error": outside_error,
         "optimizer_error": optimizer_error,

@@ -1,6 +1,7 @@
 """One worker of a two-worker `MultiWorkerMirroredStrategy` run over loopback
 (run by test_distribution.py as two processes): trains the tiny prompt-tuned
-classifier of mirrored_two_cpus.py and prints its prompt as JSON.
+classifier of mirrored_two_cpus.py for one epoch, resumes a fresh model from
+the chief's checkpoint for a second, and prints the prompt as JSON.
 
 Usage: python multi_worker.py WORKER_INDEX PORT0 PORT1 CHECKPOINT_DIR
 """
@@ -27,13 +28,25 @@ strategy = make_strategy("multi-worker")
 sys.path.insert(0, os.path.dirname(__file__))
 from mirrored_two_cpus import LOSS, build, dataset  # noqa: E402
 
-with strategy.scope():
-    model = build()
-    optimizer = keras.optimizers.Adam(0.02)
-train(model, dataset, loss=LOSS, optimizer=optimizer, epochs=2, verbose=0,
-      checkpoint_dir=checkpoint_dir, checkpoint_every=3)  # fmt: skip
+
+
+def run(epochs, start_from=None):
+    with strategy.scope():
+        model = build()
+        optimizer = keras.optimizers.Adam(0.02)
+    if start_from is not None:  # overwritten by the checkpoint, if it is restored
+        for variable in model.trainable_variables:
+            variable.assign(np.full(variable.shape, start_from, "float32"))
+    history = train(model, dataset, loss=LOSS, optimizer=optimizer, epochs=epochs, verbose=0,
+                    checkpoint_dir=checkpoint_dir, checkpoint_every=3)  # fmt: skip
+    return model, history
+
+
+# Epoch 1, then a fresh model resumed from the chief's checkpoint for epoch 2.
+run(epochs=1)
+model, history = run(epochs=2, start_from=7.0)
 print(json.dumps({
     "replicas": strategy.num_replicas_in_sync,
     "prompt": [keras.ops.convert_to_numpy(v).tolist() for v in model.trainable_variables],
-    "checkpoint": tf.train.latest_checkpoint(checkpoint_dir),
+    "steps": len(history.step_losses),
 }))

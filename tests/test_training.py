@@ -265,13 +265,42 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path):
     weights = np.ones(len(y), "float32")
     weights[25] = np.inf  # batch 7 of 4 examples
     dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(4)
-    with pytest.raises(FloatingPointError, match=r"at epoch 1, step 7 .*last good checkpoint is .*ckpt-4"):
+    with pytest.raises(FloatingPointError, match=r"at epoch 1, step 7 .*last good checkpoint is .*ckpt-1"):
         train(model, dataset, loss=LOSS, optimizer="adam", verbose=0, checkpoint_dir=str(tmp_path),
               checkpoint_every=4)  # fmt: skip
-    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-4")
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-1")  # saved after step 4
     saved = dict(tf.train.list_variables(str(tmp_path)))
     assert all(np.isfinite(tf.train.load_variable(str(tmp_path), name)).all()
                for name in saved if "variables/" in name)  # fmt: skip
+
+
+class _SabotagedStep(TrainStep):
+    """Leaves an infinite prompt after its third update, with a finite loss."""
+
+    def __init__(self, model):
+        super().__init__(model, LOSS, "adam", jit_compile=False, strategy=None)
+        self.calls = 0
+
+    def __call__(self, *args):
+        loss = super().__call__(*args)
+        self.calls += 1
+        if self.calls == 3:
+            self.variables[0].assign(np.full(self.variables[0].shape, np.inf, "float32"))
+        return loss
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    model = _model()
+    with pytest.raises(FloatingPointError, match=r"The variables \['sequential/prompt/prompt'\] are not finite after step 4 .*ckpt-1"):
+        train(model, _shuffled(0), step=_SabotagedStep(model), verbose=0, checkpoint_dir=str(tmp_path),
+              checkpoint_every=2)  # fmt: skip
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-1")
+
+
+def test_strategy_other_than_the_steps_is_an_error():
+    step = make_train_step(_model(), loss=LOSS, optimizer="sgd")
+    with pytest.raises(ValueError, match=r"`strategy` \(OneDeviceStrategy\) is not the strategy of `step`"):
+        train(step.model, _dataset(), step=step, strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
 
 
 def test_scalar_loss_function_is_an_error():
@@ -283,3 +312,19 @@ def test_scalar_loss_function_is_an_error():
 def test_bad_checkpoint_every(tmp_path):
     with pytest.raises(ValueError, match="`checkpoint_every` must be a positive integer"):
         train(_model(), _dataset(), loss=LOSS, optimizer="sgd", checkpoint_dir=str(tmp_path), checkpoint_every=0)
+
+
+def test_masked_per_token_loss_averages_over_unmasked_tokens_as_keras_does():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((None,), dtype="int32"),
+        keras.layers.Embedding(10, 4, mask_zero=True),
+        PromptLayer(2, name="prompt"),
+        keras.layers.Dense(3, name="head"),
+    ])  # fmt: skip
+    freeze(model, trainable_layers=["head"])
+    ids = np.array([[3, 4, 0, 0], [5, 6, 7, 0]], "int32")
+    labels = np.array([[1, 2, 0, 0, 0, 0], [0, 1, 2, 1, 2, 0]], "int32")
+    expected = float(LOSS(labels, model(ids)))  # Keras: the mean over the 9 unmasked tokens
+    step = make_train_step(model, loss=LOSS, optimizer="sgd")
+    assert float(step(ids, labels)) == pytest.approx(expected, rel=1e-6)

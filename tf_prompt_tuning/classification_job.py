@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning._io import write_atomically
 from tf_prompt_tuning.backbone import DEFAULT_BACKBONE, load_backbone
 from tf_prompt_tuning.datasets import TextDataset, load_dataset
@@ -38,6 +39,7 @@ SCHEDULES = ("cosine", "constant")
 METHODS = ("prompt", "deep", "p-tuning")
 ENCODERS = ("mlp", "lstm")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+INITIALIZERS = ("uniform", "vocab", "text", "labels")
 CHECKPOINTS = "checkpoints"
 
 
@@ -69,6 +71,21 @@ class TrainConfig:
     output_dir: str = "outputs/train"
 
     def __post_init__(self):
+        # Every setting is checked here, before a run writes anything.
+        for name in ("num_tokens", "epochs", "batch_size", "max_length", "checkpoint_every"):
+            check_positive_int(name, getattr(self, name))
+        if self.train_size is not None:
+            check_positive_int("train_size", self.train_size)
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate!r}."
+            )
+        if self.initializer not in INITIALIZERS:
+            raise ValueError(
+                f"`initializer` must be one of {INITIALIZERS}. Received: initializer={self.initializer!r}."
+            )
+        if self.initializer == "text" and not self.init_text:
+            raise ValueError("`initializer='text'` needs `init_text` (--init-text), the words to start from.")
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"`precision` must be one of {PRECISIONS}. Received: precision={self.precision!r}."
@@ -210,13 +227,15 @@ def _check_output_dir(path: str):
         ) from error
 
 
-def _resume_checkpoints(config: TrainConfig, print_fn) -> str:
-    """The run's checkpoint directory; refuses one left by a different run."""
+def _resume_checkpoints(config: TrainConfig, print_fn, *, chief: bool, restart: bool) -> str:
+    """The run's checkpoint directory; refuses one left by a run with other settings."""
     directory = os.path.join(config.output_dir, CHECKPOINTS)
     path = os.path.join(directory, "config.json")
-    # The number of epochs may grow between runs; anything else must match.
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
-    if os.path.exists(path):
+    settings = dataclasses.asdict(config)
+    if restart:
+        shutil.rmtree(directory, ignore_errors=True)
+    elif os.path.exists(path):
+        # Every worker checks, so none goes on alone when the chief refuses.
         with open(path) as f:
             saved = json.load(f)
         if saved != settings:
@@ -228,7 +247,7 @@ def _resume_checkpoints(config: TrainConfig, print_fn) -> str:
                 "to start over."
             )
         print_fn(f"resuming the unfinished run in {directory}")
-    else:
+    if chief and not os.path.exists(path):
         write_atomically(path, json.dumps(settings, indent=2).encode())
     return directory
 
@@ -253,6 +272,12 @@ def run_training(
     )
     strategy = make_strategy(config.strategy)
     chief = strategy.extended.should_checkpoint
+    if restart and config.strategy == "multi-worker":
+        # Workers would race: one deleting what another already resumed from.
+        raise ValueError(
+            "--restart cannot coordinate several workers. Delete "
+            f"{os.path.join(config.output_dir, CHECKPOINTS)} before starting them instead."
+        )
     # A policy set before the models are built; the prompt and head stay float32.
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.precision)
@@ -261,11 +286,7 @@ def run_training(
             backbone, tokenizer = backbone_and_tokenizer or load_backbone(config.backbone)
         check_sequence_fits(backbone, config.num_tokens, config.max_length)
         _check_output_dir(config.output_dir)
-        if restart:
-            shutil.rmtree(os.path.join(config.output_dir, CHECKPOINTS), ignore_errors=True)
-        # Workers other than the chief save to scratch directories inside (see `train`).
-        checkpoints = (_resume_checkpoints(config, print_fn) if chief
-                       else os.path.join(config.output_dir, CHECKPOINTS))  # fmt: skip
+        checkpoints = _resume_checkpoints(config, print_fn, chief=chief, restart=restart)
         results = {}
         with strategy.scope():
             head_only = PromptTextClassifier(

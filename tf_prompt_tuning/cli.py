@@ -121,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--xla", action="store_true", help="compile the step with XLA")
     demo.set_defaults(run=_demo)
 
-    from tf_prompt_tuning.classification_job import TrainConfig
+    from tf_prompt_tuning.classification_job import (
+        ENCODERS, INITIALIZERS, METHODS, PRECISIONS, SCHEDULES, TrainConfig,
+    )  # fmt: skip
+    from tf_prompt_tuning.distribution import STRATEGIES
 
     defaults = TrainConfig()
     train = commands.add_parser(
@@ -137,13 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="movie_reviews (default), tweets, amazon_reviews, nyt_editorials, "
                        "or a .csv/.tsv/.jsonl file with columns text,label")
     train.add_argument("--num-tokens", type=int, default=defaults.num_tokens, help="prompt length")
-    train.add_argument("--method", default=defaults.method, choices=["prompt", "deep", "p-tuning"],
+    train.add_argument("--method", default=defaults.method, choices=METHODS,
                        help="prompt: the input only (Lester et al.); deep: every layer (P-tuning v2); "
                        "p-tuning: the input prompt made by an encoder over trainable seeds")
-    train.add_argument("--encoder", default=defaults.encoder, choices=["mlp", "lstm"],
+    train.add_argument("--encoder", default=defaults.encoder, choices=ENCODERS,
                        help="the prompt encoder of --method p-tuning")
     train.add_argument("--init", default=defaults.initializer,
-                       choices=["uniform", "vocab", "text", "labels"], help="prompt initialization")
+                       choices=INITIALIZERS, help="prompt initialization")
     train.add_argument("--init-text", help='text for --init text, e.g. "classify the sentiment"')
     train.add_argument("--pooling", default=defaults.pooling, choices=["mean", "cls", "last"])
     train.add_argument("--placement", default=defaults.placement, choices=["after_first", "prepend"])
@@ -152,18 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-length", type=int, default=defaults.max_length,
                        help="longest token sequence, special tokens included")
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    train.add_argument("--schedule", default=defaults.schedule, choices=["cosine", "constant"],
+    train.add_argument("--schedule", default=defaults.schedule, choices=SCHEDULES,
                        help="learning-rate schedule: cosine decay to 0 over the run, or constant")
     train.add_argument("--train-size", type=int, default=defaults.train_size,
                        help="use only the first N training examples")
     train.add_argument("--no-baseline", action="store_true", help="skip the head-only baseline")
     train.add_argument("--xla", action="store_true", help="compile the step with XLA")
     train.add_argument("--precision", default=defaults.precision,
-                       choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                       choices=PRECISIONS,
                        help="Keras dtype policy of the backbone (prompt and head stay float32); "
                        "mixed_bfloat16 for TPUs and recent GPUs")
     train.add_argument("--strategy", default=defaults.strategy,
-                       choices=["default", "mirrored", "multi-worker", "tpu"],
+                       choices=STRATEGIES,
                        help="tf.distribute strategy: mirrored = all local GPUs; multi-worker = "
                        "the cluster in TF_CONFIG (run the same command on every host); tpu = TPU_NAME")
     train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,

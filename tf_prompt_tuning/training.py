@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Callable
 
 import keras
@@ -96,11 +97,16 @@ class TrainStep:
         """The variables this step updates, fixed at the first call."""
         return list(self._variables or ())
 
-    def _gradients(self, x, y, sample_weight, global_batch):
+    def _gradients(self, x, y, sample_weight):
+        """This replica's loss sum, its element count, and their gradients.
+
+        The sum is divided by the global count only after an all-reduce,
+        which cannot run inside this (possibly XLA-compiled) function.
+        """
         variables = self._variables
         # Only the trainable (prompt/head) variables are watched, so no gradient
         # with respect to a frozen weight is ever computed.
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
+        with tf.GradientTape(watch_accessed_variables=False, persistent=bool(self.model.losses)) as tape:
             tape.watch([v.value for v in variables])
             predictions = self.model(x, training=True)
             values = self.loss(y, predictions, *sample_weight)
@@ -111,24 +117,40 @@ class TrainStep:
                     "function returning a scalar; return the unreduced values instead."
                 )
             values = tf.cast(values, "float32")
-            # The mean over the global batch, whatever this replica's share of it.
-            per_example = tf.size(values) // tf.maximum(tf.shape(values)[0], 1)
-            loss = tf.math.divide_no_nan(
-                tf.reduce_sum(values), tf.cast(global_batch * per_example, "float32")
-            )
-            if self.model.losses:
-                loss += tf.add_n(self.model.losses) / self.strategy.num_replicas_in_sync
-            scaled_loss = self.optimizer.scale_loss(loss)
-        return loss, tape.gradient(scaled_loss, variables)
+            # As Keras's "sum_over_batch_size": over every element, or over the
+            # unmasked ones when the predictions carry a Keras mask.
+            mask = getattr(predictions, "_keras_mask", None)
+            count = tf.cast(tf.size(values), "float32")
+            if mask is not None:
+                count = tf.reduce_sum(tf.cast(tf.broadcast_to(mask, tf.shape(values)), "float32"))
+            loss_sum = tf.reduce_sum(values)
+            regularization = tf.add_n(self.model.losses) if self.model.losses else tf.zeros(())
+            # Scaled inside the tape: under float16 the gradients are of the scaled loss.
+            scaled_sum = self.optimizer.scale_loss(loss_sum)
+            scaled_regularization = self.optimizer.scale_loss(regularization)
+        gradients = tape.gradient(scaled_sum, variables)
+        regularization_gradients = [None] * len(variables)
+        if self.model.losses:
+            regularization_gradients = tape.gradient(scaled_regularization, variables)
+        return loss_sum, count, gradients, regularization, regularization_gradients
 
     def _replica_step(self, x, y, *sample_weight):
+        loss_sum, count, gradients, regularization, regularization_gradients = self._compiled_gradients(
+            x, y, sample_weight
+        )
+        # The mean over the global batch, whatever this replica's share of it;
+        # regularization is summed over replicas, so each adds its share.
         context = tf.distribute.get_replica_context()
-        global_batch = context.all_reduce("sum", tf.shape(y)[0])
-        loss, gradients = self._compiled_gradients(x, y, sample_weight, global_batch)
+        total = context.all_reduce("sum", count)
+        replicas = context.num_replicas_in_sync
+        gradients = [
+            None if g is None else tf.math.divide_no_nan(g, total) + (0.0 if r is None else r / replicas)
+            for g, r in zip(gradients, regularization_gradients)
+        ]
         # Outside XLA: the optimizer all-reduces (sums) the gradients across
         # replicas, which XLA cannot place on several (logical) devices.
         self.optimizer.apply(gradients, self._variables)
-        return loss
+        return tf.math.divide_no_nan(loss_sum, total) + regularization / replicas
 
     def _step(self, *args):
         losses = self.strategy.run(self._replica_step, args=args)
@@ -244,9 +266,15 @@ class _Progress(tf.train.experimental.PythonState):
 class _Checkpointer:
     """Periodic `tf.train.CheckpointManager` checkpoints of everything a
     resumed run needs: trainable variables, optimizer state (its step count
-    included), dropout seed states, extra objects, and the progress."""
+    included), dropout seed states, extra objects, and the progress.
 
-    def __init__(self, directory, step, model, extra, keep, strategy):
+    In a multi-worker run every worker saves (saving is collective), but only
+    the chief's checkpoints are kept, in `directory`; the others write to a
+    scratch directory and delete it. Every worker resumes from the chief's
+    (so `directory` must be shared), hence all at the same step.
+    """
+
+    def __init__(self, directory, step, model, extra, keep):
         seed_states = [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
         self.progress = _Progress()
         self.checkpoint = tf.train.Checkpoint(
@@ -254,28 +282,30 @@ class _Checkpointer:
             progress=self.progress, **(extra or {}),
         )  # fmt: skip
         self.directory = directory
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, _worker_directory(directory, strategy), max_to_keep=keep
+        strategy = step.strategy
+        self.chief = strategy.extended.should_checkpoint
+        self.write_directory = (
+            directory if self.chief else os.path.join(directory, f".worker-{strategy.cluster_resolver.task_id}")
         )
+        # Numbered by save, so a save never rewrites an existing checkpoint.
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_directory, max_to_keep=keep)
+
+    @property
+    def latest(self) -> str | None:
+        return tf.train.latest_checkpoint(self.directory)
 
     def restore(self) -> dict | None:
-        latest = self.manager.latest_checkpoint
+        latest = self.latest
         if latest is None:
             return None
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         return dict(self.progress.value, path=latest)
 
-    def save(self, progress: dict, number: int) -> str:
+    def save(self, progress: dict):
         self.progress.value = progress
-        return self.manager.save(checkpoint_number=number)
-
-
-def _worker_directory(directory: str, strategy) -> str:
-    """Every worker of a multi-worker run saves (saving is collective); only
-    the chief's checkpoints land in `directory`, the others' in a scratch one."""
-    if strategy.extended.should_checkpoint:
-        return directory
-    return os.path.join(directory, f".worker-{strategy.cluster_resolver.task_id}")
+        self.manager.save()
+        if not self.chief:
+            shutil.rmtree(self.write_directory, ignore_errors=True)
 
 
 def train(
@@ -344,6 +374,11 @@ def train(
         step = make_train_step(
             model, loss=loss, optimizer=optimizer, jit_compile=jit_compile, strategy=strategy
         )
+    elif strategy is not None and strategy is not step.strategy:
+        raise ValueError(
+            f"`strategy` ({type(strategy).__name__}) is not the strategy of `step` "
+            f"({type(step.strategy).__name__}). Pass one of them only."
+        )
     strategy = step.strategy
     dataset_for = dataset if callable(dataset) and not isinstance(dataset, tf.data.Dataset) else lambda _: dataset
     history = TrainingHistory()
@@ -351,7 +386,7 @@ def train(
     checkpointer = None
     if checkpoint_dir is not None:
         step.build(*next(iter(dataset_for(0).take(1))))
-        checkpointer = _Checkpointer(checkpoint_dir, step, model, checkpoint_objects, keep_checkpoints, strategy)
+        checkpointer = _Checkpointer(checkpoint_dir, step, model, checkpoint_objects, keep_checkpoints)
         progress = checkpointer.restore()
         if progress is not None:
             start_epoch, start_batch = progress["epoch"], progress["batch"]
@@ -359,13 +394,26 @@ def train(
             if verbose:
                 print(f"Resuming from {progress['path']}: epoch {start_epoch + 1}, batch {start_batch}.")
 
+    def last_good():
+        last = checkpointer.latest if checkpointer else None
+        return f" The last good checkpoint is {last}." if last else ""
+
     def save(epoch, batch):
-        if checkpointer is not None:
-            checkpointer.save(
-                {"epoch": epoch, "batch": batch, "step_losses": history.step_losses,
-                 "epoch_losses": history.epoch_losses, "state": history.state},
-                number=len(history.step_losses),
-            )  # fmt: skip
+        if checkpointer is None:
+            return
+        # A finite loss can still leave non-finite weights after its update;
+        # such a state is never saved.
+        broken = [v.path for v in step.variables if not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
+        if broken:
+            raise FloatingPointError(
+                f"The variables {broken} are not finite after step {len(history.step_losses)} "
+                "of the run, so they were not saved. Lower the learning rate and start over, "
+                "or check the data for bad values." + last_good()
+            )
+        checkpointer.save(
+            {"epoch": epoch, "batch": batch, "step_losses": history.step_losses,
+             "epoch_losses": history.epoch_losses, "state": history.state},
+        )  # fmt: skip
 
     target = None
     for epoch in range(start_epoch, epochs):
@@ -385,12 +433,10 @@ def train(
             value = float(step(*data))
             batch += 1
             if not np.isfinite(value):
-                last = checkpointer.manager.latest_checkpoint if checkpointer else None
                 raise FloatingPointError(
                     f"The loss became {value} at epoch {epoch + 1}, step {batch} "
                     f"(step {len(history.step_losses) + 1} of the run). Lower the learning "
-                    "rate, or check the data for bad values."
-                    + (f" The last good checkpoint is {last}." if last else "")
+                    "rate and start over, or check the data for bad values." + last_good()
                 )
             history.step_losses.append(value)
             progbar.update(batch, values=[("loss", value)])
