@@ -333,3 +333,13 @@ def test_killed_run_restarted_with_the_same_command_ends_with_the_same_prompt(pr
         assert metrics["results"][name]["dev_accuracy"] == result["dev_accuracy"]
         np.testing.assert_allclose(metrics["results"][name]["epoch_losses"], result["epoch_losses"], rtol=1e-5)
     assert not (output_dir / "checkpoints").exists()
+
+
+def test_a_generation_prompt_is_not_a_classifier_task(tmp_path, capsys):
+    from test_prompt_causal_lm import tiny_gpt2
+
+    from tf_prompt_tuning import PromptCausalLM, save_prompts
+
+    path = save_prompts(PromptCausalLM(tiny_gpt2(), num_tokens=3), str(tmp_path / "lm.safetensors"))
+    assert main(["predict", "--prompt", path, "text"]) == 2
+    assert "holds a causal_lm prompt, not a classifier one. Load it into a PromptCausalLM" in capsys.readouterr().err

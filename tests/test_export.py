@@ -174,10 +174,13 @@ def test_causal_lm_and_bank_exports_generate_like_keras(tmp_path):
     np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
 
 
-def test_causal_lm_export_needs_max_new_tokens(tmp_path):
+def test_causal_lm_export_options_are_checked(tmp_path):
     from test_prompt_causal_lm import tiny_gpt2
 
     from tf_prompt_tuning import PromptCausalLM
 
     with pytest.raises(ValueError, match=r"needs `generate_options` with at least `max_new_tokens`. Received: generate_options=None"):
         export_saved_model(PromptCausalLM(tiny_gpt2(), num_tokens=3), str(tmp_path))
+    with pytest.raises(ValueError, match=r"`generate_options` takes .*\['seed'\] are chosen per call"):
+        export_saved_model(PromptCausalLM(tiny_gpt2(), num_tokens=3), str(tmp_path / "x"),
+                           generate_options={"max_new_tokens": 4, "seed": 1})  # fmt: skip

@@ -191,3 +191,21 @@ def test_lm_bank_errors(lm_setup, tmp_path):
     lm_file = save_prompts(lms["a"], str(tmp_path / "a.safetensors"))
     with pytest.raises(PromptFileError, match="holds a causal_lm prompt, not a classifier one. Load it into a PromptCausalLM"):
         PromptBank(bert, num_tokens=3).add_prompt_file("a", lm_file)
+
+
+def test_lm_bank_task_added_after_generating_is_its_own(lm_setup):
+    backbone, lms, bank = lm_setup
+    bank.generate(LM_IDS, LM_MASK, 5, task_id=[0, 1, 2])  # compiles with three tasks
+    late = PromptCausalLM(backbone, num_tokens=3, seed=7)
+    task = bank.add_lm("late", late)
+    np.testing.assert_array_equal(
+        bank.generate(LM_IDS, LM_MASK, 5, task_id=[task] * 3)["token_ids"],
+        late.generate(LM_IDS, LM_MASK, 5)["token_ids"],
+    )
+
+
+def test_a_bank_is_not_one_prompt_file(lm_setup, tmp_path):
+    _, _, bank = lm_setup
+    with pytest.raises(ValueError, match=r"writes one task's prompt; received a bank \(PromptCausalLMBank\)"):
+        save_prompts(bank, str(tmp_path / "bank.safetensors"))
+    assert not (tmp_path / "bank.safetensors").exists()

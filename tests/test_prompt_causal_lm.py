@@ -270,3 +270,18 @@ def test_generate_errors(model, kwargs, error, message):
     arguments = {"padding_mask": MASK, "max_new_tokens": 4, **kwargs}
     with pytest.raises(error, match=message):
         model.generate(TOKEN_IDS, **arguments)
+
+
+def test_base_model_logits_equal_keras_hubs_own_causal_lm():
+    # An independent reference for positions and masks: KerasHub's GPT2CausalLM
+    # on right-padded rows (whose positions are simply 0..len-1).
+    backbone = tiny_gpt2()
+    reference = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    ours = PromptCausalLM(backbone, num_tokens=0)
+    expected = _np(reference({"token_ids": TOKEN_IDS, "padding_mask": MASK}))
+    actual = _np(ours({"token_ids": TOKEN_IDS, "padding_mask": MASK}))
+    real = MASK.astype(bool)
+    np.testing.assert_allclose(actual[real], expected[real], atol=1e-4, rtol=1e-4)
+    left_ids, left_mask = _left(TOKEN_IDS, MASK)
+    left = _np(ours({"token_ids": left_ids, "padding_mask": left_mask}))
+    np.testing.assert_allclose(left[left_mask.astype(bool)], expected[real], atol=1e-4, rtol=1e-4)

@@ -92,7 +92,7 @@ def test_save_load_round_trip(model, tmp_path):
     assert loaded.tensors["prompt"].shape == (3, 8)
     assert all(t.dtype == np.float32 for t in loaded.tensors.values())
     metadata = loaded.metadata
-    assert metadata["format_version"] == FORMAT_VERSION == 1
+    assert metadata["format_version"] == 1 and FORMAT_VERSION == 2  # classifier files stay readable by 0.1
     assert metadata["library_version"] == tf_prompt_tuning.__version__
     assert metadata["backbone_fingerprint"] == backbone_fingerprint(model.backbone)
     assert metadata["backbone_class"] == "BertBackbone"
@@ -265,8 +265,8 @@ def test_malformed_metadata(tmp_path, header, message):
 @pytest.mark.parametrize(
     "version, message",
     [
-        (99, r"has prompt-file format 99; this library reads up to 1. Upgrade tf_prompt_tuning"),
-        (FORMAT_VERSION + 1, r"has prompt-file format 2; this library reads up to 1. Upgrade"),
+        (99, r"has prompt-file format 99; this library reads up to 2. Upgrade tf_prompt_tuning"),
+        (FORMAT_VERSION + 1, r"has prompt-file format 3; this library reads up to 2. Upgrade"),
         ("1", r"has an invalid prompt-file format version '1'"),
         (None, r"has an invalid prompt-file format version None"),
         (1.0, r"has an invalid prompt-file format version 1.0"),
@@ -448,6 +448,7 @@ def test_causal_lm_prompt_file_errors(model, tmp_path):
     with pytest.raises(ValueError, match=r"needs a prompt \(num_tokens > 0\)"):
         save_prompts(PromptCausalLM(backbone, num_tokens=0), str(tmp_path / "x.safetensors"))
     lm_path = save_prompts(lm, str(tmp_path / "lm.safetensors"))
+    assert load_prompts(lm_path).metadata["format_version"] == 2  # older releases refuse it clearly
     classifier_path = save_prompts(model, str(tmp_path / "classifier.safetensors"))
     with pytest.raises(PromptFileError, match=r"holds a causal_lm prompt, not a classifier one. Load it into a PromptCausalLM"):
         restore_prompts(model, lm_path)

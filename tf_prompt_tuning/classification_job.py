@@ -350,9 +350,10 @@ def load_task(prompt_path: str, *, backbone: str | None = None):
     Returns:
         `(model, tokenizer, metadata)`.
     """
-    from tf_prompt_tuning.prompt_file import load_prompts
+    from tf_prompt_tuning.prompt_file import check_kind, load_prompts
 
     metadata = load_prompts(prompt_path).metadata
+    check_kind(metadata, "classifier", prompt_path)
     backbone_model, tokenizer = load_backbone(backbone or metadata.get("backbone", DEFAULT_BACKBONE))
     model = PromptTextClassifier(
         backbone_model, metadata["num_classes"], num_tokens=metadata["num_tokens"],

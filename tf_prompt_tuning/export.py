@@ -20,9 +20,9 @@ def export_saved_model(
     `generate` (also `serving_default`): `token_ids` and `padding_mask`
     int32 `(batch, seq)`, padded on either side, plus `task_id` (a bank) and
     a scalar int32 `seed` (strategy "sample"). It returns `PromptCausalLM.
-    generate`'s `{"token_ids", "padding_mask"}` for `generate_options`, the
-    keyword arguments of `generate` (`max_new_tokens` at least), fixed at
-    export.
+    generate`'s `{"token_ids", "padding_mask"}` for `generate_options`, fixed
+    at export: `max_new_tokens` (required), `strategy`, `temperature`,
+    `top_k` and `end_token_ids`, as in `generate`.
 
     Classifier signatures (all return `{"probabilities": (batch, classes) float32}`):
 
@@ -94,11 +94,20 @@ def export_saved_model(
     return path
 
 
+_GENERATE_OPTIONS = ("max_new_tokens", "strategy", "temperature", "top_k", "end_token_ids")
+
+
 def _export_generation(model: PromptCausalLM, path: str, options: dict | None) -> str:
     if not options or "max_new_tokens" not in options:
         raise ValueError(
             "Exporting a causal LM needs `generate_options` with at least `max_new_tokens`. "
             f"Received: generate_options={options!r}."
+        )
+    unknown = sorted(set(options) - set(_GENERATE_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"`generate_options` takes {_GENERATE_OPTIONS}; {unknown} are chosen per call "
+            f"or not exportable. Received: generate_options={options!r}."
         )
     generate = model.generation_function(**options)
     inputs = [

@@ -308,6 +308,9 @@ class PromptCausalLMBank(PromptCausalLM):
             raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
         self.prompt.add_prompt(name, prompt_initializer)
         self.tasks.append(name)
+        # A compiled generate function holds the prompts as they were when it
+        # was traced; a new task needs new ones.
+        self._generate_functions.clear()
         return len(self.tasks) - 1
 
     def add_lm(self, name: str, lm: PromptCausalLM) -> int:

@@ -315,6 +315,12 @@ class PromptCausalLM(keras.Model):
                 n + length + max_new, self.backbone.max_sequence_length,
                 message="The prompt, the input and max_new_tokens exceed the backbone position table",
             )  # fmt: skip
+            if self.takes_task_id:
+                # Out of range, a gather would clamp (XLA) or read zeros (GPU): a wrong task, silently.
+                tf.debugging.assert_equal(
+                    tf.reduce_all((task_id >= 0) & (task_id < len(self.tasks))), True,
+                    message=f"task_id must be in [0, {len(self.tasks)})",
+                )  # fmt: skip
             # Cache slots: prompt, input, then each new token but the last,
             # which is returned and never fed back.
             slots = n + length + max_new - 1

@@ -23,7 +23,11 @@ import numpy as np
 from tf_prompt_tuning._io import write_atomically
 from tf_prompt_tuning.prompt_causal_lm import PromptCausalLM
 
-FORMAT_VERSION = 1
+# The newest format this library reads. Classifier files are written as
+# format 1 (unchanged, so older releases still read them); generation
+# prompts, which older releases cannot use, as format 2.
+FORMAT_VERSION = 2
+_FORMAT_OF_KIND = {"classifier": 1, "causal_lm": 2}
 _METADATA_KEY = "tf_prompt_tuning"
 _REQUIRED = ("format_version", "backbone_fingerprint", "num_tokens")
 # What restores each kind of file, for the error that names it.
@@ -118,6 +122,11 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
 
     from tf_prompt_tuning import __version__
 
+    if hasattr(model, "tasks"):
+        raise ValueError(
+            f"`save_prompts` writes one task's prompt; received a bank "
+            f"({type(model).__name__}). Save each task from the model it was trained in."
+        )
     kind = model_kind(model)
     if kind == "causal_lm" and (label_names is not None or model.prompt is None):
         raise ValueError(
@@ -139,7 +148,7 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
             "Rename those entries."
         )
     metadata = {
-        "format_version": FORMAT_VERSION,
+        "format_version": _FORMAT_OF_KIND[kind],
         "library_version": __version__,
         "backbone_fingerprint": backbone_fingerprint(model.backbone),
         "backbone_class": type(model.backbone).__name__,
