@@ -17,34 +17,17 @@ os.environ["TF_CONFIG"] = json.dumps({
 })  # fmt: skip
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from tf_prompt_tuning import train  # noqa: E402
 from tf_prompt_tuning.distribution import make_strategy  # noqa: E402
 
 # Before anything touches a device: collective ops are configured at startup.
 strategy = make_strategy("multi-worker")
 sys.path.insert(0, os.path.dirname(__file__))
-from mirrored_two_cpus import LOSS, build, dataset  # noqa: E402
-
-
-
-def run(epochs, start_from=None):
-    with strategy.scope():
-        model = build()
-        optimizer = keras.optimizers.Adam(0.02)
-    if start_from is not None:  # overwritten by the checkpoint, if it is restored
-        for variable in model.trainable_variables:
-            variable.assign(np.full(variable.shape, start_from, "float32"))
-    history = train(model, dataset, loss=LOSS, optimizer=optimizer, epochs=epochs, verbose=0,
-                    checkpoint_dir=checkpoint_dir, checkpoint_every=3)  # fmt: skip
-    return model, history
-
+from mirrored_two_cpus import run  # noqa: E402
 
 # Epoch 1, then a fresh model resumed from the chief's checkpoint for epoch 2.
-run(epochs=1)
-model, history = run(epochs=2, start_from=7.0)
+run(strategy, checkpoint_dir=checkpoint_dir, epochs=1)
+model, history = run(strategy, checkpoint_dir=checkpoint_dir, epochs=2, start_from=7.0)
 print(json.dumps({
     "replicas": strategy.num_replicas_in_sync,
     "prompt": [keras.ops.convert_to_numpy(v).tolist() for v in model.trainable_variables],

@@ -27,7 +27,7 @@ from keras import ops
 from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.prompt_layer import PromptLayer
-from tf_prompt_tuning.text_classifier import make_prompt_initializer
+from tf_prompt_tuning.text_classifier import from_backbone_config, make_prompt_initializer
 
 STRATEGIES = ("greedy", "sample")
 # Logit of the tokens outside the top k: softmax gives them probability 0.
@@ -445,8 +445,4 @@ class PromptCausalLM(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        if config.get("prompt_initializer") is None:
-            config.pop("prompt_initializer", None)
-        return cls(**config)
+        return from_backbone_config(cls, config)

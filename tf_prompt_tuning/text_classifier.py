@@ -92,6 +92,16 @@ def make_prompt_initializer(
     )
 
 
+def from_backbone_config(cls, config):
+    """`cls(**config)` with the backbone deserialized: the `from_config` of
+    this library's models, which hold a backbone and a prompt initializer."""
+    config = dict(config)
+    config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+    if config.get("prompt_initializer") is None:
+        config.pop("prompt_initializer", None)
+    return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
 class PromptTextClassifier(keras.Model):
     """Classifies text with a frozen KerasHub backbone, a soft prompt and a head.
@@ -234,8 +244,4 @@ class PromptTextClassifier(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        if config.get("prompt_initializer") is None:
-            config.pop("prompt_initializer", None)
-        return cls(**config)
+        return from_backbone_config(cls, config)
