@@ -22,16 +22,19 @@ WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was",
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "positive", "negative"]
 
 
-@pytest.fixture(scope="module")
-def preset_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_preset")
-    keras.utils.set_random_seed(0)
+def _save_tiny_preset(path, seed=0):
+    keras.utils.set_random_seed(seed)
     keras_hub.models.BertBackbone(
         vocabulary_size=len(VOCABULARY), num_layers=2, num_heads=2, hidden_dim=16,
         intermediate_dim=32, max_sequence_length=32,
     ).save_to_preset(str(path))  # fmt: skip
     keras_hub.models.BertTokenizer(vocabulary=VOCABULARY).save_to_preset(str(path))
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def preset_dir(tmp_path_factory):
+    return _save_tiny_preset(tmp_path_factory.mktemp("tiny_preset"))
 
 
 @pytest.fixture(scope="module")
@@ -246,15 +249,9 @@ def test_output_dir_that_cannot_be_written(preset_dir, data_file, tmp_path):
 
 
 def test_prompt_file_for_another_backbone_is_refused(trained, tmp_path, capsys):
-    other = tmp_path / "other_preset"
-    keras.utils.set_random_seed(1)
-    keras_hub.models.BertBackbone(
-        vocabulary_size=len(VOCABULARY), num_layers=2, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=32,
-    ).save_to_preset(str(other))  # fmt: skip
-    keras_hub.models.BertTokenizer(vocabulary=VOCABULARY).save_to_preset(str(other))
+    other = _save_tiny_preset(tmp_path / "other_preset", seed=1)
     prompt = str(trained[1] / "prompt.safetensors")
-    assert main(["predict", "--prompt", prompt, "--backbone", str(other), "the plot was bad"]) == 2
+    assert main(["predict", "--prompt", prompt, "--backbone", other, "the plot was bad"]) == 2
     assert "another backbone" in capsys.readouterr().err
 
 
