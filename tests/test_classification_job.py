@@ -340,3 +340,13 @@ def test_a_generation_prompt_is_not_a_classifier_task(tmp_path, capsys):
     path = save_prompts(PromptCausalLM(tiny_gpt2(), num_tokens=3), str(tmp_path / "lm.safetensors"))
     assert main(["predict", "--prompt", path, "text"]) == 2
     assert "holds a causal_lm prompt, not a classifier one. Load it into a PromptCausalLM" in capsys.readouterr().err
+
+
+def test_cli_train_under_a_mirrored_strategy(preset_dir, data_file, tmp_path, capsys):
+    # One replica on this CPU-only machine; the multi-replica math is in test_distribution.py.
+    code = main(["train", "--backbone", preset_dir, "--data", data_file, "--epochs", "1", "--num-tokens", "2",
+                 "--max-length", "16", "--no-baseline", "--strategy", "mirrored", "--precision", "mixed_bfloat16",
+                 "--output-dir", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["strategy"] == "mirrored" and metrics["config"]["precision"] == "mixed_bfloat16"
