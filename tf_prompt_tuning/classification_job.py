@@ -32,7 +32,7 @@ from tf_prompt_tuning.prompt_file import restore_prompts, save_prompts
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits
 from tf_prompt_tuning.text_classifier import PromptTextClassifier, make_prompt_initializer
 from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset
-from tf_prompt_tuning.training import make_train_step, train
+from tf_prompt_tuning.training import make_train_step, relaxed_spec, train
 
 PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
@@ -107,8 +107,20 @@ def _loss():
 
 
 def predict_function(model, *, jit_compile: bool = False):
-    """`model`'s inference call as a `tf.function` that does not retrace per length."""
-    return tf.function(lambda x: model(x, training=False), jit_compile=jit_compile, reduce_retracing=True)
+    """`model`'s inference call as a `tf.function` traced once, at the first call:
+    batch and sequence dims are left free, so bucketed batches reuse its graph."""
+    compiled = None
+
+    def predict(x):
+        nonlocal compiled
+        if compiled is None:
+            compiled = tf.function(
+                lambda x: model(x, training=False), jit_compile=jit_compile,
+                input_signature=[tf.nest.map_structure(relaxed_spec, x)],
+            )  # fmt: skip
+        return compiled(x)
+
+    return predict
 
 
 def evaluate(model, dataset: tf.data.Dataset, *, predict=None, jit_compile: bool = False) -> dict:

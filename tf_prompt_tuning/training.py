@@ -16,7 +16,7 @@ import tensorflow as tf
 from tf_prompt_tuning._checks import check_positive_int
 
 
-def _relaxed_spec(tensor) -> tf.TensorSpec:
+def relaxed_spec(tensor) -> tf.TensorSpec:
     """Batch and sequence dims free; a float tensor keeps its feature dim."""
     tensor = tf.convert_to_tensor(tensor)
     shape = [None] * tensor.shape.rank
@@ -195,7 +195,7 @@ class TrainStep:
             # Distributed batches carry their own structure; shapes still vary freely.
             self._function = tf.function(self._step, reduce_retracing=True)
         else:
-            signature = tf.nest.map_structure(_relaxed_spec, args)
+            signature = tf.nest.map_structure(relaxed_spec, args)
             self._function = tf.function(self._step, input_signature=signature)
         self._arity = len(args)
 
