@@ -27,7 +27,9 @@ from keras import ops
 from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.prompt_layer import PromptLayer
-from tf_prompt_tuning.text_classifier import from_backbone_config, make_prompt_initializer
+from tf_prompt_tuning.text_classifier import (
+    backbone_model_config, from_backbone_config, make_prompt_initializer,
+)  # fmt: skip
 
 STRATEGIES = ("greedy", "sample")
 # Logit of the tokens outside the top k: softmax gives them probability 0.
@@ -429,18 +431,7 @@ class PromptCausalLM(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "backbone": keras.saving.serialize_keras_object(self.backbone),
-                "num_tokens": self.num_tokens,
-                "prompt_initializer": (
-                    None
-                    if self.prompt is None
-                    else keras.initializers.serialize(self.prompt.initializer)
-                ),
-                "seed": self.seed,
-            }
-        )
+        config.update(backbone_model_config(self))
         return config
 
     @classmethod

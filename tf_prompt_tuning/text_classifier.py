@@ -92,6 +92,18 @@ def make_prompt_initializer(
     )
 
 
+def backbone_model_config(model) -> dict:
+    """The config entries shared by this library's models that hold a
+    backbone and a prompt: the inverse of `from_backbone_config`."""
+    prompt = model.prompt
+    return {
+        "backbone": keras.saving.serialize_keras_object(model.backbone),
+        "num_tokens": model.num_tokens,
+        "prompt_initializer": None if prompt is None else keras.initializers.serialize(prompt.initializer),
+        "seed": model.seed,
+    }
+
+
 def from_backbone_config(cls, config):
     """`cls(**config)` with the backbone deserialized: the `from_config` of
     this library's models, which hold a backbone and a prompt initializer."""
@@ -224,20 +236,13 @@ class PromptTextClassifier(keras.Model):
         config = super().get_config()
         config.update(
             {
-                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                **backbone_model_config(self),
                 "num_classes": self.num_classes,
-                "num_tokens": self.num_tokens,
-                "prompt_initializer": (
-                    None
-                    if self.prompt is None
-                    else keras.initializers.serialize(self.prompt.initializer)
-                ),
                 "placement": self.placement,
                 "pooling": self.pooling,
                 "head_dropout": self.head_dropout,
                 "deep": self.deep,
                 "prompt_encoder": self.prompt_encoder,
-                "seed": self.seed,
             }
         )
         return config

@@ -124,10 +124,11 @@ class TrainStep:
             if mask is not None:
                 count = tf.reduce_sum(tf.cast(tf.broadcast_to(mask, tf.shape(values)), "float32"))
             loss_sum = tf.reduce_sum(values)
-            regularization = tf.add_n(self.model.losses) if self.model.losses else tf.zeros(())
             # Scaled inside the tape: under float16 the gradients are of the scaled loss.
             scaled_sum = self.optimizer.scale_loss(loss_sum)
-            scaled_regularization = self.optimizer.scale_loss(regularization)
+            regularization = tf.add_n(self.model.losses) if self.model.losses else tf.zeros(())
+            if self.model.losses:
+                scaled_regularization = self.optimizer.scale_loss(regularization)
         gradients = tape.gradient(scaled_sum, variables)
         regularization_gradients = [None] * len(variables)
         if self.model.losses:
