@@ -20,6 +20,12 @@ with `.numpy()`; medians are reported, and ratios only between calls of the
 same run. Peak RSS (process-wide) is read after each warm-up, so its growth
 shows which phase needed new memory.
 
+The floor: the floating-point operations of the matrix products in what XLA
+actually runs for each call (its optimized HLO, after dead code is gone;
+the step's forward and backward pass, which is what XLA compiles), counted
+from the shapes, not timed. Their ratios are the cost ratios an exact
+gradient cannot go below, whatever the hardware.
+
 Then the input pipeline: the movie-review training split (8,454 sentences)
 through `make_text_dataset` at `sequence_length=64`, padded to 64 throughout
 or bucketed with dynamic padding; tokens per epoch, and the epoch time
@@ -33,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import sys
@@ -108,21 +115,61 @@ def _random_batch(batch_size: int, length: int):
     return x, tf.constant(rng.integers(0, 2, size=batch_size), tf.int32)
 
 
-def _calls(prompted, full, lengths, batch_size, xla_settings) -> dict:
+# An instruction's name and shape, and a dot's output shape, left operand and
+# contracted dimensions, in HLO text.
+_HLO_DEF = re.compile(r"%([\w.\-]+) = \w+\[([\d,]*)\]")
+_HLO_DOT = re.compile(r"= \w+\[([\d,]*)\]\S* dot\(%([\w.\-]+),.*?lhs_contracting_dims=\{([\d,]*)\}")
+
+
+def _dims(text: str) -> list[int]:
+    return [int(d) for d in text.split(",") if d]
+
+
+def matmul_flops(function, *args) -> int:
+    """FLOPs of the matrix products XLA runs for `function(*args)`, a
+    `tf.function(jit_compile=True)`: 2 x output size x contracted size per dot."""
+    hlo = function.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
+    shapes = {m.group(1): _dims(m.group(2)) for m in _HLO_DEF.finditer(hlo)}
+    flops = 0
+    for m in _HLO_DOT.finditer(hlo):
+        lhs = shapes[m.group(2)]
+        contracted = np.prod([lhs[i] for i in _dims(m.group(3))])
+        flops += 2 * int(np.prod(_dims(m.group(1)))) * int(contracted)
+    if hlo.count(" dot(") != len(_HLO_DOT.findall(hlo)):
+        raise RuntimeError("Some dots of the HLO were not parsed; update the pattern.")
+    return flops
+
+
+def _calls(prompted, full, lengths, batch_size, xla_settings) -> tuple[dict, dict]:
     """`{(length, xla, variant): fn}`; every call has its own function and step,
-    so its first call includes its own trace (and XLA compile)."""
-    calls = {}
+    so its first call includes its own trace (and XLA compile). Also
+    `{(length, variant): (xla_function, args)}`, what XLA compiles for each."""
+    calls, compiled = {}, {}
     for length in lengths:
         x, y = _random_batch(batch_size, length)
         for xla in xla_settings:
-            forward = tf.function(
-                lambda x, m=prompted: m(x, training=False), jit_compile=xla
-            )
+            forward = tf.function(lambda x: prompted(x, training=False), jit_compile=xla)
             prompt_step, full_step = _make_step(prompted, xla), _make_step(full, xla)
             calls[length, xla, "forward"] = lambda f=forward, x=x: f(x)
             calls[length, xla, "prompt step"] = lambda s=prompt_step, x=x, y=y: s(x, y)
             calls[length, xla, "full FT step"] = lambda s=full_step, x=x, y=y: s(x, y)
-    return calls
+            if xla:
+                # The steps' XLA part: forward and backward (the optimizer
+                # update runs outside XLA), built at their first call.
+                compiled[length, "forward"] = (forward, (x,))
+                compiled[length, "prompt step"] = (prompt_step, (x, y, ()))
+                compiled[length, "full FT step"] = (full_step, (x, y, ()))
+    return calls, compiled
+
+
+def measure_flops(compiled: dict) -> dict:
+    """`{(length, variant): matmul FLOPs}` of the warmed-up XLA calls."""
+    flops = {}
+    for (length, variant), (fn, args) in compiled.items():
+        if isinstance(fn, tpt.TrainStep):
+            fn = fn._compiled_gradients  # the XLA-compiled forward and backward pass
+        flops[length, variant] = matmul_flops(fn, *args)
+    return flops
 
 
 def measure_steps(calls: dict, repeats: int) -> dict:
@@ -208,7 +255,7 @@ def measure_padding(model, tokenizer, sequence_length, batch_size, num_batches) 
     return results
 
 
-def _print_tables(steps, padding, batch_size, num_tokens):
+def _print_tables(steps, flops, padding, batch_size, num_tokens):
     print(
         "\n| text + prompt length | XLA | variant | median s/call | examples/s "
         "| first call s | peak RSS MB | RSS growth MB |\n" + "|---" * 8 + "|"
@@ -220,13 +267,19 @@ def _print_tables(steps, padding, batch_size, num_tokens):
             f"| {r['first_call_s']:.1f} | {r['peak_rss_mb']:.0f} "
             f"| {r['rss_growth_mb']:+.0f} |"
         )
+    if flops:
+        print(
+            "\n| text + prompt length | variant | matmul GFLOP per call (XLA) |\n|---|---|---|"
+        )
+        for (length, variant), value in flops.items():
+            print(f"| {length} + {num_tokens} | {variant} | {value / 1e9:.1f} |")
     print(
-        "\n| text + prompt length | XLA | prompt step / forward "
+        "\n| text + prompt length | measure | prompt step / forward "
         "| prompt step / full FT step |\n|---|---|---|---|"
     )
-    for ratio in _ratios(steps):
+    for ratio in _ratios(steps, flops):
         print(
-            f"| {ratio['length']} + {num_tokens} | {'on' if ratio['xla'] else 'off'} "
+            f"| {ratio['length']} + {num_tokens} | {ratio['measure']} "
             f"| {ratio['prompt_over_forward']:.2f} | {ratio['prompt_over_full']:.2f} |"
         )
     print(
@@ -241,19 +294,22 @@ def _print_tables(steps, padding, batch_size, num_tokens):
         )
 
 
-def _ratios(steps) -> list[dict]:
-    ratios = []
-    for length, xla in dict.fromkeys(key[:2] for key in steps):
-        median = {v: steps[length, xla, v]["median_s"] for v in VARIANTS}
-        ratios.append(
-            {
-                "length": length,
-                "xla": xla,
-                "prompt_over_forward": median["prompt step"] / median["forward"],
-                "prompt_over_full": median["prompt step"] / median["full FT step"],
-            }
-        )
-    return ratios
+def _ratios(steps, flops) -> list[dict]:
+    """Time ratios per length and XLA setting, then the FLOP floor per length."""
+    costs = {}
+    for length, xla, variant in steps:
+        costs.setdefault((length, f"time, XLA {'on' if xla else 'off'}"), {})[variant] = steps[length, xla, variant]["median_s"]
+    for length, variant in flops:
+        costs.setdefault((length, "matmul FLOPs (floor)"), {})[variant] = flops[length, variant]
+    return [
+        {
+            "length": length,
+            "measure": kind,
+            "prompt_over_forward": cost["prompt step"] / cost["forward"],
+            "prompt_over_full": cost["prompt step"] / cost["full FT step"],
+        }
+        for (length, kind), cost in sorted(costs.items(), key=lambda item: item[0][0])
+    ]
 
 
 def main():
@@ -278,8 +334,9 @@ def main():
     prompted, full, tokenizer = _models(args.num_tokens)
     loaded_rss = _peak_rss_mb()
     xla_settings = (False,) if args.no_xla else (False, True)
-    calls = _calls(prompted, full, args.lengths, args.batch_size, xla_settings)
+    calls, compiled = _calls(prompted, full, args.lengths, args.batch_size, xla_settings)
     steps = measure_steps(calls, args.repeats)
+    flops = measure_flops(compiled)
     padding = measure_padding(
         prompted, tokenizer, EPOCH_SEQUENCE_LENGTH, args.batch_size, args.epoch_batches
     )
@@ -297,7 +354,7 @@ def main():
         f"{args.repeats} interleaved repeats; "
         f"peak RSS after loading both backbones {loaded_rss:.0f} MB"
     )
-    _print_tables(steps, padding, args.batch_size, args.num_tokens)
+    _print_tables(steps, flops, padding, args.batch_size, args.num_tokens)
     print(f"\ntotal time {total:.0f} s, peak RSS {_peak_rss_mb():.0f} MB")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
@@ -311,7 +368,11 @@ def main():
                     {"length": length, "xla": xla, "variant": variant, **r}
                     for (length, xla, variant), r in steps.items()
                 ],
-                "ratios": _ratios(steps),
+                "matmul_flops": [
+                    {"length": length, "variant": variant, "flops": value}
+                    for (length, variant), value in flops.items()
+                ],
+                "ratios": _ratios(steps, flops),
                 "padding": padding,
                 "total_s": total,
             },

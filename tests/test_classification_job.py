@@ -159,12 +159,25 @@ def test_unknown_method():
         TrainConfig(method="lora")
 
 
-def test_deep_method_end_to_end(preset_dir, data_file, tmp_path):
+def test_deep_method_end_to_end(preset_dir, data_file, trained, tmp_path):
+    import shutil
+
     metrics = run_training(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False, method="deep"),
                            print_fn=lambda *a: None)  # fmt: skip
     assert metrics["results"]["deep prompt + head"]["trainable_params"] == 2 * 4 * 16 + 16 * 2 + 2
-    model, _, metadata = load_task(str(tmp_path / "prompt.safetensors"))
+    model, tokenizer, metadata = load_task(str(tmp_path / "prompt.safetensors"))
     assert metadata["deep"] and model.deep
+    # A deep task and a shallow one served from one bank directory.
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    shutil.copy(tmp_path / "prompt.safetensors", bank / "deep.safetensors")
+    shutil.copy(trained[1] / "prompt.safetensors", bank / "shallow.safetensors")
+    assert main(["export", "--prompt", str(bank), "--output", str(tmp_path / "sm")]) == 0
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serve_text"]
+    texts = ["the plot was bad", "a fine movie"]
+    probabilities = served(text=tf.constant(texts), task_id=tf.constant([0, 0]))["probabilities"].numpy()
+    expected = predict_texts(model, tokenizer, texts, sequence_length=metadata["sequence_length"])
+    np.testing.assert_allclose(probabilities, [[p["probabilities"][k] for k in ("0", "1")] for p in expected], atol=1e-5)
 
 
 def test_p_tuning_method_end_to_end(preset_dir, data_file, tmp_path):

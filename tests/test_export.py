@@ -74,11 +74,12 @@ def test_classifier_export_matches_keras_for_two_batch_sizes(tokenizer, tmp_path
         np.testing.assert_allclose(actual, wanted, atol=1e-5)
 
 
-def test_bank_export_serves_mixed_task_batches(tokenizer, tmp_path):
+@pytest.mark.parametrize("deep", [False, True])
+def test_bank_export_serves_mixed_task_batches(tokenizer, tmp_path, deep):
     keras.utils.set_random_seed(0)
     backbone = tiny_bert()
-    bank = PromptBank(backbone, num_tokens=3)
-    bank.add_classifier("a", PromptTextClassifier(backbone, 2, num_tokens=3))
+    bank = PromptBank(backbone, num_tokens=3, deep=deep)
+    bank.add_classifier("a", PromptTextClassifier(backbone, 2, num_tokens=3, deep=deep))
     bank.add_classifier("b", PromptTextClassifier(backbone, 3, num_tokens=3))
     export_saved_model(bank, str(tmp_path / "sm"), tokenizer=tokenizer, sequence_length=12)
     task_ids = [0, 1, 1, 0]

@@ -25,9 +25,9 @@ def _np(x):
     return keras.ops.convert_to_numpy(x)
 
 
-def _trained(backbone, num_classes, seed):
+def _trained(backbone, num_classes, seed, deep=False):
     keras.utils.set_random_seed(seed)
-    model = PromptTextClassifier(backbone, num_classes, num_tokens=3)
+    model = PromptTextClassifier(backbone, num_classes, num_tokens=3, deep=deep)
     step = make_train_step(model, loss=LOSS, optimizer=keras.optimizers.Adam(0.05))
     for _ in range(3):
         step(bert_inputs(), np.array([0, num_classes - 1]))
@@ -85,7 +85,7 @@ def test_from_prompt_files_and_keras_round_trip(setup, tmp_path):
     path = save_prompts(tasks["topic"], str(tmp_path / "topic.safetensors"), label_names=["a", "b", "c"])
     from_file = PromptBank(backbone, num_tokens=3)
     from_file.add_prompt_file("topic", path)
-    assert from_file.tasks == [{"name": "topic", "num_classes": 3, "label_names": ["a", "b", "c"]}]
+    assert from_file.tasks == [{"name": "topic", "num_classes": 3, "label_names": ["a", "b", "c"], "deep": False}]
     inputs = {**bert_inputs(), "task_id": np.array([0, 0])}
     np.testing.assert_allclose(_np(from_file(inputs)), _np(tasks["topic"](bert_inputs())), atol=1e-6)
     assert_keras_save_load_parity(bank, {**bert_inputs(), "task_id": np.array([2, 1])}, tmp_path, atol=1e-6)
@@ -116,10 +116,51 @@ def test_errors(setup, tmp_path):
         PromptBank(backbone, pooling="max")
 
 
-def test_deep_prompts_are_not_bankable(setup):
+def test_deep_tasks_need_a_deep_bank(setup):
     backbone, _, bank = setup
-    with pytest.raises(ValueError, match="has deep prompts; a bank holds input-level prompts only"):
+    with pytest.raises(ValueError, match=r"Task 'deep' has deep prompts, but this bank holds input-level prompts only. Make the bank with `deep=True`"):
         bank.add_classifier("deep", PromptTextClassifier(backbone, 2, num_tokens=3, deep=True))
+    assert bank.task_names == ["sentiment", "topic", "other"]
+
+
+@pytest.fixture
+def deep_setup():
+    backbone = tiny_bert()
+    tasks = {"shallow": _trained(backbone, 2, 1), "deep": _trained(backbone, 3, 2, deep=True),
+             "deeper": _trained(backbone, 2, 3, deep=True)}  # fmt: skip
+    bank = PromptBank(backbone, num_tokens=3, deep=True)
+    for name, model in tasks.items():
+        bank.add_classifier(name, model)
+    return backbone, tasks, bank
+
+
+def test_deep_bank_mixes_deep_and_shallow_tasks_in_one_batch(deep_setup):
+    _, tasks, bank = deep_setup
+    inputs = bert_inputs()
+    for task_ids in ([0, 1], [1, 2], [2, 0], [1, 1]):
+        mixed = _np(keras.ops.softmax(bank({**inputs, "task_id": np.array(task_ids)})))
+        for row, task_id in enumerate(task_ids):
+            alone = _np(keras.ops.softmax(tasks[bank.task_names[task_id]](inputs)))[row]
+            np.testing.assert_allclose(mixed[row, : len(alone)], alone, atol=1e-6)
+
+
+def test_deep_bank_from_prompt_files_keras_round_trip_and_training(deep_setup, tmp_path):
+    backbone, tasks, bank = deep_setup
+    path = save_prompts(tasks["deep"], str(tmp_path / "deep.safetensors"))
+    from_file = PromptBank(backbone, num_tokens=3, deep=True)
+    from_file.add_prompt_file("deep", path)
+    assert from_file.tasks[0]["deep"] is True
+    np.testing.assert_allclose(
+        _np(from_file({**bert_inputs(), "task_id": np.array([0, 0])})), _np(tasks["deep"](bert_inputs())), atol=1e-6
+    )
+    assert_keras_save_load_parity(bank, {**bert_inputs(), "task_id": np.array([2, 1])}, tmp_path, atol=1e-6)
+    frozen = [_np(v).copy() for v in backbone.weights]
+    deep_before = _np(bank.prompts.deep_prompts[1]).copy()
+    step = make_train_step(bank, loss=LOSS, optimizer="adam")
+    step({**bert_inputs(), "task_id": np.array([1, 0])}, np.array([2, 1]))
+    assert not np.allclose(deep_before, _np(bank.prompts.deep_prompts[1]))
+    for value, variable in zip(frozen, backbone.weights):
+        np.testing.assert_array_equal(value, _np(variable))
 
 
 # Generation: a bank of prompts for one frozen causal LM.

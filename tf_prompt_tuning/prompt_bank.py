@@ -1,7 +1,8 @@
 """`PromptBank`: many tasks on one frozen backbone, mixed in one batch.
 
 Each task is a prompt and a head (a prompt alone in a `PromptCausalLMBank`,
-which generates). An integer `task_id` input picks, per example, which
+which generates); in a bank made with `deep=True`, a task may have deep
+prompts (one per transformer layer) and share batches with input-level ones. An integer `task_id` input picks, per example, which
 prompt goes into the sequence and which head reads it, so a batch that
 mixes tasks runs in one forward pass through the backbone. Adding a task
 adds its own variables and touches no other task's.
@@ -41,21 +42,32 @@ class PromptBankLayer(PromptLayer):
     whatever the task, so a mixed batch gives each example exactly what its
     task alone would.
 
+    With `num_layers`, tasks may also be deep (a `DeepPromptLayer`'s
+    per-layer prompts): before each later transformer layer, the prompt
+    positions of a deep task's examples are rewritten with its prompt for
+    that layer, and those of the other tasks' examples are left as they are.
+
     Args:
         num_tokens: prompt length of every task.
         placement: as in `PromptLayer`.
+        num_layers: the backbone's transformer layers, to hold deep tasks;
+            `None` (default) for input-level prompts only.
         **kwargs: standard layer arguments.
 
     Call arguments:
         inputs: float tensor `(batch, seq, dim)`.
         task_id: int tensor `(batch,)`.
+        layer_index: 0 to insert the prompts, `i > 0` to rewrite them
+            before transformer layer `i` (deep banks).
     """
 
     extra_inputs = {"task_id": ((), "int32")}
 
-    def __init__(self, num_tokens, placement="prepend", **kwargs):
+    def __init__(self, num_tokens, placement="prepend", num_layers=None, **kwargs):
         super().__init__(num_tokens, initializer="zeros", placement=placement, **kwargs)
+        self.num_layers = num_layers
         self.prompts = []
+        self.deep_prompts = []  # per task: (num_layers - 1, num_tokens, dim) or None
 
     def build(self, input_shape):
         if len(input_shape) != 3 or input_shape[-1] is None:
@@ -65,8 +77,13 @@ class PromptBankLayer(PromptLayer):
             )
         self.dim = input_shape[-1]
 
-    def add_prompt(self, name: str, initializer="uniform"):
-        """Adds a task's prompt variable and returns it."""
+    def add_prompt(self, name: str, initializer="uniform", deep: bool = False):
+        """Adds a task's prompt variable (and its deeper layers' prompts) and returns it."""
+        if deep and not self.num_layers:
+            raise ValueError(
+                f"Task {name!r} has deep prompts, but this bank holds input-level prompts "
+                "only. Make the bank with `deep=True`."
+            )
         # A built layer's state is locked; unlock it to grow, as Keras's own
         # `enable_lora` does.
         self._tracker.unlock()
@@ -76,24 +93,60 @@ class PromptBankLayer(PromptLayer):
             initializer=initializers.get(initializer),
             dtype="float32",
         )
+        deep_variable = None
+        if deep:
+            deep_variable = self.add_weight(
+                name=f"deep_prompts_{name}",
+                shape=(self.num_layers - 1, self.num_tokens, self.dim),
+                initializer="zeros",
+                dtype="float32",
+            )
         self._tracker.lock()
         self.prompts.append(variable)
+        self.deep_prompts.append(deep_variable)
         return variable
 
-    def call(self, inputs, task_id=None, padding_mask=None, mask=None):
+    def _select(self, blocks, task_id, dtype):
+        stacked = ops.stack([ops.cast(block, dtype) for block in blocks])
+        return ops.take(stacked, ops.cast(task_id, "int32"), axis=0)
+
+    def call(self, inputs, task_id=None, padding_mask=None, mask=None, layer_index=0):
         if task_id is None:
             raise ValueError("`PromptBankLayer` needs a `task_id` input.")
         batch = ops.shape(inputs)[0]
+        if layer_index:
+            return self._rewrite(inputs, task_id, layer_index)
         if not self.prompts:  # symbolic build, before any task exists
             block = ops.zeros((batch, self.num_tokens, self.dim), dtype=inputs.dtype)
         else:
-            stacked = ops.stack([ops.cast(p, inputs.dtype) for p in self.prompts])
-            block = ops.take(stacked, ops.cast(task_id, "int32"), axis=0)
+            block = self._select(self.prompts, task_id, inputs.dtype)
         return insert_block(inputs, block, self.placement)
+
+    def _rewrite(self, inputs, task_id, layer_index):
+        if all(v is None for v in self.deep_prompts):
+            return inputs  # no deep task (yet): nothing to rewrite
+        start = 0 if self.placement == "prepend" else 1
+        end = start + self.num_tokens
+        zeros = ops.zeros((self.num_tokens, self.dim))
+        blocks = [zeros if v is None else v[layer_index - 1] for v in self.deep_prompts]
+        is_deep = ops.convert_to_tensor([v is not None for v in self.deep_prompts])
+        # Shallow tasks' examples keep the hidden states they have.
+        block = ops.where(
+            ops.take(is_deep, ops.cast(task_id, "int32"))[:, None, None],
+            self._select(blocks, task_id, inputs.dtype),
+            inputs[:, start:end],
+        )
+        return ops.concatenate([inputs[:, :start], block, inputs[:, end:]], axis=1)
+
+    def compute_mask(self, inputs, mask=None, padding_mask=None, layer_index=0, task_id=None):
+        if layer_index:
+            return mask  # same positions, rewritten in place
+        return super().compute_mask(inputs, mask=mask, padding_mask=padding_mask)
 
     def get_config(self):
         config = super().get_config()
         config.pop("initializer")
+        config["num_layers"] = self.num_layers
         return config
 
 
@@ -112,8 +165,12 @@ class PromptBank(keras.Model):
         num_tokens: prompt length of every task.
         placement: "after_first" (default) or "prepend".
         pooling: "mean" (default), "cls" or "last".
-        tasks: task specs `{"name", "num_classes", "label_names"}` to create
-            (used when loading a saved bank).
+        deep: whether the bank can hold deep-prompt tasks (P-tuning v2,
+            `PromptTextClassifier(..., deep=True)`) besides input-level ones.
+            It adds a cheap per-layer select to every forward pass, so it is
+            off by default.
+        tasks: task specs `{"name", "num_classes", "label_names", "deep"}` to
+            create (used when loading a saved bank).
         **kwargs: standard model arguments.
     """
 
@@ -124,6 +181,7 @@ class PromptBank(keras.Model):
         num_tokens=20,
         placement="after_first",
         pooling="mean",
+        deep=False,
         tasks: Sequence[dict] = (),
         **kwargs,
     ):
@@ -131,7 +189,8 @@ class PromptBank(keras.Model):
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}.")
         self.backbone = backbone
-        self.prompts = PromptBankLayer(num_tokens, placement=placement, name="prompts")
+        num_layers = len(backbone.transformer_layers) if deep else None
+        self.prompts = PromptBankLayer(num_tokens, placement=placement, num_layers=num_layers, name="prompts")
         self.encoder = prompted_backbone(backbone, self.prompts)
         self.hidden_dim = self.encoder.output["sequence_output"].shape[-1]
         self.heads = []
@@ -139,6 +198,7 @@ class PromptBank(keras.Model):
         self.num_tokens = num_tokens
         self.placement = placement
         self.pooling = pooling
+        self.deep = bool(deep)
         self.built = True
         for task in tasks:
             self.add_task(**task)
@@ -153,15 +213,15 @@ class PromptBank(keras.Model):
             raise KeyError(f"No task {name!r} in the bank. Its tasks are {self.task_names}.")
         return self.task_names.index(name)
 
-    def add_task(self, name: str, num_classes: int, label_names=None, prompt_initializer="uniform") -> int:
-        """Adds an untrained task; returns its id."""
+    def add_task(self, name: str, num_classes: int, label_names=None, prompt_initializer="uniform", deep=False) -> int:
+        """Adds an untrained task (with deep prompts if `deep`); returns its id."""
         if name in self.task_names:
             raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
         if label_names is not None and len(label_names) != num_classes:
             raise ValueError(
                 f"`label_names` has {len(label_names)} names for {num_classes} classes."
             )
-        self.prompts.add_prompt(name, prompt_initializer)
+        self.prompts.add_prompt(name, prompt_initializer, deep=deep)
         head = keras.layers.Dense(num_classes, dtype="float32", name=f"head_{name}")
         head.build((None, self.hidden_dim))
         self._tracker.unlock()
@@ -169,7 +229,8 @@ class PromptBank(keras.Model):
         self._tracker.lock()
         self.tasks.append(
             {"name": name, "num_classes": int(num_classes),
-             "label_names": list(label_names) if label_names is not None else None}
+             "label_names": list(label_names) if label_names is not None else None,
+             "deep": bool(deep)}
         )  # fmt: skip
         freeze(self, trainable_layers=[self.prompts, *self.heads])
         return len(self.tasks) - 1
@@ -189,16 +250,13 @@ class PromptBank(keras.Model):
                 f"Task {name!r} was trained on another backbone. Add only classifiers "
                 "of the bank's backbone."
             )
-        if classifier.deep:
-            raise ValueError(
-                f"Classifier {name!r} has deep prompts; a bank holds input-level prompts only. "
-                "Serve it on its own (export_saved_model works for it)."
-            )
         self._check_compatible(
             classifier.num_tokens, classifier.placement, classifier.pooling, f"Classifier {name!r}"
         )
-        task = self.add_task(name, classifier.num_classes, label_names)
+        task = self.add_task(name, classifier.num_classes, label_names, deep=classifier.deep)
         self.prompts.prompts[task].assign(classifier.prompt.prompt_value())
+        if classifier.deep:
+            self.prompts.deep_prompts[task].assign(classifier.prompt.deep_prompts)
         self.heads[task].kernel.assign(classifier.head.kernel)
         self.heads[task].bias.assign(classifier.head.bias)
         return task
@@ -249,6 +307,7 @@ class PromptBank(keras.Model):
                 "num_tokens": self.num_tokens,
                 "placement": self.placement,
                 "pooling": self.pooling,
+                "deep": self.deep,
                 "tasks": [dict(task) for task in self.tasks],
             }
         )

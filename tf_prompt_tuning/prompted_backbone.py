@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import keras
 
-from tf_prompt_tuning.prompt_layer import DeepPromptLayer, PromptLayer
+from tf_prompt_tuning.prompt_layer import PromptLayer
 
 
 def check_sequence_fits(backbone, num_tokens: int, length: int | None):
@@ -83,10 +83,10 @@ def prompted_backbone(backbone: keras.Model, prompt: PromptLayer | None) -> kera
                 extended[name] = prompt.extend_mask(inputs[name], 1 if name == "padding_mask" else 0)
     substitutes = {id(inputs[name]): extended[name] for name in input_names}
     embedding_layers = []
-    # A DeepPromptLayer also rewrites the prompt positions before every
-    # transformer layer after the first.
+    # A deep prompt (a DeepPromptLayer, or a bank that holds deep tasks) also
+    # rewrites the prompt positions before every transformer layer after the first.
     deep_layers = {}
-    if isinstance(prompt, DeepPromptLayer):
+    if getattr(prompt, "num_layers", None):
         deep_layers = {id(layer): i for i, layer in enumerate(backbone.transformer_layers)}
         if len(deep_layers) != prompt.num_layers:
             raise ValueError(
@@ -102,7 +102,7 @@ def prompted_backbone(backbone: keras.Model, prompt: PromptLayer | None) -> kera
             lambda x: substitutes.get(id(x), x), (args, kwargs)
         )
         if deep_layers.get(id(layer), 0) > 0:
-            args = (prompt(args[0], layer_index=deep_layers[id(layer)]), *args[1:])
+            args = (prompt(args[0], layer_index=deep_layers[id(layer)], **extra), *args[1:])
         outputs = layer(*args, **kwargs)
         if consumes_token_ids and len(outputs.shape) == 3:
             embedding_layers.append(layer.name)
