@@ -1,6 +1,7 @@
 """Head only, shallow prompt, deep prompts, P-tuning and full fine-tuning, side by side.
 
     .venv/bin/python benchmarks/methods.py            # the README's table
+    .venv/bin/python benchmarks/methods.py --methods deep full --epochs 3 --seeds 0 1 2
     .venv/bin/python benchmarks/methods.py --train-size 500 --methods head prompt
 
 The real MiniLM on the movie-review sentences: every method sees the same
@@ -11,6 +12,11 @@ on test). The parameter-efficient methods share one learning rate; full
 fine-tuning (every backbone weight trainable, still without dropout, as the
 others run) uses its own, smaller one, as is usual. Prints a table of test
 accuracy, trainable parameters and step time, and writes it as JSON.
+
+With several `--seeds`, each seed draws its own train/dev/test split and
+initialization, every method runs on each, and a last table gives the mean
+accuracies and, against full fine-tuning, the mean and spread of the gap
+(paired by seed, so the split's own difficulty cancels).
 """
 
 from __future__ import annotations
@@ -36,12 +42,12 @@ METHODS = {
 }
 
 
-def run(method, splits, args):
+def run(method, splits, args, seed):
     backbone, tokenizer = tpt.load_backbone()  # a fresh copy per method
     name, kwargs = METHODS[method]
     kwargs = {"num_tokens": args.num_tokens, **kwargs}
-    keras.utils.set_random_seed(args.seed)
-    model = tpt.PromptTextClassifier(backbone, 2, seed=args.seed, **kwargs)
+    keras.utils.set_random_seed(seed)
+    model = tpt.PromptTextClassifier(backbone, 2, seed=seed, **kwargs)
     learning_rate = args.learning_rate
     if method == "full":
         backbone.trainable = True  # unfreeze everything
@@ -49,7 +55,7 @@ def run(method, splits, args):
     train, dev, test = splits
     make = functools.partial(
         tpt.make_text_dataset, tokenizer=tokenizer, sequence_length=args.max_length,
-        batch_size=args.batch_size, seed=args.seed,
+        batch_size=args.batch_size, seed=seed,
     )  # fmt: skip
     steps = args.epochs * (len(train) // args.batch_size + args.max_length // 16 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
@@ -66,6 +72,7 @@ def run(method, splits, args):
     trainable = tpt.parameter_summary(model).trainable
     result = {
         "method": name,
+        "seed": seed,
         "learning_rate": learning_rate,
         "dev_accuracy": dev_accuracy,
         "test_accuracy": accuracy,
@@ -74,8 +81,27 @@ def run(method, splits, args):
         "step_seconds": seconds / len(history.step_losses),
         "train_seconds": seconds,
     }
-    print(f"{name}: dev accuracy {dev_accuracy:.4f}, test accuracy {accuracy:.4f}, trainable {trainable:,}, {result['step_seconds']:.3f} s/step", flush=True)
+    print(f"seed {seed}, {name}: dev accuracy {dev_accuracy:.4f}, test accuracy {accuracy:.4f}, trainable {trainable:,}, {result['step_seconds']:.3f} s/step", flush=True)
     return result
+
+
+def _summary(results) -> list[dict]:
+    """Mean accuracies per method over seeds, and the gap to full fine-tuning."""
+    by_method = {}
+    for r in results:
+        by_method.setdefault(r["method"], {})[r["seed"]] = r
+    full = next((runs for name, runs in by_method.items() if name.startswith("full")), None)
+    rows = []
+    for name, runs in by_method.items():
+        row = {"method": name, "seeds": sorted(runs)}
+        for split in ("dev", "test"):
+            row[f"mean_{split}_accuracy"] = float(np.mean([r[f"{split}_accuracy"] for r in runs.values()]))
+            if full is not None and set(runs) <= set(full):
+                gaps = [full[seed][f"{split}_accuracy"] - r[f"{split}_accuracy"] for seed, r in runs.items()]
+                row[f"{split}_gap_to_full"] = float(np.mean(gaps))
+                row[f"{split}_gap_std"] = float(np.std(gaps, ddof=1)) if len(gaps) > 1 else None
+        rows.append(row)
+    return rows
 
 
 def main():
@@ -88,25 +114,38 @@ def main():
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=3e-2)
     parser.add_argument("--full-learning-rate", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one split and initialization each")
     parser.add_argument("--json", default="outputs/methods.json")
     args = parser.parse_args()
 
-    train, dev, test = tpt.load_sentiment("movie_reviews").split(seed=args.seed)
-    if args.train_size:
-        train = train.subset(np.arange(args.train_size))
-    print(f"{len(train)} training sentences, {len(test)} test sentences, {args.epochs} epoch(s)", flush=True)
-    results = [run(method, (train, dev, test), args) for method in args.methods]
-    full = next((r for r in results if r["method"].startswith("full")), None)
-    print("\n| method | trainable params | % of full FT | dev accuracy | test accuracy | s/step |\n|---|---|---|---|---|---|")
+    results = []
+    for seed in args.seeds:
+        train, dev, test = tpt.load_sentiment("movie_reviews").split(seed=seed)
+        if args.train_size:
+            train = train.subset(np.arange(args.train_size))
+        print(f"seed {seed}: {len(train)} training sentences, {len(test)} test sentences, {args.epochs} epoch(s)", flush=True)
+        results += [run(method, (train, dev, test), args, seed) for method in args.methods]
+    print("\n| seed | method | trainable params | % of full FT | dev accuracy | test accuracy | s/step |\n|---|---|---|---|---|---|---|")
     for r in results:
+        full = next((f for f in results if f["method"].startswith("full") and f["seed"] == r["seed"]), None)
         if full:
             r["trainable_percent_of_full"] = 100 * r["trainable_params"] / full["trainable_params"]
         share = f"{r['trainable_percent_of_full']:.3f}%" if full else "-"
-        print(f"| {r['method']} | {r['trainable_params']:,} | {share} | {r['dev_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['step_seconds']:.3f} |")
+        print(f"| {r['seed']} | {r['method']} | {r['trainable_params']:,} | {share} | {r['dev_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['step_seconds']:.3f} |")
+    summary = _summary(results)
+    if len(args.seeds) > 1:
+        print(f"\nMean over seeds {args.seeds}; gap = full fine-tuning minus the method, mean (sample std) over seeds:")
+        print("\n| method | dev accuracy | test accuracy | dev gap | test gap |\n|---|---|---|---|---|")
+        for row in summary:
+            gaps = [
+                f"{100 * row[f'{split}_gap_to_full']:.2f} ({100 * row[f'{split}_gap_std']:.2f}) pts"
+                if row.get(f"{split}_gap_std") is not None else "-"
+                for split in ("dev", "test")
+            ]
+            print(f"| {row['method']} | {row['mean_dev_accuracy']:.4f} | {row['mean_test_accuracy']:.4f} | {gaps[0]} | {gaps[1]} |")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"config": vars(args), "results": results}, f, indent=2)
+        json.dump({"config": vars(args), "results": results, "summary": summary}, f, indent=2)
 
 
 if __name__ == "__main__":
