@@ -78,7 +78,7 @@ def test_classifier_export_matches_keras_for_two_batch_sizes(tokenizer, tmp_path
 def test_bank_export_serves_mixed_task_batches(tokenizer, tmp_path, deep):
     keras.utils.set_random_seed(0)
     backbone = tiny_bert()
-    bank = PromptBank(backbone, num_tokens=3, deep=deep)
+    bank = PromptBank(backbone, num_tokens=3)
     bank.add_classifier("a", PromptTextClassifier(backbone, 2, num_tokens=3, deep=deep))
     bank.add_classifier("b", PromptTextClassifier(backbone, 3, num_tokens=3))
     export_saved_model(bank, str(tmp_path / "sm"), tokenizer=tokenizer, sequence_length=12)

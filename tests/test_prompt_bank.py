@@ -116,11 +116,14 @@ def test_errors(setup, tmp_path):
         PromptBank(backbone, pooling="max")
 
 
-def test_deep_tasks_need_a_deep_bank(setup):
-    backbone, _, bank = setup
-    with pytest.raises(ValueError, match=r"Task 'deep' has deep prompts, but this bank holds input-level prompts only. Make the bank with `deep=True`"):
-        bank.add_classifier("deep", PromptTextClassifier(backbone, 2, num_tokens=3, deep=True))
-    assert bank.task_names == ["sentiment", "topic", "other"]
+def test_deep_tasks_need_room_for_them():
+    from tf_prompt_tuning.prompt_bank import PromptBankLayer
+
+    layer = PromptBankLayer(3)  # as a PromptCausalLMBank's: input-level prompts only
+    layer.build((None, 4, 8))
+    with pytest.raises(ValueError, match=r"Task 'deep' has deep prompts, but this bank holds input-level prompts only: make its `PromptBankLayer` with `num_layers`"):
+        layer.add_prompt("deep", deep=True)
+    assert layer.prompts == []
 
 
 @pytest.fixture
@@ -128,7 +131,7 @@ def deep_setup():
     backbone = tiny_bert()
     tasks = {"shallow": _trained(backbone, 2, 1), "deep": _trained(backbone, 3, 2, deep=True),
              "deeper": _trained(backbone, 2, 3, deep=True)}  # fmt: skip
-    bank = PromptBank(backbone, num_tokens=3, deep=True)
+    bank = PromptBank(backbone, num_tokens=3)
     for name, model in tasks.items():
         bank.add_classifier(name, model)
     return backbone, tasks, bank
@@ -147,7 +150,7 @@ def test_deep_bank_mixes_deep_and_shallow_tasks_in_one_batch(deep_setup):
 def test_deep_bank_from_prompt_files_keras_round_trip_and_training(deep_setup, tmp_path):
     backbone, tasks, bank = deep_setup
     path = save_prompts(tasks["deep"], str(tmp_path / "deep.safetensors"))
-    from_file = PromptBank(backbone, num_tokens=3, deep=True)
+    from_file = PromptBank(backbone, num_tokens=3)
     from_file.add_prompt_file("deep", path)
     assert from_file.tasks[0]["deep"] is True
     np.testing.assert_allclose(

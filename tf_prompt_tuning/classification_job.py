@@ -415,12 +415,11 @@ def export_task_or_bank(prompt: str, output: str, *, backbone=None, sequence_len
         length = sequence_length or metadata.get("sequence_length", 64)
         return export_saved_model(model, output, tokenizer=tokenizer, sequence_length=length)
     files = bank_files(prompt)
-    metadata = [load_prompts(path).metadata for path in files.values()]
-    first = metadata[0]
+    first = load_prompts(next(iter(files.values()))).metadata
     backbone_model, tokenizer = load_backbone(backbone or first.get("backbone", DEFAULT_BACKBONE))
     bank = PromptBank(
         backbone_model, num_tokens=first["num_tokens"], placement=first["placement"],
-        pooling=first["pooling"], deep=any(m.get("deep", False) for m in metadata),
+        pooling=first["pooling"],
     )  # fmt: skip
     for task, path in files.items():
         bank.add_prompt_file(task, path)

@@ -1,8 +1,8 @@
 """`PromptBank`: many tasks on one frozen backbone, mixed in one batch.
 
 Each task is a prompt and a head (a prompt alone in a `PromptCausalLMBank`,
-which generates); in a bank made with `deep=True`, a task may have deep
-prompts (one per transformer layer) and share batches with input-level ones. An integer `task_id` input picks, per example, which
+which generates); a `PromptBank` task may also have deep prompts (one per
+transformer layer) and share batches with input-level ones. An integer `task_id` input picks, per example, which
 prompt goes into the sequence and which head reads it, so a batch that
 mixes tasks runs in one forward pass through the backbone. Adding a task
 adds its own variables and touches no other task's.
@@ -82,7 +82,7 @@ class PromptBankLayer(PromptLayer):
         if deep and not self.num_layers:
             raise ValueError(
                 f"Task {name!r} has deep prompts, but this bank holds input-level prompts "
-                "only. Make the bank with `deep=True`."
+                "only: make its `PromptBankLayer` with `num_layers`."
             )
         # A built layer's state is locked; unlock it to grow, as Keras's own
         # `enable_lora` does.
@@ -158,17 +158,16 @@ class PromptBank(keras.Model):
     loaded from their prompt files) and then added with `add_classifier` or
     `add_prompt_file`. The model takes the backbone's inputs plus `task_id`
     `(batch,)` and returns `(batch, max_classes)` float32 logits; classes a
-    task does not have get a logit of -1e9 (probability 0).
+    task does not have get a logit of -1e9 (probability 0). Deep-prompt
+    tasks (`PromptTextClassifier(..., deep=True)`) sit next to input-level
+    ones: before each transformer layer, a deep task's examples get its
+    prompt for that layer and the others keep theirs.
 
     Args:
         backbone: the frozen KerasHub backbone all tasks share.
         num_tokens: prompt length of every task.
         placement: "after_first" (default) or "prepend".
         pooling: "mean" (default), "cls" or "last".
-        deep: whether the bank can hold deep-prompt tasks (P-tuning v2,
-            `PromptTextClassifier(..., deep=True)`) besides input-level ones.
-            It adds a cheap per-layer select to every forward pass, so it is
-            off by default.
         tasks: task specs `{"name", "num_classes", "label_names", "deep"}` to
             create (used when loading a saved bank).
         **kwargs: standard model arguments.
@@ -181,7 +180,6 @@ class PromptBank(keras.Model):
         num_tokens=20,
         placement="after_first",
         pooling="mean",
-        deep=False,
         tasks: Sequence[dict] = (),
         **kwargs,
     ):
@@ -189,7 +187,9 @@ class PromptBank(keras.Model):
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}.")
         self.backbone = backbone
-        num_layers = len(backbone.transformer_layers) if deep else None
+        # Room for deep-prompt tasks: a bank without any runs no extra op, one
+        # with some a per-layer select (no measurable cost, benchmarks/deep_bank.py).
+        num_layers = len(getattr(backbone, "transformer_layers", ())) or None
         self.prompts = PromptBankLayer(num_tokens, placement=placement, num_layers=num_layers, name="prompts")
         self.encoder = prompted_backbone(backbone, self.prompts)
         self.hidden_dim = self.encoder.output["sequence_output"].shape[-1]
@@ -198,7 +198,6 @@ class PromptBank(keras.Model):
         self.num_tokens = num_tokens
         self.placement = placement
         self.pooling = pooling
-        self.deep = bool(deep)
         self.built = True
         for task in tasks:
             self.add_task(**task)
@@ -307,7 +306,6 @@ class PromptBank(keras.Model):
                 "num_tokens": self.num_tokens,
                 "placement": self.placement,
                 "pooling": self.pooling,
-                "deep": self.deep,
                 "tasks": [dict(task) for task in self.tasks],
             }
         )
