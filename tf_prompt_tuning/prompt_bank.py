@@ -2,10 +2,11 @@
 
 Each task is a prompt and a head (a prompt alone in a `PromptCausalLMBank`,
 which generates); a `PromptBank` task may also have deep prompts (one per
-transformer layer) and share batches with input-level ones. An integer `task_id` input picks, per example, which
-prompt goes into the sequence and which head reads it, so a batch that
-mixes tasks runs in one forward pass through the backbone. Adding a task
-adds its own variables and touches no other task's.
+transformer layer) and share batches with input-level ones. An integer
+`task_id` input picks, per example, which prompt goes into the sequence and
+which head reads it, so a batch that mixes tasks runs in one forward pass
+through the backbone. Adding a task adds its own variables and touches no
+other task's.
 """
 
 from __future__ import annotations
@@ -212,7 +213,9 @@ class PromptBank(keras.Model):
             raise KeyError(f"No task {name!r} in the bank. Its tasks are {self.task_names}.")
         return self.task_names.index(name)
 
-    def add_task(self, name: str, num_classes: int, label_names=None, prompt_initializer="uniform", deep=False) -> int:
+    def add_task(
+        self, name: str, num_classes: int, label_names=None, prompt_initializer="uniform", deep=False
+    ) -> int:
         """Adds an untrained task (with deep prompts if `deep`); returns its id."""
         if name in self.task_names:
             raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
