@@ -7,18 +7,18 @@ untrained (random) values, which cost the same as trained ones: a bank of
 two input-level tasks (it runs no per-layer op) against a bank holding the
 same tasks plus a deep one (it selects each example's prompt before every
 layer), fed only the input-level tasks, a mix, and only the deep task. Each
-forward is a `tf.function`, warmed up, then timed interleaved; medians, and
-ratios to the input-level bank measured in the same run.
+forward is a `tf.function`, warmed up, then timed interleaved (as in
+`train_step.py`); medians, and ratios to the input-level bank measured in
+the same run.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import tensorflow as tf
+from train_step import measure_steps, random_batch
 
 import tf_prompt_tuning as tpt
 
@@ -38,9 +38,7 @@ def main():
         bank.add_task("b", 2)
     deep.add_task("c", 2, deep=True)
 
-    ids = np.random.default_rng(0).integers(1000, 20000, (args.batch_size, args.length))
-    x = {"token_ids": tf.constant(ids, tf.int32)}
-    x.update(padding_mask=tf.ones_like(x["token_ids"]), segment_ids=tf.zeros_like(x["token_ids"]))
+    x, _ = random_batch(args.batch_size, args.length)
     cases = {
         "input-level bank, tasks a, b": (shallow, [0, 1]),
         "bank with a deep task, tasks a, b (input-level)": (deep, [0, 1]),
@@ -49,22 +47,14 @@ def main():
     }
     calls = {}
     for name, (bank, tasks) in cases.items():
-        task_id = tf.constant(np.resize(tasks, args.batch_size), tf.int32)
+        inputs = {**x, "task_id": tf.constant(np.resize(tasks, args.batch_size), tf.int32)}
         forward = tf.function(lambda inputs, bank=bank: bank(inputs, training=False))
-        inputs = {**x, "task_id": task_id}
-        forward(inputs).numpy()  # trace
-        calls[name] = (forward, inputs)
-    times = {name: [] for name in calls}
-    for _ in range(args.repeats):
-        for name, (forward, inputs) in calls.items():
-            start = time.perf_counter()
-            forward(inputs).numpy()
-            times[name].append(time.perf_counter() - start)
-    base = statistics.median(next(iter(times.values())))
+        calls[name] = lambda forward=forward, inputs=inputs: forward(inputs)
+    results = measure_steps(calls, args.repeats)
+    base = next(iter(results.values()))["median_s"]
     print(f"\n| MiniLM bank, batch {args.batch_size} x {args.length} | median s | vs input-level bank |\n|---|---|---|")
-    for name, seconds in times.items():
-        median = statistics.median(seconds)
-        print(f"| {name} | {median:.3f} | {median / base:.3f} |")
+    for name, r in results.items():
+        print(f"| {name} | {r['median_s']:.3f} | {r['median_s'] / base:.3f} |")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def _make_step(model, xla: bool) -> tpt.TrainStep:
     )
 
 
-def _random_batch(batch_size: int, length: int):
+def random_batch(batch_size: int, length: int):
     rng = np.random.default_rng(0)
     ids = rng.integers(1000, 20000, size=(batch_size, length))
     token_ids = tf.constant(ids, tf.int32)
@@ -129,14 +129,15 @@ def matmul_flops(function, *args) -> int:
     """FLOPs of the matrix products XLA runs for `function(*args)`, a
     `tf.function(jit_compile=True)`: 2 x output size x contracted size per dot."""
     hlo = function.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
+    dots = list(_HLO_DOT.finditer(hlo))
+    if hlo.count(" dot(") != len(dots):
+        raise RuntimeError("Some dots of the HLO were not parsed; update the pattern.")
     shapes = {m.group(1): _dims(m.group(2)) for m in _HLO_DEF.finditer(hlo)}
     flops = 0
-    for m in _HLO_DOT.finditer(hlo):
+    for m in dots:
         lhs = shapes[m.group(2)]
         contracted = np.prod([lhs[i] for i in _dims(m.group(3))])
         flops += 2 * int(np.prod(_dims(m.group(1)))) * int(contracted)
-    if hlo.count(" dot(") != len(_HLO_DOT.findall(hlo)):
-        raise RuntimeError("Some dots of the HLO were not parsed; update the pattern.")
     return flops
 
 
@@ -146,7 +147,7 @@ def _calls(prompted, full, lengths, batch_size, xla_settings) -> tuple[dict, dic
     `{(length, variant): (xla_function, args)}`, what XLA compiles for each."""
     calls, compiled = {}, {}
     for length in lengths:
-        x, y = _random_batch(batch_size, length)
+        x, y = random_batch(batch_size, length)
         for xla in xla_settings:
             forward = tf.function(lambda x: prompted(x, training=False), jit_compile=xla)
             prompt_step, full_step = _make_step(prompted, xla), _make_step(full, xla)

@@ -34,20 +34,34 @@ def _trained(backbone, num_classes, seed, deep=False):
     return model
 
 
-@pytest.fixture
-def setup():
-    backbone = tiny_bert()
-    tasks = {"sentiment": _trained(backbone, 2, 1), "topic": _trained(backbone, 3, 2), "other": _trained(backbone, 2, 3)}
+def _bank_of(backbone, tasks):
     bank = PromptBank(backbone, num_tokens=3)
     for name, model in tasks.items():
         bank.add_classifier(name, model)
     return backbone, tasks, bank
 
 
-def test_mixed_batch_equals_each_task_alone(setup):
-    _, tasks, bank = setup
+@pytest.fixture
+def setup():
+    backbone = tiny_bert()
+    tasks = {"sentiment": _trained(backbone, 2, 1), "topic": _trained(backbone, 3, 2), "other": _trained(backbone, 2, 3)}
+    return _bank_of(backbone, tasks)
+
+
+@pytest.fixture
+def deep_setup():
+    """Input-level and deep-prompt tasks in one bank."""
+    backbone = tiny_bert()
+    tasks = {"shallow": _trained(backbone, 2, 1), "deep": _trained(backbone, 3, 2, deep=True),
+             "deeper": _trained(backbone, 2, 3, deep=True)}  # fmt: skip
+    return _bank_of(backbone, tasks)
+
+
+@pytest.mark.parametrize("bank_setup", ["setup", "deep_setup"])
+def test_mixed_batch_equals_each_task_alone(bank_setup, request):
+    _, tasks, bank = request.getfixturevalue(bank_setup)
     inputs = bert_inputs()
-    for task_ids in ([0, 1], [1, 2], [2, 0]):
+    for task_ids in ([0, 1], [1, 2], [2, 0], [1, 1]):
         mixed = _np(keras.ops.softmax(bank({**inputs, "task_id": np.array(task_ids)})))
         for row, task_id in enumerate(task_ids):
             name = bank.task_names[task_id]
@@ -124,27 +138,6 @@ def test_deep_tasks_need_room_for_them():
     with pytest.raises(ValueError, match=r"Task 'deep' has deep prompts, but this bank holds input-level prompts only: make its `PromptBankLayer` with `num_layers`"):
         layer.add_prompt("deep", deep=True)
     assert layer.prompts == []
-
-
-@pytest.fixture
-def deep_setup():
-    backbone = tiny_bert()
-    tasks = {"shallow": _trained(backbone, 2, 1), "deep": _trained(backbone, 3, 2, deep=True),
-             "deeper": _trained(backbone, 2, 3, deep=True)}  # fmt: skip
-    bank = PromptBank(backbone, num_tokens=3)
-    for name, model in tasks.items():
-        bank.add_classifier(name, model)
-    return backbone, tasks, bank
-
-
-def test_deep_bank_mixes_deep_and_shallow_tasks_in_one_batch(deep_setup):
-    _, tasks, bank = deep_setup
-    inputs = bert_inputs()
-    for task_ids in ([0, 1], [1, 2], [2, 0], [1, 1]):
-        mixed = _np(keras.ops.softmax(bank({**inputs, "task_id": np.array(task_ids)})))
-        for row, task_id in enumerate(task_ids):
-            alone = _np(keras.ops.softmax(tasks[bank.task_names[task_id]](inputs)))[row]
-            np.testing.assert_allclose(mixed[row, : len(alone)], alone, atol=1e-6)
 
 
 def test_deep_bank_from_prompt_files_keras_round_trip_and_training(deep_setup, tmp_path):

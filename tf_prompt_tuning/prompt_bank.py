@@ -114,11 +114,10 @@ class PromptBankLayer(PromptLayer):
     def call(self, inputs, task_id=None, padding_mask=None, mask=None, layer_index=0):
         if task_id is None:
             raise ValueError("`PromptBankLayer` needs a `task_id` input.")
-        batch = ops.shape(inputs)[0]
         if layer_index:
             return self._rewrite(inputs, task_id, layer_index)
         if not self.prompts:  # symbolic build, before any task exists
-            block = ops.zeros((batch, self.num_tokens, self.dim), dtype=inputs.dtype)
+            block = ops.zeros((ops.shape(inputs)[0], self.num_tokens, self.dim), dtype=inputs.dtype)
         else:
             block = self._select(self.prompts, task_id, inputs.dtype)
         return insert_block(inputs, block, self.placement)

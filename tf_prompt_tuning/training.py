@@ -126,9 +126,11 @@ class TrainStep:
             loss_sum = tf.reduce_sum(values)
             # Scaled inside the tape: under float16 the gradients are of the scaled loss.
             scaled_sum = self.optimizer.scale_loss(loss_sum)
-            regularization = tf.add_n(self.model.losses) if self.model.losses else tf.zeros(())
             if self.model.losses:
+                regularization = tf.add_n(self.model.losses)
                 scaled_regularization = self.optimizer.scale_loss(regularization)
+            else:
+                regularization = tf.zeros(())
         gradients = tape.gradient(scaled_sum, variables)
         regularization_gradients = [None] * len(variables)
         if self.model.losses:
