@@ -11,7 +11,10 @@ split (the dev split's accuracy is printed too: choose settings on it, not
 on test). The parameter-efficient methods share one learning rate; full
 fine-tuning (every backbone weight trainable, still without dropout, as the
 others run) uses its own, smaller one, as is usual. Prints a table of test
-accuracy, trainable parameters and step time, and writes it as JSON.
+accuracy, trainable parameters and step time, and writes it as JSON. The
+accuracy on 1,000 of the training sentences is printed too: a method whose
+training accuracy is no higher than its dev accuracy cannot fit the task,
+one far above it fits but does not generalize.
 
 With several `--seeds`, each seed draws its own train/dev/test split and
 initialization, every method runs on each, and a last table gives the mean
@@ -40,6 +43,7 @@ METHODS = {
     "p-tuning": ("P-tuning (MLP) + head", dict(prompt_encoder="mlp")),
     "full": ("full fine-tuning + head", dict(num_tokens=0)),
 }
+TRAIN_SCORED = 1000
 
 
 def run(method, splits, args, seed):
@@ -52,6 +56,13 @@ def run(method, splits, args, seed):
     if method == "full":
         backbone.trainable = True  # unfreeze everything
         learning_rate = args.full_learning_rate
+    return fit_and_score(name, model, tokenizer, splits, args, seed, learning_rate)
+
+
+def fit_and_score(name, model, tokenizer, splits, args, seed, learning_rate) -> dict:
+    """Trains `model` on the training split and scores it: the accuracy on
+    dev and test, and on the first `TRAIN_SCORED` training sentences, which
+    tells a method that cannot fit the task from one that does not generalize."""
     train, dev, test = splits
     make = functools.partial(
         tpt.make_text_dataset, tokenizer=tokenizer, sequence_length=args.max_length,
@@ -67,21 +78,32 @@ def run(method, splits, args, seed):
     history = tpt.train(model, make(train, shuffle=True), epochs=args.epochs, step=step, verbose=0)
     seconds = time.perf_counter() - start
     predict = predict_function(model)
-    dev_accuracy = evaluate(model, make(dev), predict=predict)["accuracy"]
-    accuracy = evaluate(model, make(test), predict=predict)["accuracy"]
+    score = {
+        split: evaluate(model, make(data), predict=predict)["accuracy"]
+        for split, data in (
+            ("train", train.subset(np.arange(min(TRAIN_SCORED, len(train))))),
+            ("dev", dev),
+            ("test", test),
+        )
+    }
     trainable = tpt.parameter_summary(model).trainable
     result = {
         "method": name,
         "seed": seed,
         "learning_rate": learning_rate,
-        "dev_accuracy": dev_accuracy,
-        "test_accuracy": accuracy,
+        "train_accuracy": score["train"],
+        "dev_accuracy": score["dev"],
+        "test_accuracy": score["test"],
         "trainable_params": trainable,
         "trainable_percent_of_full": None,
         "step_seconds": seconds / len(history.step_losses),
         "train_seconds": seconds,
     }
-    print(f"seed {seed}, {name}: dev accuracy {dev_accuracy:.4f}, test accuracy {accuracy:.4f}, trainable {trainable:,}, {result['step_seconds']:.3f} s/step", flush=True)
+    print(
+        f"seed {seed}, {name}: train accuracy {score['train']:.4f}, dev accuracy {score['dev']:.4f}, "
+        f"test accuracy {score['test']:.4f}, trainable {trainable:,}, {result['step_seconds']:.3f} s/step",
+        flush=True,
+    )
     return result
 
 
@@ -125,13 +147,13 @@ def main():
             train = train.subset(np.arange(args.train_size))
         print(f"seed {seed}: {len(train)} training sentences, {len(test)} test sentences, {args.epochs} epoch(s)", flush=True)
         results += [run(method, (train, dev, test), args, seed) for method in args.methods]
-    print("\n| seed | method | trainable params | % of full FT | dev accuracy | test accuracy | s/step |\n|---|---|---|---|---|---|---|")
+    print("\n| seed | method | trainable params | % of full FT | train accuracy | dev accuracy | test accuracy | s/step |\n|---|---|---|---|---|---|---|---|")
     for r in results:
         full = next((f for f in results if f["method"].startswith("full") and f["seed"] == r["seed"]), None)
         if full:
             r["trainable_percent_of_full"] = 100 * r["trainable_params"] / full["trainable_params"]
         share = f"{r['trainable_percent_of_full']:.3f}%" if full else "-"
-        print(f"| {r['seed']} | {r['method']} | {r['trainable_params']:,} | {share} | {r['dev_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['step_seconds']:.3f} |")
+        print(f"| {r['seed']} | {r['method']} | {r['trainable_params']:,} | {share} | {r['train_accuracy']:.4f} | {r['dev_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['step_seconds']:.3f} |")
     summary = _summary(results)
     if len(args.seeds) > 1:
         print(f"\nMean over seeds {args.seeds}; gap = full fine-tuning minus the method, mean (sample std) over seeds:")
