@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/methods.py            # the README's table
     .venv/bin/python benchmarks/methods.py --methods deep full --epochs 3 --seeds 0 1 2
+    .venv/bin/python benchmarks/methods.py --methods deep prefix --epochs 3 --seeds 0 1
     .venv/bin/python benchmarks/methods.py --train-size 500 --methods head prompt
 
 The real MiniLM on the movie-review sentences: every method sees the same
@@ -39,7 +40,8 @@ from tf_prompt_tuning.classification_job import evaluate, predict_function
 METHODS = {
     "head": ("head only", dict(num_tokens=0)),
     "prompt": ("shallow prompt + head", dict()),
-    "deep": ("deep prompts + head", dict(deep=True)),
+    "deep": ("deep prompts + head", dict(deep="hidden")),
+    "prefix": ("deep prefixes + head", dict(deep="prefix")),
     "p-tuning": ("P-tuning (MLP) + head", dict(prompt_encoder="mlp")),
     "full": ("full fine-tuning + head", dict(num_tokens=0)),
 }

@@ -155,18 +155,27 @@ def test_cli_bank_directory_predict_evaluate_and_export(trained, data_file, tmp_
 
 
 def test_unknown_method():
-    with pytest.raises(ValueError, match=r"`method` must be one of \('prompt', 'deep', 'p-tuning'\). Received: method='lora'"):
+    with pytest.raises(ValueError, match=r"`method` must be one of \('prompt', 'deep', 'prefix', 'p-tuning'\). Received: method='lora'"):
         TrainConfig(method="lora")
 
 
-def test_deep_method_end_to_end(preset_dir, data_file, trained, tmp_path):
+def test_prefixes_start_uniformly():
+    with pytest.raises(ValueError, match=r"`method='prefix'` starts its keys and values uniformly.*Received: initializer='vocab'. Use --init uniform, or --method deep"):
+        TrainConfig(method="prefix", initializer="vocab")
+
+
+@pytest.mark.parametrize(
+    "method, deep, name, prompt_params",
+    [("deep", "hidden", "deep prompt + head", 2 * 4 * 16), ("prefix", "prefix", "prefixes + head", 2 * 2 * 4 * 16)],
+)
+def test_deep_method_end_to_end(preset_dir, data_file, trained, tmp_path, method, deep, name, prompt_params):
     import shutil
 
-    metrics = run_training(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False, method="deep"),
-                           print_fn=lambda *a: None)  # fmt: skip
-    assert metrics["results"]["deep prompt + head"]["trainable_params"] == 2 * 4 * 16 + 16 * 2 + 2
+    config = _config(preset_dir, data_file, tmp_path, epochs=1, baseline=False, method=method, initializer="uniform")
+    metrics = run_training(config, print_fn=lambda *a: None)
+    assert metrics["results"][name]["trainable_params"] == prompt_params + 16 * 2 + 2
     model, tokenizer, metadata = load_task(str(tmp_path / "prompt.safetensors"))
-    assert metadata["deep"] and model.deep
+    assert metadata["deep"] == model.deep == deep
     # A deep task and a shallow one served from one bank directory.
     bank = tmp_path / "bank"
     bank.mkdir()

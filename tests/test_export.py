@@ -74,7 +74,7 @@ def test_classifier_export_matches_keras_for_two_batch_sizes(tokenizer, tmp_path
         np.testing.assert_allclose(actual, wanted, atol=1e-5)
 
 
-@pytest.mark.parametrize("deep", [False, True])
+@pytest.mark.parametrize("deep", [False, True, "prefix"])
 def test_bank_export_serves_mixed_task_batches(tokenizer, tmp_path, deep):
     keras.utils.set_random_seed(0)
     backbone = tiny_bert()
@@ -105,19 +105,21 @@ def test_text_export_rejects_a_too_long_sequence_length(tokenizer, tmp_path):
         export_saved_model(PromptTextClassifier(tiny_bert(), 2, num_tokens=3), str(tmp_path), tokenizer=tokenizer, sequence_length=22)
 
 
-def test_each_weight_is_stored_once(tokenizer, tmp_path):
+@pytest.mark.parametrize("deep", [False, "prefix"])
+def test_each_weight_is_stored_once(tokenizer, tmp_path, deep):
     import tensorflow as tf
 
-    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3)
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, deep=deep)
     export_saved_model(model, str(tmp_path / "sm"))
     keys = tf.train.load_checkpoint(str(tmp_path / "sm" / "variables" / "variables")).get_variable_to_shape_map()
     stored = [k for k in keys if k.endswith("VARIABLE_VALUE")]
     assert len(stored) <= len(model.weights)
 
 
-def test_deep_prompt_classifier_exports(tokenizer, tmp_path):
+@pytest.mark.parametrize("deep", ["hidden", "prefix"])
+def test_deep_prompt_classifier_exports(tokenizer, tmp_path, deep):
     keras.utils.set_random_seed(0)
-    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, deep=True)
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, deep=deep)
     export_saved_model(model, str(tmp_path / "sm"), tokenizer=tokenizer, sequence_length=12)
     inputs = _inputs(tokenizer, TEXTS)
     (served,) = _serve(tmp_path / "sm", [{"signature": "serve_text", "text": TEXTS}])

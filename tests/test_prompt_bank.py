@@ -57,11 +57,20 @@ def deep_setup():
     return _bank_of(backbone, tasks)
 
 
-@pytest.mark.parametrize("bank_setup", ["setup", "deep_setup"])
+@pytest.fixture
+def prefix_setup():
+    """Key/value-prefix tasks next to deep and input-level ones."""
+    backbone = tiny_bert()
+    tasks = {"prefix": _trained(backbone, 2, 1, deep="prefix"), "deep": _trained(backbone, 3, 2, deep=True),
+             "shallow": _trained(backbone, 2, 3), "prefix2": _trained(backbone, 3, 4, deep="prefix")}  # fmt: skip
+    return _bank_of(backbone, tasks)
+
+
+@pytest.mark.parametrize("bank_setup", ["setup", "deep_setup", "prefix_setup"])
 def test_mixed_batch_equals_each_task_alone(bank_setup, request):
     _, tasks, bank = request.getfixturevalue(bank_setup)
     inputs = bert_inputs()
-    for task_ids in ([0, 1], [1, 2], [2, 0], [1, 1]):
+    for task_ids in ([0, 1], [1, 2], [2, 0], [1, 1], [len(tasks) - 1, 0]):
         mixed = _np(keras.ops.softmax(bank({**inputs, "task_id": np.array(task_ids)})))
         for row, task_id in enumerate(task_ids):
             name = bank.task_names[task_id]
@@ -145,7 +154,7 @@ def test_deep_bank_from_prompt_files_keras_round_trip_and_training(deep_setup, t
     path = save_prompts(tasks["deep"], str(tmp_path / "deep.safetensors"))
     from_file = PromptBank(backbone, num_tokens=3)
     from_file.add_prompt_file("deep", path)
-    assert from_file.tasks[0]["deep"] is True
+    assert from_file.tasks[0]["deep"] == "hidden"
     np.testing.assert_allclose(
         _np(from_file({**bert_inputs(), "task_id": np.array([0, 0])})), _np(tasks["deep"](bert_inputs())), atol=1e-6
     )
@@ -157,6 +166,37 @@ def test_deep_bank_from_prompt_files_keras_round_trip_and_training(deep_setup, t
     assert not np.allclose(deep_before, _np(bank.prompts.deep_prompts[1]))
     for value, variable in zip(frozen, backbone.weights):
         np.testing.assert_array_equal(value, _np(variable))
+
+
+def test_prefix_bank_from_prompt_files_keras_round_trip_and_training(prefix_setup, tmp_path):
+    backbone, tasks, bank = prefix_setup
+    assert parameter_summary(bank).by_layer["prefixes"] == 2 * (2 * 2 * 3 * 8)  # two prefix tasks
+    path = save_prompts(tasks["prefix"], str(tmp_path / "prefix.safetensors"))
+    from_file = PromptBank(backbone, num_tokens=3)
+    from_file.add_prompt_file("prefix", path)
+    assert from_file.tasks[0]["deep"] == "prefix"
+    np.testing.assert_allclose(
+        _np(from_file({**bert_inputs(), "task_id": np.array([0, 0])})), _np(tasks["prefix"](bert_inputs())), atol=1e-6
+    )
+    assert_keras_save_load_parity(bank, {**bert_inputs(), "task_id": np.array([0, 3])}, tmp_path, atol=1e-6)
+    frozen = [_np(v).copy() for v in backbone.weights]
+    before = [_np(v).copy() for v in bank.prefixes.task_prefixes if v is not None]
+    step = make_train_step(bank, loss=LOSS, optimizer="adam")
+    step({**bert_inputs(), "task_id": np.array([0, 2])}, np.array([1, 0]))  # tasks "prefix" and "shallow"
+    after = [_np(v) for v in bank.prefixes.task_prefixes if v is not None]
+    assert not np.allclose(before[0], after[0])
+    np.testing.assert_array_equal(before[1], after[1])  # "prefix2" had no examples
+    for value, variable in zip(frozen, backbone.weights):
+        np.testing.assert_array_equal(value, _np(variable))
+
+
+def test_prefix_tasks_need_encoder_layers():
+    from test_prompted_backbone import tiny_gpt2 as tiny_gpt2_backbone
+
+    bank = PromptBank(tiny_gpt2_backbone(), num_tokens=3, placement="prepend", pooling="last")
+    with pytest.raises(ValueError, match=r"Task 'p' has key/value prefixes, but the bank's backbone 'gpt2_backbone' has no KerasHub TransformerEncoder layers to take them. Train the task with deep='hidden' instead"):
+        bank.add_task("p", 2, deep="prefix")
+    assert bank.tasks == []
 
 
 # Generation: a bank of prompts for one frozen causal LM.

@@ -30,11 +30,11 @@ INPUTS = {
 LABELS = np.array([0, 1], "int32")
 
 
-def _backbone(seed=0):
+def _backbone(seed=0, num_layers=1):
     keras.utils.set_random_seed(seed)
     return keras_hub.models.BertBackbone(
         vocabulary_size=30,
-        num_layers=1,
+        num_layers=num_layers,
         num_heads=2,
         hidden_dim=8,
         intermediate_dim=16,
@@ -92,7 +92,7 @@ def test_save_load_round_trip(model, tmp_path):
     assert loaded.tensors["prompt"].shape == (3, 8)
     assert all(t.dtype == np.float32 for t in loaded.tensors.values())
     metadata = loaded.metadata
-    assert metadata["format_version"] == 1 and FORMAT_VERSION == 2  # classifier files stay readable by 0.1
+    assert metadata["format_version"] == 1 and FORMAT_VERSION == 3  # classifier files stay readable by 0.1
     assert metadata["library_version"] == tf_prompt_tuning.__version__
     assert metadata["backbone_fingerprint"] == backbone_fingerprint(model.backbone)
     assert metadata["backbone_class"] == "BertBackbone"
@@ -265,8 +265,8 @@ def test_malformed_metadata(tmp_path, header, message):
 @pytest.mark.parametrize(
     "version, message",
     [
-        (99, r"has prompt-file format 99; this library reads up to 2. Upgrade tf_prompt_tuning"),
-        (FORMAT_VERSION + 1, r"has prompt-file format 3; this library reads up to 2. Upgrade"),
+        (99, r"has prompt-file format 99; this library reads up to 3. Upgrade tf_prompt_tuning"),
+        (FORMAT_VERSION + 1, r"has prompt-file format 4; this library reads up to 3. Upgrade"),
         ("1", r"has an invalid prompt-file format version '1'"),
         (None, r"has an invalid prompt-file format version None"),
         (1.0, r"has an invalid prompt-file format version 1.0"),
@@ -381,29 +381,40 @@ def test_extra_cannot_override_reserved_metadata(model, tmp_path):
 
 
 def test_deep_prompt_file_round_trip(tmp_path):
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=30, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
-        max_sequence_length=24,
-    )  # fmt: skip
+    backbone = _backbone(num_layers=2)
     source = PromptTextClassifier(backbone, 2, num_tokens=3, deep=True)
     path = save_prompts(source, str(tmp_path / "deep.safetensors"))
     loaded = load_prompts(path)
-    assert loaded.metadata["deep"] is True
+    assert loaded.metadata["deep"] == "hidden"
     assert loaded.tensors["deep_prompts"].shape == (1, 3, 8)
     target = PromptTextClassifier(backbone, 2, num_tokens=3, deep=True, prompt_initializer="zeros")
     restore_prompts(target, path)
     np.testing.assert_array_equal(target.prompt.deep_prompts.numpy(), source.prompt.deep_prompts.numpy())
-    with pytest.raises(PromptFileError, match=r"deep=True"):
+    with pytest.raises(PromptFileError, match=r"deep='hidden'"):
         restore_prompts(PromptTextClassifier(backbone, 2, num_tokens=3), path)
 
 
+def test_prefix_prompt_file_round_trip(tmp_path):
+    backbone = _backbone(num_layers=2)
+    source = PromptTextClassifier(backbone, 2, num_tokens=3, deep="prefix")
+    path = save_prompts(source, str(tmp_path / "prefix.safetensors"))
+    loaded = load_prompts(path)
+    assert set(loaded.tensors) == {"prefixes", "head/kernel", "head/bias"}
+    assert loaded.tensors["prefixes"].shape == (2, 2, 3, 8)  # layers, keys/values, tokens, dim
+    # Older releases would read deep="prefix" as hidden-state prompts: format 3 makes them refuse.
+    assert loaded.metadata["deep"] == "prefix" and loaded.metadata["format_version"] == 3
+    assert loaded.metadata["initializer"] == "RandomUniform"
+    target = PromptTextClassifier(backbone, 2, num_tokens=3, deep="prefix", prompt_initializer="zeros")
+    restore_prompts(target, path)
+    np.testing.assert_array_equal(target.prefixes.prefixes.numpy(), source.prefixes.prefixes.numpy())
+    x = {"token_ids": np.array([[2, 5, 6, 0]]), "segment_ids": np.zeros((1, 4), "int32"), "padding_mask": np.array([[1, 1, 1, 0]])}
+    np.testing.assert_array_equal(target(x).numpy(), source(x).numpy())
+    with pytest.raises(PromptFileError, match=r"deep='prefix'"):
+        restore_prompts(PromptTextClassifier(backbone, 2, num_tokens=3, deep="hidden"), path)
+
+
 def test_p_tuning_file_serves_without_encoder_and_resumes_with_it(tmp_path):
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
-        max_sequence_length=24,
-    )  # fmt: skip
+    backbone = _backbone()
     inputs = {"token_ids": np.array([[2, 5, 6, 3]]), "segment_ids": np.zeros((1, 4), "int32"),
               "padding_mask": np.ones((1, 4), "int32")}  # fmt: skip
     source = PromptTextClassifier(backbone, 2, num_tokens=3, prompt_encoder="mlp")

@@ -194,3 +194,49 @@ def test_p_tuning_classifier_trains_encoder_and_keeps_backbone_frozen(tmp_path):
     for before, variable in zip(frozen, model.backbone.weights):
         np.testing.assert_array_equal(before, _np(variable))
     assert_keras_save_load_parity(model, bert_inputs(), tmp_path, atol=1e-6)
+
+
+def test_prefixes_train_and_keep_backbone_frozen(tmp_path):
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=4, deep="prefix")
+    assert model.prompt is None and model.deep == "prefix"
+    assert parameter_summary(model).by_layer == {"prefixes": 2 * 2 * 4 * 8, "head": 18}  # keys and values per layer
+    frozen = [_np(v).copy() for v in model.backbone.weights]
+    prefixes = _np(model.prefixes.prefixes).copy()
+    step = make_train_step(model, loss=LOSS, optimizer=keras.optimizers.Adam(0.05))
+    losses = [float(step(bert_inputs(), np.array([0, 1]))) for _ in range(5)]
+    assert losses[-1] < losses[0]
+    assert not np.allclose(prefixes[:, 0], _np(model.prefixes.prefixes)[:, 0])  # keys
+    assert not np.allclose(prefixes[:, 1], _np(model.prefixes.prefixes)[:, 1])  # values
+    for before, variable in zip(frozen, model.backbone.weights):
+        np.testing.assert_array_equal(before, _np(variable))
+    restored = assert_keras_save_load_parity(model, bert_inputs(), tmp_path, atol=1e-6)
+    assert restored.deep == "prefix"
+
+
+def test_prefixes_stay_float32_under_mixed_precision():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, deep="prefix")
+    assert model.prefixes.prefixes.dtype == "float32"
+    before = _np(model.prefixes.prefixes).copy()
+    step = make_train_step(model, loss=LOSS, optimizer=keras.optimizers.Adam(0.01))
+    step(bert_inputs(), np.array([0, 1]))
+    assert model(bert_inputs()).dtype == "float32"
+    assert not np.allclose(before, _np(model.prefixes.prefixes))
+
+
+def test_prefixes_take_no_positions():
+    inputs = {"token_ids": np.ones((1, 24), "int32"), "segment_ids": np.zeros((1, 24), "int32"),
+              "padding_mask": np.ones((1, 24), "int32")}  # fmt: skip
+    assert PromptTextClassifier(tiny_bert(), 2, num_tokens=4, deep="prefix")(inputs).shape == (1, 2)
+    with pytest.raises(ValueError, match="A sequence of 24 tokens plus the 4-token prompt exceeds"):
+        PromptTextClassifier(tiny_bert(), 2, num_tokens=4, deep="hidden")(inputs)
+
+
+def test_deep_must_be_a_known_kind():
+    with pytest.raises(ValueError, match=r'`deep` must be False, "hidden" \(or True\) or "prefix". Received: deep=\'kv\''):
+        PromptTextClassifier(tiny_bert(), 2, num_tokens=2, deep="kv")
+
+
+def test_prefixes_on_a_decoder_are_an_error():
+    with pytest.raises(ValueError, match="Key/value prefixes run KerasHub `TransformerEncoder` layers"):
+        PromptTextClassifier(tiny_gpt2(), 2, num_tokens=2, placement="prepend", deep="prefix")

@@ -19,6 +19,8 @@ from tf_prompt_tuning.export import export_saved_model
 from tf_prompt_tuning.freezing import ParameterSummary
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.freezing import parameter_summary
+from tf_prompt_tuning.prefix_layer import PrefixLayer
+from tf_prompt_tuning.prompt_bank import PrefixBankLayer
 from tf_prompt_tuning.prompt_bank import PromptBank
 from tf_prompt_tuning.prompt_bank import PromptBankLayer
 from tf_prompt_tuning.prompt_bank import PromptCausalLMBank
@@ -46,6 +48,8 @@ __all__ = [
     "DataError",
     "DeepPromptLayer",
     "ParameterSummary",
+    "PrefixBankLayer",
+    "PrefixLayer",
     "PromptBank",
     "PromptBankLayer",
     "PromptCausalLM",

@@ -36,7 +36,7 @@ from tf_prompt_tuning.training import make_train_step, relaxed_spec, train
 
 PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
-METHODS = ("prompt", "deep", "p-tuning")
+METHODS = ("prompt", "deep", "prefix", "p-tuning")
 ENCODERS = ("mlp", "lstm")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 INITIALIZERS = ("uniform", "vocab", "text", "labels")
@@ -94,6 +94,12 @@ class TrainConfig:
             raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={self.strategy!r}.")
         if self.method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}. Received: method={self.method!r}.")
+        if self.method == "prefix" and self.initializer != "uniform":
+            raise ValueError(
+                "`method='prefix'` starts its keys and values uniformly; vocabulary, text and "
+                f"label initializers make input-level prompts. Received: initializer={self.initializer!r}. "
+                "Use --init uniform, or --method deep for deep prompts that start from words."
+            )
         if self.encoder not in ENCODERS:
             raise ValueError(f"`encoder` must be one of {ENCODERS}. Received: encoder={self.encoder!r}.")
         if self.schedule not in SCHEDULES:
@@ -311,11 +317,11 @@ def run_training(
             model = PromptTextClassifier(
                 backbone, len(label_names), num_tokens=config.num_tokens,
                 prompt_initializer=initializer, placement=config.placement, pooling=config.pooling,
-                deep=config.method == "deep",
+                deep={"deep": "hidden", "prefix": "prefix"}.get(config.method, False),
                 prompt_encoder=config.encoder if config.method == "p-tuning" else None,
                 seed=config.seed, name="prompt_tuned",
             )  # fmt: skip
-        name = {"prompt": "prompt + head", "deep": "deep prompt + head",
+        name = {"prompt": "prompt + head", "deep": "deep prompt + head", "prefix": "prefixes + head",
                 "p-tuning": f"p-tuning ({config.encoder}) + head"}[config.method]  # fmt: skip
         for title, classifier in [("head only", head_only), (name, model)]:
             if classifier is not None:

@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "or a .csv/.tsv/.jsonl file with columns text,label")
     train.add_argument("--num-tokens", type=int, default=defaults.num_tokens, help="prompt length")
     train.add_argument("--method", default=defaults.method, choices=METHODS,
-                       help="prompt: the input only (Lester et al.); deep: every layer (P-tuning v2); "
+                       help="prompt: the input only (Lester et al.); deep: every layer's prompt positions; "
+                       "prefix: keys and values in every attention layer (P-tuning v2, faster); "
                        "p-tuning: the input prompt made by an encoder over trainable seeds")
     train.add_argument("--encoder", default=defaults.encoder, choices=ENCODERS,
                        help="the prompt encoder of --method p-tuning")

@@ -20,11 +20,12 @@ from keras import ops
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
+from tf_prompt_tuning.prefix_layer import PrefixLayer, is_prefixable
 from tf_prompt_tuning.prompt_causal_lm import PromptCausalLM
 from tf_prompt_tuning.prompt_file import backbone_fingerprint, check_kind, load_prompts, restore_prompts
 from tf_prompt_tuning.prompt_layer import PromptLayer, insert_block
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits, prompted_backbone
-from tf_prompt_tuning.text_classifier import POOLINGS, PromptTextClassifier, pool
+from tf_prompt_tuning.text_classifier import POOLINGS, PromptTextClassifier, check_deep, pool
 
 # Logit given to the classes a task does not have, so softmax gives them 0.
 _ABSENT_CLASS_LOGIT = -1e9
@@ -48,6 +49,11 @@ class PromptBankLayer(PromptLayer):
     positions of a deep task's examples are rewritten with its prompt for
     that layer, and those of the other tasks' examples are left as they are.
 
+    A task with key/value prefixes (`deep="prefix"`, held by a
+    `PrefixBankLayer`) has no input prompt: its examples keep their text at
+    the positions it has without a prompt (so position embeddings match the
+    task's own model) and get `num_tokens` padding positions at the end.
+
     Args:
         num_tokens: prompt length of every task.
         placement: as in `PromptLayer`.
@@ -69,6 +75,7 @@ class PromptBankLayer(PromptLayer):
         self.num_layers = num_layers
         self.prompts = []
         self.deep_prompts = []  # per task: (num_layers - 1, num_tokens, dim) or None
+        self.prefix_tasks = []  # per task: True for key/value prefixes (no input prompt)
 
     def build(self, input_shape):
         if len(input_shape) != 3 or input_shape[-1] is None:
@@ -78,8 +85,18 @@ class PromptBankLayer(PromptLayer):
             )
         self.dim = input_shape[-1]
 
-    def add_prompt(self, name: str, initializer="uniform", deep: bool = False):
-        """Adds a task's prompt variable (and its deeper layers' prompts) and returns it."""
+    def add_prompt(self, name: str, initializer="uniform", deep=False):
+        """Adds a task's prompt variable (and its deeper layers' prompts) and returns it.
+
+        A task with key/value prefixes (`deep="prefix"`) gets no variable here
+        (`None`); its prefixes live in the bank's `PrefixBankLayer`.
+        """
+        deep = check_deep(deep)
+        if deep == "prefix":
+            self.prompts.append(None)
+            self.deep_prompts.append(None)
+            self.prefix_tasks.append(True)
+            return None
         if deep and not self.num_layers:
             raise ValueError(
                 f"Task {name!r} has deep prompts, but this bank holds input-level prompts "
@@ -105,11 +122,28 @@ class PromptBankLayer(PromptLayer):
         self._tracker.lock()
         self.prompts.append(variable)
         self.deep_prompts.append(deep_variable)
+        self.prefix_tasks.append(False)
         return variable
 
     def _select(self, blocks, task_id, dtype):
-        stacked = ops.stack([ops.cast(block, dtype) for block in blocks])
+        zeros = ops.zeros((self.num_tokens, self.dim))
+        stacked = ops.stack([ops.cast(zeros if block is None else block, dtype) for block in blocks])
         return ops.take(stacked, ops.cast(task_id, "int32"), axis=0)
+
+    def _layout(self, sequence, inserted, task_id):
+        """Per example: `inserted`, or for prefix tasks the sequence then padding."""
+        if not any(self.prefix_tasks):
+            return inserted
+        padding = ops.repeat(ops.zeros_like(sequence[:, :1]), self.num_tokens, axis=1)
+        is_prefix = ops.take(ops.convert_to_tensor(self.prefix_tasks), ops.cast(task_id, "int32"))
+        is_prefix = ops.reshape(is_prefix, (-1,) + (1,) * (len(sequence.shape) - 1))
+        return ops.where(is_prefix, ops.concatenate([sequence, padding], axis=1), inserted)
+
+    def extend_mask(self, mask, fill_value=True, task_id=None):
+        """As `PromptLayer.extend_mask`; with `task_id`, prefix tasks' examples
+        get `num_tokens` zeros (padding) at the end instead."""
+        inserted = super().extend_mask(mask, fill_value)
+        return inserted if task_id is None else self._layout(mask, inserted, task_id)
 
     def call(self, inputs, task_id=None, padding_mask=None, mask=None, layer_index=0):
         if task_id is None:
@@ -120,7 +154,7 @@ class PromptBankLayer(PromptLayer):
             block = ops.zeros((ops.shape(inputs)[0], self.num_tokens, self.dim), dtype=inputs.dtype)
         else:
             block = self._select(self.prompts, task_id, inputs.dtype)
-        return insert_block(inputs, block, self.placement)
+        return self._layout(inputs, insert_block(inputs, block, self.placement), task_id)
 
     def _rewrite(self, inputs, task_id, layer_index):
         if all(v is None for v in self.deep_prompts):
@@ -147,6 +181,66 @@ class PromptBankLayer(PromptLayer):
         config = super().get_config()
         config.pop("initializer")
         config["num_layers"] = self.num_layers
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
+class PrefixBankLayer(PrefixLayer):
+    """Per-task key/value prefixes (or none), chosen per example by `task_id`.
+
+    The other tasks' examples get prefixes that are not visible, so their
+    attention is what it is without any.
+
+    Args:
+        num_tokens: prefix length of every task.
+        num_layers: the backbone's transformer layers.
+        **kwargs: standard layer arguments.
+    """
+
+    extra_inputs = {"task_id": ((), "int32")}
+
+    def __init__(self, num_tokens, num_layers, **kwargs):
+        kwargs.pop("initializer", None)
+        super().__init__(num_tokens, num_layers, initializer="zeros", **kwargs)
+        self.task_prefixes = []  # per task: (num_layers, 2, num_tokens, dim) or None
+
+    def build(self, input_shape):
+        self.dim = input_shape[-1]
+
+    @property
+    def active(self) -> bool:
+        """Whether any task has prefixes (if none, layers run as they are)."""
+        return any(v is not None for v in self.task_prefixes)
+
+    def add_prefixes(self, name: str, enabled: bool):
+        """Adds a task: its prefix variable if `enabled`, else none. Returns it."""
+        variable = None
+        if enabled:
+            self._tracker.unlock()
+            variable = self.add_weight(
+                name=f"prefixes_{name}",
+                shape=(self.num_layers, 2, self.num_tokens, self.dim),
+                initializer="zeros",
+                dtype="float32",
+            )
+            self._tracker.lock()
+        self.task_prefixes.append(variable)
+        return variable
+
+    def call(self, inputs, task_id=None, layer_index=0):
+        if task_id is None:
+            raise ValueError("`PrefixBankLayer` needs a `task_id` input.")
+        task_id = ops.cast(task_id, "int32")
+        zeros = ops.zeros((2, self.num_tokens, self.dim))
+        blocks = [zeros if v is None else v[layer_index] for v in self.task_prefixes]
+        chosen = ops.take(ops.stack([ops.cast(b, inputs.dtype) for b in blocks]), task_id, axis=0)
+        has = ops.take(ops.convert_to_tensor([v is not None for v in self.task_prefixes]), task_id)
+        visible = ops.repeat(has[:, None], self.num_tokens, axis=1)
+        return chosen[:, 0], chosen[:, 1], visible
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("initializer")
         return config
 
 
@@ -191,7 +285,12 @@ class PromptBank(keras.Model):
         # with some a per-layer select (no measurable cost, benchmarks/deep_bank.py).
         num_layers = len(getattr(backbone, "transformer_layers", ())) or None
         self.prompts = PromptBankLayer(num_tokens, placement=placement, num_layers=num_layers, name="prompts")
-        self.encoder = prompted_backbone(backbone, self.prompts)
+        # Room for key/value-prefix tasks where the layers take them; layers
+        # run as they are until such a task is added.
+        self.prefixes = None
+        if is_prefixable(backbone):
+            self.prefixes = PrefixBankLayer(num_tokens, num_layers, name="prefixes")
+        self.encoder = prompted_backbone(backbone, self.prompts, prefixes=self.prefixes)
         self.hidden_dim = self.encoder.output["sequence_output"].shape[-1]
         self.heads = []
         self.tasks = []
@@ -215,7 +314,15 @@ class PromptBank(keras.Model):
     def add_task(
         self, name: str, num_classes: int, label_names=None, prompt_initializer="uniform", deep=False
     ) -> int:
-        """Adds an untrained task (with deep prompts if `deep`); returns its id."""
+        """Adds an untrained task (with deep prompts if `deep`: "hidden" or
+        "prefix", as in `PromptTextClassifier`); returns its id."""
+        deep = check_deep(deep)
+        if deep == "prefix" and self.prefixes is None:
+            raise ValueError(
+                f"Task {name!r} has key/value prefixes, but the bank's backbone "
+                f"{self.backbone.name!r} has no KerasHub TransformerEncoder layers to take them. "
+                "Train the task with deep='hidden' instead."
+            )
         if name in self.task_names:
             raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
         if label_names is not None and len(label_names) != num_classes:
@@ -223,6 +330,8 @@ class PromptBank(keras.Model):
                 f"`label_names` has {len(label_names)} names for {num_classes} classes."
             )
         self.prompts.add_prompt(name, prompt_initializer, deep=deep)
+        if self.prefixes is not None:
+            self.prefixes.add_prefixes(name, enabled=deep == "prefix")
         head = keras.layers.Dense(num_classes, dtype="float32", name=f"head_{name}")
         head.build((None, self.hidden_dim))
         self._tracker.unlock()
@@ -231,9 +340,9 @@ class PromptBank(keras.Model):
         self.tasks.append(
             {"name": name, "num_classes": int(num_classes),
              "label_names": list(label_names) if label_names is not None else None,
-             "deep": bool(deep)}
+             "deep": deep}
         )  # fmt: skip
-        freeze(self, trainable_layers=[self.prompts, *self.heads])
+        freeze(self, trainable_layers=[self.prompts, *self.heads] + ([self.prefixes] if self.prefixes is not None else []))
         return len(self.tasks) - 1
 
     def _check_compatible(self, num_tokens, placement, pooling, what):
@@ -255,8 +364,11 @@ class PromptBank(keras.Model):
             classifier.num_tokens, classifier.placement, classifier.pooling, f"Classifier {name!r}"
         )
         task = self.add_task(name, classifier.num_classes, label_names, deep=classifier.deep)
-        self.prompts.prompts[task].assign(classifier.prompt.prompt_value())
-        if classifier.deep:
+        if classifier.deep == "prefix":
+            self.prefixes.task_prefixes[task].assign(classifier.prefixes.prefixes)
+        else:
+            self.prompts.prompts[task].assign(classifier.prompt.prompt_value())
+        if classifier.deep == "hidden":
             self.prompts.deep_prompts[task].assign(classifier.prompt.deep_prompts)
         self.heads[task].kernel.assign(classifier.head.kernel)
         self.heads[task].bias.assign(classifier.head.bias)

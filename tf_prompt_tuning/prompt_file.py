@@ -25,9 +25,11 @@ from tf_prompt_tuning.prompt_causal_lm import PromptCausalLM
 
 # The newest format this library reads. Classifier files are written as
 # format 1 (unchanged, so older releases still read them); generation
-# prompts, which older releases cannot use, as format 2.
-FORMAT_VERSION = 2
+# prompts, which older releases cannot use, as format 2, and classifiers
+# with key/value prefixes (deep="prefix"), likewise new, as format 3.
+FORMAT_VERSION = 3
 _FORMAT_OF_KIND = {"classifier": 1, "causal_lm": 2}
+_PREFIX_CLASSIFIER_FORMAT = 3
 _METADATA_KEY = "tf_prompt_tuning"
 _REQUIRED = ("format_version", "backbone_fingerprint", "num_tokens")
 # What restores each kind of file, for the error that names it.
@@ -89,7 +91,9 @@ def _variables(model) -> dict:
             variables[f"encoder/{i}"] = weight
     elif model.prompt is not None:
         variables["prompt"] = model.prompt.prompt
-    if getattr(model, "deep", False):
+    if getattr(model, "deep", False) == "prefix":
+        variables["prefixes"] = model.prefixes.prefixes
+    elif getattr(model, "deep", False):
         variables["deep_prompts"] = model.prompt.deep_prompts
     return variables
 
@@ -147,15 +151,17 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
             f"`extra` may not set the library's own metadata keys {clashes}. "
             "Rename those entries."
         )
+    prefixes = getattr(model, "deep", False) == "prefix"
+    trainable_prompt = model.prefixes if prefixes else model.prompt
     metadata = {
-        "format_version": _FORMAT_OF_KIND[kind],
+        "format_version": _PREFIX_CLASSIFIER_FORMAT if prefixes else _FORMAT_OF_KIND[kind],
         "library_version": __version__,
         "backbone_fingerprint": backbone_fingerprint(model.backbone),
         "backbone_class": type(model.backbone).__name__,
         "kind": kind,
         "num_tokens": model.num_tokens,
         "initializer": (
-            None if model.prompt is None else type(model.prompt.initializer).__name__
+            None if trainable_prompt is None else type(trainable_prompt.initializer).__name__
         ),
     }
     if kind == "causal_lm":
@@ -163,7 +169,7 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
     else:
         metadata.update(
             {
-                "deep": bool(getattr(model, "deep", False)),
+                "deep": getattr(model, "deep", False),
                 "prompt_encoder": getattr(model, "prompt_encoder", None),
                 "dim": int(model.head.kernel.shape[0]),
                 "placement": model.placement,
@@ -255,7 +261,7 @@ def restore_prompts(model, path: str) -> PromptFile:
         raise PromptFileError(
             f"{path!r} holds {sorted(loaded.tensors)}, but the model has "
             f"{sorted(targets)}. Build the model with the file's settings: "
-            f"num_tokens={loaded.metadata.get('num_tokens')}, deep={loaded.metadata.get('deep', False)}, "
+            f"num_tokens={loaded.metadata.get('num_tokens')}, deep={loaded.metadata.get('deep', False)!r}, "
             f"prompt_encoder={loaded.metadata.get('prompt_encoder')}."
         )
     for name, variable in targets.items():

@@ -159,11 +159,10 @@ class DeepPromptLayer(PromptLayer):
     own trainable vectors.
     Each layer's attention then reads keys and values computed from its own
     prompt, as with P-tuning v2's per-layer prefixes, but through the layer's
-    frozen projections, so it works with any transformer layer unchanged.
-    Independent key/value prefixes inside attention were measured too
-    (`benchmarks/deep_prompt_variants.py`): on MiniLM a point better on dev,
-    within run-to-run noise, and faster, but they need each attention
-    layer's internals, so they fit fewer layer types.
+    frozen projections, so it works with any transformer layer unchanged
+    (decoders included). For KerasHub `TransformerEncoder` layers,
+    `PrefixLayer` gives each attention layer independent keys and values
+    instead: no prompt positions, so faster steps.
 
     Args:
         num_tokens: prompt positions.

@@ -15,6 +15,9 @@ with a `call_function`) and intercepts two things:
   padding mask with ones (attention sees the prompt, never the padding),
   anything else (segment ids) with zeros.
 
+With key/value prefixes (`PrefixLayer`), each transformer layer is run with
+its prefixes instead (`prefix_layer.PrefixedTransformerLayer`).
+
 Any functional KerasHub backbone with a `token_ids` input fits: BERT,
 RoBERTa, DistilBERT, ELECTRA, GPT-2, OPT, Llama, Gemma, ...
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import keras
 
+from tf_prompt_tuning.prefix_layer import PrefixedTransformerLayer, PrefixLayer, check_prefixable
 from tf_prompt_tuning.prompt_layer import PromptLayer
 
 
@@ -44,19 +48,41 @@ def sequence_output(outputs):
     return outputs
 
 
-def prompted_backbone(backbone: keras.Model, prompt: PromptLayer | None) -> keras.Model:
+class _MaskExtension(keras.layers.Layer):
+    """`prompt.extend_mask(mask, fill, task_id=...)`, run as a layer so that a
+    bank's current tasks decide the layout each time the model runs."""
+
+    def __init__(self, prompt, fill_value, **kwargs):
+        super().__init__(**kwargs)
+        self.prompt = prompt
+        self.fill_value = fill_value
+
+    def build(self, *shapes, **named_shapes):
+        pass  # no state of its own; the prompt builds itself
+
+    def call(self, mask, task_id):
+        return self.prompt.extend_mask(mask, self.fill_value, task_id=task_id)
+
+
+def prompted_backbone(
+    backbone: keras.Model, prompt: PromptLayer | None, *, prefixes: PrefixLayer | None = None
+) -> keras.Model:
     """Builds a functional model running `backbone` with `prompt` inserted.
 
     The new model shares every layer (and so every weight) with `backbone`;
-    it adds only the prompt's variable. Its inputs are the backbone's; its
-    outputs are `{"sequence_output": (batch, n + seq, dim), "padding_mask":
-    (batch, n + seq)}` with the padding mask extended over the prompt.
+    it adds only the prompt's (and prefixes') variables. Its inputs are the
+    backbone's; its outputs are `{"sequence_output": (batch, n + seq, dim),
+    "padding_mask": (batch, n + seq)}` with the padding mask extended over
+    the prompt.
 
     Args:
         backbone: a functional KerasHub backbone with a `token_ids` input.
         prompt: the `PromptLayer` (or `PromptBankLayer`, which adds a
             `task_id` input), or `None` for the backbone alone (a head-only
             baseline through the same code path).
+        prefixes: a `PrefixLayer` (key/value prefixes inside every
+            attention layer, P-tuning v2), for backbones of KerasHub
+            `TransformerEncoder` layers; it adds no positions.
     """
     backbone_inputs = getattr(backbone, "input", None)
     input_names = list(backbone_inputs) if isinstance(backbone_inputs, dict) else []
@@ -74,13 +100,18 @@ def prompted_backbone(backbone: keras.Model, prompt: PromptLayer | None) -> kera
     # the extra inputs it reads, e.g. `task_id`.
     extra = {
         name: keras.Input(shape=shape, dtype=dtype, name=name)
-        for name, (shape, dtype) in getattr(prompt, "extra_inputs", {}).items()
+        for part in (prompt, prefixes)
+        for name, (shape, dtype) in getattr(part, "extra_inputs", {}).items()
     }
     extended = dict(inputs)
     if prompt is not None:
         for name in input_names:
             if name != "token_ids":
-                extended[name] = prompt.extend_mask(inputs[name], 1 if name == "padding_mask" else 0)
+                fill = 1 if name == "padding_mask" else 0
+                if extra:  # a bank's layout is per example, from tasks added later
+                    extended[name] = _MaskExtension(prompt, fill)(inputs[name], **extra)
+                else:
+                    extended[name] = prompt.extend_mask(inputs[name], fill)
     substitutes = {id(inputs[name]): extended[name] for name in input_names}
     embedding_layers = []
     # A deep prompt (a DeepPromptLayer, or a bank that holds deep tasks) also
@@ -93,6 +124,16 @@ def prompted_backbone(backbone: keras.Model, prompt: PromptLayer | None) -> kera
                 f"The deep prompt has {prompt.num_layers} layers, the backbone "
                 f"{len(deep_layers)} transformer layers. Make them equal."
             )
+    prefixed = {}
+    if prefixes is not None:
+        check_prefixable(backbone)
+        layers = backbone.transformer_layers
+        if len(layers) != prefixes.num_layers:
+            raise ValueError(
+                f"The prefixes have {prefixes.num_layers} layers, the backbone "
+                f"{len(layers)} transformer layers. Make them equal."
+            )
+        prefixed = {id(layer): PrefixedTransformerLayer(layer, prefixes, i) for i, layer in enumerate(layers)}
 
     def call_function(layer, *args, **kwargs):
         consumes_token_ids = any(
@@ -103,6 +144,8 @@ def prompted_backbone(backbone: keras.Model, prompt: PromptLayer | None) -> kera
         )
         if deep_layers.get(id(layer), 0) > 0:
             args = (prompt(args[0], layer_index=deep_layers[id(layer)], **extra), *args[1:])
+        if id(layer) in prefixed:
+            return prefixed[id(layer)](*args, **kwargs, **extra)
         outputs = layer(*args, **kwargs)
         if consumes_token_ids and len(outputs.shape) == 3:
             embedding_layers.append(layer.name)

@@ -10,6 +10,7 @@ from keras import ops
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
+from tf_prompt_tuning.prefix_layer import PrefixLayer
 from tf_prompt_tuning.prompt_layer import DeepPromptLayer, PromptEncoderLayer, PromptLayer
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits, prompted_backbone
 
@@ -23,6 +24,19 @@ def _check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}.")
     return value
+
+
+def check_deep(deep):
+    """`deep` as False, "hidden" or "prefix" (`True` means "hidden")."""
+    if deep is True or deep == "hidden":
+        return "hidden"
+    if deep is False or deep is None:
+        return False
+    if deep == "prefix":
+        return "prefix"
+    raise ValueError(
+        f'`deep` must be False, "hidden" (or True) or "prefix". Received: deep={deep!r}.'
+    )
 
 
 def pool(sequence, padding_mask, pooling: str):
@@ -136,8 +150,13 @@ class PromptTextClassifier(keras.Model):
         pooling: "mean" (default; masked mean over all positions), "cls" or
             "last".
         head_dropout: dropout rate before the head.
-        deep: a prompt for every transformer layer (`DeepPromptLayer`,
-            P-tuning v2) instead of the input only.
+        deep: a prompt for every transformer layer instead of the input
+            only (P-tuning v2): `"hidden"` (or `True`) rewrites the prompt
+            positions' hidden states before every layer (`DeepPromptLayer`,
+            any transformer layer); `"prefix"` gives every attention layer
+            `num_tokens` trainable keys and values (`PrefixLayer`, KerasHub
+            `TransformerEncoder` layers; no positions in the sequence, faster).
+            `False` (default) for the input only.
         prompt_encoder: None, "mlp" or "lstm": produce the prompt with a
             small encoder over trainable seeds (`PromptEncoderLayer`, P-tuning).
         seed: seed of the random initializers.
@@ -180,8 +199,10 @@ class PromptTextClassifier(keras.Model):
             raise ValueError(
                 f"`head_dropout` must be in [0, 1). Received: head_dropout={head_dropout}."
             )
+        deep = check_deep(deep)
         self.backbone = backbone
         self.prompt = None
+        self.prefixes = None
         if num_tokens:
             if isinstance(prompt_initializer, str) and prompt_initializer in ("uniform", "vocab"):
                 prompt_initializer = make_prompt_initializer(
@@ -189,13 +210,18 @@ class PromptTextClassifier(keras.Model):
                 )
             if deep and prompt_encoder:
                 raise ValueError(
-                    "Choose deep prompts or a prompt encoder, not both. Received: deep=True, "
+                    f"Choose deep prompts or a prompt encoder, not both. Received: deep={deep!r}, "
                     f"prompt_encoder={prompt_encoder!r}."
                 )
             if prompt_encoder:
                 self.prompt = PromptEncoderLayer(
                     num_tokens, encoder=prompt_encoder, initializer=prompt_initializer,
                     placement=placement, name="prompt",
+                )  # fmt: skip
+            elif deep == "prefix":
+                self.prefixes = PrefixLayer(
+                    num_tokens, len(backbone.transformer_layers), initializer=prompt_initializer,
+                    name="prefixes",
                 )  # fmt: skip
             elif deep:
                 self.prompt = DeepPromptLayer(
@@ -206,7 +232,7 @@ class PromptTextClassifier(keras.Model):
                 self.prompt = PromptLayer(
                     num_tokens, initializer=prompt_initializer, placement=placement, name="prompt"
                 )
-        self.encoder = prompted_backbone(backbone, self.prompt)
+        self.encoder = prompted_backbone(backbone, self.prompt, prefixes=self.prefixes)
         self.head_dropout_layer = keras.layers.Dropout(head_dropout, name="head_dropout")
         # float32 logits under mixed precision, for a stable softmax.
         self.head = keras.layers.Dense(num_classes, dtype="float32", name="head")
@@ -216,15 +242,16 @@ class PromptTextClassifier(keras.Model):
         self.placement = placement
         self.pooling = pooling
         self.head_dropout = head_dropout
-        self.deep = bool(deep)
+        self.deep = deep if num_tokens else False
         self.prompt_encoder = prompt_encoder
         self.seed = seed
         self.built = True
-        freeze(self, trainable_layers=[self.head])
+        freeze(self, trainable_layers=[self.head] + ([self.prefixes] if self.prefixes is not None else []))
 
     def check_input_length(self, length: int | None):
         """Raises if `length` tokens plus the prompt exceed the backbone's limit."""
-        check_sequence_fits(self.backbone, self.num_tokens, length)
+        # Prefixes take no positions.
+        check_sequence_fits(self.backbone, self.num_tokens if self.prefixes is None else 0, length)
 
     def call(self, inputs, training=None):
         self.check_input_length(inputs["token_ids"].shape[1])
