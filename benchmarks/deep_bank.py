@@ -1,4 +1,4 @@
-"""What holding a deep-prompt task costs a `PromptBank`'s forward pass.
+"""What holding a deep-prompt or prefix task costs a `PromptBank`'s forward pass.
 
     .venv/bin/python benchmarks/deep_bank.py
 
@@ -6,7 +6,9 @@ On the real MiniLM, batch 32 x 48 random token ids, 20-token prompts with
 untrained (random) values, which cost the same as trained ones: a bank of
 two input-level tasks (it runs no per-layer op) against a bank holding the
 same tasks plus a deep one (it selects each example's prompt before every
-layer), fed only the input-level tasks, a mix, and only the deep task. Each
+layer), fed only the input-level tasks, a mix, and only the deep task; and
+the same for a bank holding a key/value-prefix task (every layer then runs
+with each example's prefixes, hidden for the other tasks' examples). Each
 forward is a `tf.function`, warmed up, then timed interleaved (as in
 `train_step.py`); medians, and ratios to the input-level bank measured in
 the same run.
@@ -33,10 +35,12 @@ def main():
     backbone, _ = tpt.load_backbone()
     shallow = tpt.PromptBank(backbone, num_tokens=20)
     deep = tpt.PromptBank(backbone, num_tokens=20)
-    for bank in (shallow, deep):
+    prefix = tpt.PromptBank(backbone, num_tokens=20)
+    for bank in (shallow, deep, prefix):
         bank.add_task("a", 2)
         bank.add_task("b", 2)
-    deep.add_task("c", 2, deep=True)
+    deep.add_task("c", 2, deep="hidden")
+    prefix.add_task("c", 2, deep="prefix")
 
     x, _ = random_batch(args.batch_size, args.length)
     cases = {
@@ -44,6 +48,9 @@ def main():
         "bank with a deep task, tasks a, b (input-level)": (deep, [0, 1]),
         "bank with a deep task, tasks a, b, c mixed": (deep, [0, 1, 2]),
         "bank with a deep task, task c (deep) only": (deep, [2]),
+        "bank with a prefix task, tasks a, b (input-level)": (prefix, [0, 1]),
+        "bank with a prefix task, tasks a, b, c mixed": (prefix, [0, 1, 2]),
+        "bank with a prefix task, task c (prefixes) only": (prefix, [2]),
     }
     calls = {}
     for name, (bank, tasks) in cases.items():

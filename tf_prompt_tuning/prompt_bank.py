@@ -2,7 +2,8 @@
 
 Each task is a prompt and a head (a prompt alone in a `PromptCausalLMBank`,
 which generates); a `PromptBank` task may also have deep prompts (one per
-transformer layer) and share batches with input-level ones. An integer
+transformer layer, or key/value prefixes in every attention layer) and
+share batches with input-level ones. An integer
 `task_id` input picks, per example, which prompt goes into the sequence and
 which head reads it, so a batch that mixes tasks runs in one forward pass
 through the backbone. Adding a task adds its own variables and touches no
@@ -142,7 +143,8 @@ class PromptBankLayer(PromptLayer):
     def extend_mask(self, mask, fill_value=True, task_id=None):
         """As `PromptLayer.extend_mask`; with `task_id`, prefix tasks' examples
         get `num_tokens` zeros (padding) at the end instead."""
-        inserted = super().extend_mask(mask, fill_value)
+        # Not `super()`: autograph, converting a compiled `generate`, cannot resolve it.
+        inserted = PromptLayer.extend_mask(self, mask, fill_value)
         return inserted if task_id is None else self._layout(mask, inserted, task_id)
 
     def call(self, inputs, task_id=None, padding_mask=None, mask=None, layer_index=0):
@@ -255,14 +257,18 @@ class PromptBank(keras.Model):
     task does not have get a logit of -1e9 (probability 0). Deep-prompt
     tasks (`PromptTextClassifier(..., deep=True)`) sit next to input-level
     ones: before each transformer layer, a deep task's examples get its
-    prompt for that layer and the others keep theirs.
+    prompt for that layer and the others keep theirs. So do key/value-prefix
+    tasks (`deep="prefix"`, on KerasHub `TransformerEncoder` backbones):
+    their examples read their task's keys and values in every layer, and
+    have no input prompt (see `PromptBankLayer`).
 
     Args:
         backbone: the frozen KerasHub backbone all tasks share.
         num_tokens: prompt length of every task.
         placement: "after_first" (default) or "prepend".
         pooling: "mean" (default), "cls" or "last".
-        tasks: task specs `{"name", "num_classes", "label_names", "deep"}` to
+        tasks: task specs `{"name", "num_classes", "label_names", "deep"}`
+            (`deep`: False, "hidden" or "prefix") to
             create (used when loading a saved bank).
         **kwargs: standard model arguments.
     """
