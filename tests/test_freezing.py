@@ -90,3 +90,15 @@ def test_nothing_left_to_train():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="has no PromptLayer and `trainable_layers` is empty"):
         freeze(model)
+
+
+def test_prefix_layers_stay_trainable():
+    from test_prompted_backbone import tiny_bert
+
+    from tf_prompt_tuning import PrefixLayer, prompted_backbone
+
+    prefixes = PrefixLayer(2, num_layers=2, name="prefixes")
+    encoder = prompted_backbone(tiny_bert(), None, prefixes=prefixes)
+    summary = freeze(encoder)
+    assert summary.by_layer == {"prefixes": 2 * 2 * 2 * 8}
+    assert [v.path for v in encoder.trainable_variables] == [prefixes.prefixes.path]

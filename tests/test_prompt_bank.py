@@ -190,6 +190,21 @@ def test_prefix_bank_from_prompt_files_keras_round_trip_and_training(prefix_setu
         np.testing.assert_array_equal(value, _np(variable))
 
 
+def test_a_new_prefix_task_starts_random_and_predict_sees_it(prefix_setup):
+    backbone, tasks, _ = prefix_setup
+    bank = PromptBank(backbone, num_tokens=3)
+    bank.add_classifier("shallow", tasks["shallow"])
+    x = {**bert_inputs(), "task_id": np.array([0, 0])}
+    bank.predict(x, verbose=0)  # compiles a predict function for one task
+    bank.add_classifier("prefix", tasks["prefix"])
+    np.testing.assert_allclose(
+        bank.predict({**x, "task_id": np.array([1, 1])}, verbose=0), _np(tasks["prefix"](bert_inputs())), atol=1e-6
+    )
+    bank.add_task("fresh", 2, deep="prefix")
+    fresh = _np(bank.prefixes.task_prefixes[2])
+    assert np.abs(fresh).max() > 0.3 and not np.allclose(fresh[:, :, 0], fresh[:, :, 1])  # tokens differ
+
+
 def test_prefix_tasks_need_encoder_layers():
     from test_prompted_backbone import tiny_gpt2 as tiny_gpt2_backbone
 

@@ -240,3 +240,32 @@ def test_deep_must_be_a_known_kind():
 def test_prefixes_on_a_decoder_are_an_error():
     with pytest.raises(ValueError, match="Key/value prefixes run KerasHub `TransformerEncoder` layers"):
         PromptTextClassifier(tiny_gpt2(), 2, num_tokens=2, placement="prepend", deep="prefix")
+
+
+def test_prefixes_follow_a_backbone_built_in_another_dtype():
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=40, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=24, dtype="bfloat16",
+    )  # fmt: skip
+    model = PromptTextClassifier(backbone, 2, num_tokens=3, deep="prefix")  # global policy float32
+    assert model(bert_inputs()).dtype == "float32" and model.prefixes.prefixes.dtype == "float32"
+
+
+def test_prefix_config_round_trip_keeps_the_initializer():
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, deep="prefix", prompt_initializer="zeros")
+    clone = PromptTextClassifier.from_config(model.get_config())
+    assert clone.deep == "prefix" and not np.any(_np(clone.prefixes.prefixes))
+
+
+def test_prefixes_refuse_word_initializers():
+    with pytest.raises(ValueError, match=r"`prompt_initializer` of key/value prefixes must be random or constant.*Use deep=\"hidden\""):
+        PromptTextClassifier(tiny_bert(), 2, num_tokens=2, deep="prefix", prompt_initializer=FromArray(np.ones((2, 8))))
+
+
+@pytest.mark.parametrize("deep, expected", [(True, "hidden"), (1, "hidden"), (np.True_, "hidden"), (None, False), ("prefix", "prefix")])
+def test_deep_accepts_booleans_and_kinds(deep, expected):
+    from tf_prompt_tuning.text_classifier import check_deep
+
+    assert check_deep(deep) == expected

@@ -302,7 +302,8 @@ def run_training(
     try:
         with strategy.scope():
             backbone, tokenizer = backbone_and_tokenizer or load_backbone(config.backbone)
-        check_sequence_fits(backbone, config.num_tokens, config.max_length)
+        # Key/value prefixes take no positions.
+        check_sequence_fits(backbone, 0 if config.method == "prefix" else config.num_tokens, config.max_length)
         _check_output_dir(config.output_dir)
         checkpoints = _resume_checkpoints(config, print_fn, chief=chief, restart=restart)
         results = {}

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
+from tf_prompt_tuning.prefix_layer import PrefixLayer
 from tf_prompt_tuning.prompt_layer import PromptLayer
 
 
@@ -61,7 +62,7 @@ def _resolve_keep(model, trainable_layers) -> set[int]:
     """Ids of the layers to keep trainable: prompt layers and the named ones."""
     layers = list(model._flatten_layers(include_self=False))
     by_name = {layer.name: layer for layer in layers}
-    keep = {id(layer) for layer in layers if isinstance(layer, PromptLayer)}
+    keep = {id(layer) for layer in layers if isinstance(layer, (PromptLayer, PrefixLayer))}
     for item in trainable_layers:
         if isinstance(item, keras.layers.Layer):
             if item not in layers:
@@ -109,7 +110,7 @@ def freeze(
 ) -> ParameterSummary:
     """Makes everything in `model` non-trainable but prompts and named layers.
 
-    Every `PromptLayer` stays trainable; so do the layers in
+    Every `PromptLayer` and `PrefixLayer` stays trainable; so do the layers in
     `trainable_layers` (a classification head, say), by name or object.
     Everything else is frozen with `layer.trainable = False`, so layers such
     as BatchNormalization also switch to inference behaviour, as Keras's

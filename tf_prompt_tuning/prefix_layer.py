@@ -153,7 +153,8 @@ class PrefixedTransformerLayer(keras.layers.Layer):
     """Runs one backbone `TransformerEncoder` with its prefixes (for `prompted_backbone`)."""
 
     def __init__(self, layer, prefixes, layer_index, **kwargs):
-        super().__init__(name=f"prefixed_{layer.name}", **kwargs)
+        # The layer's own policy, so its inputs are cast as the layer's are.
+        super().__init__(name=f"prefixed_{layer.name}", dtype=layer.dtype_policy, **kwargs)
         self.layer = layer
         self.prefixes = prefixes
         self.layer_index = layer_index

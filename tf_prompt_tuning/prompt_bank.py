@@ -117,7 +117,8 @@ class PromptBankLayer(PromptLayer):
             deep_variable = self.add_weight(
                 name=f"deep_prompts_{name}",
                 shape=(self.num_layers - 1, self.num_tokens, self.dim),
-                initializer="zeros",
+                # Random, not zeros: equal vectors would get equal gradients and stay equal.
+                initializer=initializers.uniform(),
                 dtype="float32",
             )
         self._tracker.lock()
@@ -214,7 +215,7 @@ class PrefixBankLayer(PrefixLayer):
         """Whether any task has prefixes (if none, layers run as they are)."""
         return any(v is not None for v in self.task_prefixes)
 
-    def add_prefixes(self, name: str, enabled: bool):
+    def add_prefixes(self, name: str, enabled: bool, initializer="uniform"):
         """Adds a task: its prefix variable if `enabled`, else none. Returns it."""
         variable = None
         if enabled:
@@ -222,7 +223,8 @@ class PrefixBankLayer(PrefixLayer):
             variable = self.add_weight(
                 name=f"prefixes_{name}",
                 shape=(self.num_layers, 2, self.num_tokens, self.dim),
-                initializer="zeros",
+                # Random, not zeros: equal vectors would get equal gradients and stay equal.
+                initializer=initializers.get(initializer),
                 dtype="float32",
             )
             self._tracker.lock()
@@ -337,7 +339,7 @@ class PromptBank(keras.Model):
             )
         self.prompts.add_prompt(name, prompt_initializer, deep=deep)
         if self.prefixes is not None:
-            self.prefixes.add_prefixes(name, enabled=deep == "prefix")
+            self.prefixes.add_prefixes(name, enabled=deep == "prefix", initializer=prompt_initializer)
         head = keras.layers.Dense(num_classes, dtype="float32", name=f"head_{name}")
         head.build((None, self.hidden_dim))
         self._tracker.unlock()
@@ -348,7 +350,10 @@ class PromptBank(keras.Model):
              "label_names": list(label_names) if label_names is not None else None,
              "deep": deep}
         )  # fmt: skip
-        freeze(self, trainable_layers=[self.prompts, *self.heads] + ([self.prefixes] if self.prefixes is not None else []))
+        freeze(self, trainable_layers=[self.prompts, *self.heads])
+        # Functions Keras compiled for `fit`/`predict`/`evaluate` hold the old
+        # task list; they are rebuilt on next use.
+        self.train_function = self.test_function = self.predict_function = None
         return len(self.tasks) - 1
 
     def _check_compatible(self, num_tokens, placement, pooling, what):

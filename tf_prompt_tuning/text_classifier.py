@@ -28,12 +28,10 @@ def _check_choice(name, value, choices):
 
 def check_deep(deep):
     """`deep` as False, "hidden" or "prefix" (`True` means "hidden")."""
-    if deep is True or deep == "hidden":
-        return "hidden"
-    if deep is False or deep is None:
-        return False
-    if deep == "prefix":
-        return "prefix"
+    if not isinstance(deep, str):
+        return "hidden" if deep else False
+    if deep in ("hidden", "prefix"):
+        return deep
     raise ValueError(
         f'`deep` must be False, "hidden" (or True) or "prefix". Received: deep={deep!r}.'
     )
@@ -109,7 +107,7 @@ def make_prompt_initializer(
 def backbone_model_config(model) -> dict:
     """The config entries shared by this library's models that hold a
     backbone and a prompt: the inverse of `from_backbone_config`."""
-    prompt = model.prompt
+    prompt = model.prompt if model.prompt is not None else getattr(model, "prefixes", None)
     return {
         "backbone": keras.saving.serialize_keras_object(model.backbone),
         "num_tokens": model.num_tokens,
@@ -134,10 +132,12 @@ class PromptTextClassifier(keras.Model):
 
     The prompt goes into the backbone's embedded sequence (see
     `prompted_backbone`), after `[CLS]` by default so the first position
-    keeps its meaning; the padding mask is extended over it. The backbone's
-    hidden states are pooled and read by one trainable `Dense` layer. The
-    backbone is frozen and always runs in inference mode (no dropout), as
-    for any frozen feature extractor in Keras; only the prompt and the head
+    keeps its meaning; the padding mask is extended over it (with
+    `deep="prefix"` there is no input prompt: every attention layer gets
+    trainable keys and values instead). The backbone's hidden states are
+    pooled and read by one trainable `Dense` layer. The backbone is frozen
+    and always runs in inference mode (no dropout), as for any frozen
+    feature extractor in Keras; only the prompt (or prefixes) and the head
     train. With `num_tokens=0` there is no prompt: the head-only baseline.
 
     Args:
@@ -219,6 +219,13 @@ class PromptTextClassifier(keras.Model):
                     placement=placement, name="prompt",
                 )  # fmt: skip
             elif deep == "prefix":
+                if isinstance(initializers.get(prompt_initializer), initializers.FromArray):
+                    raise ValueError(
+                        "`prompt_initializer` of key/value prefixes must be random or constant "
+                        f"(\"uniform\", \"zeros\", a Keras initializer). Received: prompt_initializer={prompt_initializer!r} "
+                        "(vocabulary, text and label initializers make input-level vectors). "
+                        "Use deep=\"hidden\" to start deep prompts from words."
+                    )
                 self.prefixes = PrefixLayer(
                     num_tokens, len(backbone.transformer_layers), initializer=prompt_initializer,
                     name="prefixes",
