@@ -37,6 +37,17 @@ def _same_backbone(a, b) -> bool:
     return a is b or backbone_fingerprint(a) == backbone_fingerprint(b)
 
 
+def _per_example(blocks, task_id, shape, dtype):
+    """Each example's task's block; `blocks` has one per task (`None`: zeros of `shape`)."""
+    stacked = ops.stack([ops.zeros(shape, dtype) if b is None else ops.cast(b, dtype) for b in blocks])
+    return ops.take(stacked, ops.cast(task_id, "int32"), axis=0)
+
+
+def _task_flags(flags, task_id):
+    """Each example's task's entry of the per-task booleans `flags`, `(batch,)`."""
+    return ops.take(ops.convert_to_tensor(flags), ops.cast(task_id, "int32"))
+
+
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
 class PromptBankLayer(PromptLayer):
     """One `(num_tokens, dim)` prompt per task, chosen per example by `task_id`.
@@ -127,18 +138,12 @@ class PromptBankLayer(PromptLayer):
         self.prefix_tasks.append(False)
         return variable
 
-    def _select(self, blocks, task_id, dtype):
-        zeros = ops.zeros((self.num_tokens, self.dim))
-        stacked = ops.stack([ops.cast(zeros if block is None else block, dtype) for block in blocks])
-        return ops.take(stacked, ops.cast(task_id, "int32"), axis=0)
-
     def _layout(self, sequence, inserted, task_id):
         """Per example: `inserted`, or for prefix tasks the sequence then padding."""
         if not any(self.prefix_tasks):
             return inserted
         padding = ops.repeat(ops.zeros_like(sequence[:, :1]), self.num_tokens, axis=1)
-        is_prefix = ops.take(ops.convert_to_tensor(self.prefix_tasks), ops.cast(task_id, "int32"))
-        is_prefix = ops.reshape(is_prefix, (-1,) + (1,) * (len(sequence.shape) - 1))
+        is_prefix = ops.reshape(_task_flags(self.prefix_tasks, task_id), (-1,) + (1,) * (len(sequence.shape) - 1))
         return ops.where(is_prefix, ops.concatenate([sequence, padding], axis=1), inserted)
 
     def extend_mask(self, mask, fill_value=True, task_id=None):
@@ -156,7 +161,7 @@ class PromptBankLayer(PromptLayer):
         if not self.prompts:  # symbolic build, before any task exists
             block = ops.zeros((ops.shape(inputs)[0], self.num_tokens, self.dim), dtype=inputs.dtype)
         else:
-            block = self._select(self.prompts, task_id, inputs.dtype)
+            block = _per_example(self.prompts, task_id, (self.num_tokens, self.dim), inputs.dtype)
         return self._layout(inputs, insert_block(inputs, block, self.placement), task_id)
 
     def _rewrite(self, inputs, task_id, layer_index):
@@ -164,13 +169,11 @@ class PromptBankLayer(PromptLayer):
             return inputs  # no deep task (yet): nothing to rewrite
         start = 0 if self.placement == "prepend" else 1
         end = start + self.num_tokens
-        zeros = ops.zeros((self.num_tokens, self.dim))
-        blocks = [zeros if v is None else v[layer_index - 1] for v in self.deep_prompts]
-        is_deep = ops.convert_to_tensor([v is not None for v in self.deep_prompts])
+        blocks = [None if v is None else v[layer_index - 1] for v in self.deep_prompts]
         # Shallow tasks' examples keep the hidden states they have.
         block = ops.where(
-            ops.take(is_deep, ops.cast(task_id, "int32"))[:, None, None],
-            self._select(blocks, task_id, inputs.dtype),
+            _task_flags([v is not None for v in self.deep_prompts], task_id)[:, None, None],
+            _per_example(blocks, task_id, (self.num_tokens, self.dim), inputs.dtype),
             inputs[:, start:end],
         )
         return ops.concatenate([inputs[:, :start], block, inputs[:, end:]], axis=1)
@@ -234,11 +237,9 @@ class PrefixBankLayer(PrefixLayer):
     def call(self, inputs, task_id=None, layer_index=0):
         if task_id is None:
             raise ValueError("`PrefixBankLayer` needs a `task_id` input.")
-        task_id = ops.cast(task_id, "int32")
-        zeros = ops.zeros((2, self.num_tokens, self.dim))
-        blocks = [zeros if v is None else v[layer_index] for v in self.task_prefixes]
-        chosen = ops.take(ops.stack([ops.cast(b, inputs.dtype) for b in blocks]), task_id, axis=0)
-        has = ops.take(ops.convert_to_tensor([v is not None for v in self.task_prefixes]), task_id)
+        blocks = [None if v is None else v[layer_index] for v in self.task_prefixes]
+        chosen = _per_example(blocks, task_id, (2, self.num_tokens, self.dim), inputs.dtype)
+        has = _task_flags([v is not None for v in self.task_prefixes], task_id)
         visible = ops.repeat(has[:, None], self.num_tokens, axis=1)
         return chosen[:, 0], chosen[:, 1], visible
 

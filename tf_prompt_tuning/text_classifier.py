@@ -253,7 +253,7 @@ class PromptTextClassifier(keras.Model):
         self.prompt_encoder = prompt_encoder
         self.seed = seed
         self.built = True
-        freeze(self, trainable_layers=[self.head] + ([self.prefixes] if self.prefixes is not None else []))
+        freeze(self, trainable_layers=[self.head])  # prompts and prefixes stay trainable
 
     def check_input_length(self, length: int | None):
         """Raises if `length` tokens plus the prompt exceed the backbone's limit."""
