@@ -17,6 +17,8 @@ import tensorflow as tf
 
 from tf_prompt_tuning.classification_job import TrainConfig, load_task, predict_texts, run_training
 from tf_prompt_tuning.cli import main
+from tf_prompt_tuning.text_classifier import PromptTextClassifier
+from tf_prompt_tuning.text_pipeline import make_text_dataset
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "plot", "acting", "a"]
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "positive", "negative"]
@@ -54,7 +56,7 @@ def data_file(tmp_path_factory):
 def _config(preset_dir, data_file, output_dir, **kwargs):
     settings = dict(
         backbone=preset_dir, data=data_file, num_tokens=4, initializer="labels", epochs=3,
-        batch_size=16, max_length=16, learning_rate=0.05, output_dir=str(output_dir),
+        batch_size=16, max_length=16, learning_rate=0.05, eval_every=5, output_dir=str(output_dir),
     )  # fmt: skip
     return TrainConfig(**{**settings, **kwargs})
 
@@ -76,6 +78,9 @@ def test_writes_prompt_metrics_and_plot(trained):
     prompt = metrics["results"]["prompt + head"]
     assert prompt["trainable_params"] == 4 * 16 + 16 * 2 + 2
     assert len(prompt["dev_accuracy"]) == 3
+    # 8 steps an epoch: dev every 5 steps and after each epoch, so the plot shows a curve.
+    assert [step for step, _ in prompt["dev_curve"]] == [5, 8, 10, 15, 16, 20, 24]
+    assert [acc for step, acc in prompt["dev_curve"] if step % 8 == 0] == prompt["dev_accuracy"]
     assert prompt["epoch_losses"][-1] < prompt["epoch_losses"][0]
     assert 0 < metrics["prompt_file_bytes"] < 4096
 
@@ -93,26 +98,49 @@ def test_backbone_is_bit_identical_after_training(preset_dir, data_file, tmp_pat
         np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(variable))
 
 
-def test_load_task_rebuilds_the_trained_classifier(trained):
+def _test_split(data_file):
+    from tf_prompt_tuning.datasets import load_text_file
+
+    return load_text_file(data_file).split(seed=0)[2]
+
+
+def test_load_task_rebuilds_the_trained_classifier(trained, data_file):
+    from tf_prompt_tuning.classification_job import evaluate
+
     metrics, output_dir = trained
     model, tokenizer, metadata = load_task(str(output_dir / "prompt.safetensors"))
-    assert metadata["label_names"] == ["negative", "positive"]
+    assert metadata["label_names"] == model.label_names == ["negative", "positive"]
+    # The rebuilt model scores the test split exactly as the trained one did;
+    # an untrained (or wrongly restored) one would not.
+    dataset = make_text_dataset(_test_split(data_file), tokenizer=tokenizer, sequence_length=16, batch_size=16)
+    result = evaluate(model, dataset)
+    expected = metrics["results"]["prompt + head"]
+    assert result["accuracy"] == expected["test_accuracy"] > 0.5
+    assert result["loss"] == pytest.approx(expected["test_loss"], abs=1e-6)
+    untrained = PromptTextClassifier(model.backbone, 2, num_tokens=4)
+    assert evaluate(untrained, dataset)["loss"] != pytest.approx(expected["test_loss"], abs=1e-3)
     rows = predict_texts(model, tokenizer, ["the movie was great", "the plot was awful"],
                          sequence_length=16, label_names=metadata["label_names"])  # fmt: skip
     assert [r["text"] for r in rows] == ["the movie was great", "the plot was awful"]
     for row in rows:
-        assert row["label"] in ("negative", "positive")
-        assert row["probability"] == pytest.approx(max(row["probabilities"].values()))
+        assert row["probability"] == max(row["probabilities"].values()) > 0.5
 
 
 def test_cli_evaluate_and_predict(trained, data_file, capsys):
-    _, output_dir = trained
+    metrics, output_dir = trained
     prompt = str(output_dir / "prompt.safetensors")
+    assert main(["evaluate", "--prompt", prompt]) == 0  # the held-out split of the training data
+    out = capsys.readouterr().out
+    expected = metrics["results"]["prompt + head"]
+    assert f"accuracy {expected['test_accuracy']:.4f}  loss {expected['test_loss']:.4f}  (16 examples)" in out
     assert main(["evaluate", "--prompt", prompt, "--data", data_file]) == 0
     assert "(160 examples)" in capsys.readouterr().out
-    assert main(["predict", "--prompt", prompt, "the acting was good"]) == 0
-    label, probability, text = capsys.readouterr().out.strip().split("\t")
-    assert label in ("negative", "positive") and 0.5 <= float(probability) <= 1 and text == "the acting was good"
+    assert main(["predict", "--prompt", prompt, "the acting was good", "the plot was poor"]) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.strip().split("\n")]
+    model, tokenizer, metadata = load_task(prompt)
+    rows = predict_texts(model, tokenizer, ["the acting was good", "the plot was poor"], sequence_length=16,
+                         label_names=metadata["label_names"])  # fmt: skip
+    assert lines == [[r["label"], f"{r['probability']:.4f}", r["text"]] for r in rows]
 
 
 def test_cli_train(preset_dir, data_file, tmp_path, capsys):
@@ -139,19 +167,34 @@ def test_cli_bank_directory_predict_evaluate_and_export(trained, data_file, tmp_
     import shutil
 
     _, output_dir = trained
+    prompt = str(output_dir / "prompt.safetensors")
     bank = tmp_path / "bank"
     bank.mkdir()
     for task in ("reviews", "copy"):
-        shutil.copy(output_dir / "prompt.safetensors", bank / f"{task}.safetensors")
-    assert main(["predict", "--prompt", str(bank), "--task", "copy", "the plot was bad"]) == 0
-    assert capsys.readouterr().out.split("\t")[0] in ("negative", "positive")
+        shutil.copy(prompt, bank / f"{task}.safetensors")
+    texts = ["the plot was bad", "the acting was great"]
+    # Each bank task answers as its own prompt file does.
+    assert main(["predict", "--prompt", prompt, *texts]) == 0
+    alone = capsys.readouterr().out
+    assert main(["predict", "--prompt", str(bank), "--task", "copy", *texts]) == 0
+    assert capsys.readouterr().out == alone
+    assert main(["evaluate", "--prompt", prompt, "--data", data_file]) == 0
+    alone = capsys.readouterr().out
     assert main(["evaluate", "--prompt", str(bank), "--task", "reviews", "--data", data_file]) == 0
+    assert capsys.readouterr().out == alone
     with pytest.raises(SystemExit, match=r"a bank of tasks \['copy', 'reviews'\]; choose one with --task"):
         main(["predict", "--prompt", str(bank), "text"])
     assert main(["export", "--prompt", str(bank), "--output", str(tmp_path / "sm")]) == 0
-    assert (tmp_path / "sm" / "saved_model.pb").exists()
-    assert main(["export", "--prompt", str(output_dir / "prompt.safetensors"), "--output", str(tmp_path / "one")]) == 0
-    assert (tmp_path / "one" / "saved_model.pb").exists()
+    assert main(["export", "--prompt", prompt, "--output", str(tmp_path / "one")]) == 0
+    model, tokenizer, metadata = load_task(prompt)
+    expected = [[r["probabilities"][n] for n in metadata["label_names"]]
+                for r in predict_texts(model, tokenizer, texts, sequence_length=16)]  # fmt: skip
+    one = tf.saved_model.load(str(tmp_path / "one")).signatures["serve_text"]
+    np.testing.assert_allclose(one(text=tf.constant(texts))["probabilities"].numpy(), expected, atol=1e-5)
+    served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serve_text"]
+    for task_ids in ([0, 1], [1, 1]):
+        probabilities = served(text=tf.constant(texts), task_id=tf.constant(task_ids))["probabilities"]
+        np.testing.assert_allclose(probabilities.numpy(), expected, atol=1e-5)
 
 
 def test_unknown_method():
@@ -186,7 +229,7 @@ def test_deep_method_end_to_end(preset_dir, data_file, trained, tmp_path, method
     texts = ["the plot was bad", "a fine movie"]
     probabilities = served(text=tf.constant(texts), task_id=tf.constant([0, 0]))["probabilities"].numpy()
     expected = predict_texts(model, tokenizer, texts, sequence_length=metadata["sequence_length"])
-    np.testing.assert_allclose(probabilities, [[p["probabilities"][k] for k in ("0", "1")] for p in expected], atol=1e-5)
+    np.testing.assert_allclose(probabilities, [[p["probabilities"][k] for k in ("negative", "positive")] for p in expected], atol=1e-5)
 
 
 def test_p_tuning_method_end_to_end(preset_dir, data_file, tmp_path):

@@ -432,3 +432,33 @@ def test_cache_dir_honours_environment(tmp_path, monkeypatch, env, expected):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert cache_dir() == expected.replace("HOME", str(tmp_path))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "int16"])
+def test_any_integer_labels_batch_through_the_text_pipeline(dtype):
+    """NumPy's default int64 labels used to fail deep inside tf.data."""
+    import keras_hub
+
+    from tf_prompt_tuning.text_pipeline import make_text_dataset
+
+    data = TextDataset(("good film", "bad film", "fine"), np.array([1, 0, 1], dtype), ("neg", "pos"))
+    assert data.labels.dtype == np.int32
+    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=["[PAD]", "[UNK]", "good", "bad", "film", "fine"])
+    batches = list(make_text_dataset(data, tokenizer=tokenizer, sequence_length=8, batch_size=2))
+    assert sorted(np.concatenate([labels.numpy() for _, labels in batches]).tolist()) == [0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "labels, error, message",
+    [
+        (np.array([0.0, 1.0]), TypeError, r"`labels` must be integer class indices into `label_names`. Received: labels of dtype float64"),
+        (np.array([0, 2]), ValueError, r"`labels` must be in \[0, 2\) \(one class per label name, \['a', 'b'\]\). Received: labels from 0 to 2"),
+        (np.array([-1, 1]), ValueError, r"`labels` must be in \[0, 2\)"),
+        (np.array([0]), ValueError, r"`labels` must be one label per text \(2\). Received: labels of shape \(1,\)"),
+        (np.array([[0, 1]]), ValueError, r"`labels` must be one label per text"),
+    ],
+    ids=["float", "too_large", "negative", "too_few", "2d"],
+)  # fmt: skip
+def test_bad_labels_are_refused_at_construction(labels, error, message):
+    with pytest.raises(error, match=message):
+        TextDataset(("x", "y"), labels, ("a", "b"))

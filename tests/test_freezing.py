@@ -102,3 +102,14 @@ def test_prefix_layers_stay_trainable():
     summary = freeze(encoder)
     assert summary.by_layer == {"prefixes": 2 * 2 * 2 * 8}
     assert [v.path for v in encoder.trainable_variables] == [prefixes.prefixes.path]
+
+
+def test_a_model_without_prompt_is_frozen_whole_with_a_warning():
+    """The article's order: freeze the base model, then train a prompt in front of it."""
+    base = keras.Sequential([keras.Input((4, 8)), keras.layers.Dense(3, name="dense")])
+    with pytest.warns(UserWarning, match=r"has no PromptLayer and `trainable_layers` is empty: all of it is now frozen"):
+        summary = freeze(base)
+    assert summary.trainable == 0 and summary.total == 27
+    assert not base.trainable_weights
+    model = keras.Sequential([keras.Input((4, 8)), PromptLayer(2, name="prompt"), base])
+    assert parameter_summary(model).trainable == 16  # the prompt alone trains

@@ -301,3 +301,79 @@ def test_a_bank_is_not_one_prompt_file(lm_setup, tmp_path):
     with pytest.raises(ValueError, match=r"writes one task's prompt; received a bank \(PromptCausalLMBank\)"):
         save_prompts(bank, str(tmp_path / "bank.safetensors"))
     assert not (tmp_path / "bank.safetensors").exists()
+
+
+# Every task id outside [0, number of tasks) is an error, on every path.
+
+BAD_TASK_IDS = [[0, -1], [3, 0], [0, 100], [-3, 1]]
+
+
+@pytest.mark.parametrize("task_ids", BAD_TASK_IDS, ids=str)
+def test_out_of_range_task_ids_are_errors_eagerly_and_in_keras(setup, task_ids):
+    _, _, bank = setup
+    x = {**bert_inputs(), "task_id": np.array(task_ids)}
+    with pytest.raises(ValueError, match=r"`task_id` must be in \[0, 3\), the bank's task ids. Received: task_id="):
+        bank(x)
+    bank.predict({**x, "task_id": np.array([0, 1])}, verbose=0)  # Keras compiles predict (no XLA: a bank has none)
+    assert bank.jit_compile is False
+    with pytest.raises(Exception, match=r"`task_id` must be in \[0, 3\)"):
+        bank.predict(x, verbose=0)
+    bank.compile(optimizer="adam", loss=LOSS)
+    with pytest.raises(Exception, match=r"`task_id` must be in \[0, 3\)"):
+        bank.fit(x, np.array([0, 1]), verbose=0)
+    with pytest.raises(Exception, match=r"`task_id` must be in \[0, 3\)"):
+        bank.evaluate(x, np.array([0, 1]), verbose=0)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_out_of_range_task_ids_are_errors_in_tf_functions_and_steps(setup, jit_compile):
+    import tensorflow as tf
+
+    _, _, bank = setup
+    good = {**bert_inputs(), "task_id": np.array([0, 2], "int32")}
+    bad = {**bert_inputs(), "task_id": np.array([0, -1], "int32")}
+    function = tf.function(lambda x: bank(x))
+    function(good)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`task_id` must be in \[0, 3\)"):
+        function(bad)
+    if jit_compile:  # XLA would drop the check: the step compiles without it, and says so
+        with pytest.warns(UserWarning, match=r"does not support XLA"):
+            step = make_train_step(bank, loss=LOSS, optimizer=keras.optimizers.Adam(0.05), jit_compile=True)
+    else:
+        step = make_train_step(bank, loss=LOSS, optimizer=keras.optimizers.Adam(0.05))
+    step(good, np.array([0, 1]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`task_id` must be in \[0, 3\)"):
+        step(bad, np.array([0, 1]))
+
+
+def test_out_of_range_task_ids_are_errors_in_the_saved_model(setup, tmp_path):
+    import tensorflow as tf
+
+    from tf_prompt_tuning import export_saved_model
+
+    _, _, bank = setup
+    path = export_saved_model(bank, str(tmp_path / "bank"))
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    inputs = {k: tf.constant(v) for k, v in bert_inputs().items() if k != "segment_ids"}
+    serve(**inputs, task_id=tf.constant([2, 0]))
+    for task_ids in BAD_TASK_IDS:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"`task_id` must be in \[0, 3\)"):
+            serve(**inputs, task_id=tf.constant(task_ids, tf.int32))
+
+
+@pytest.mark.parametrize("task_ids", [[0, -1, 1], [0, 3, 1]], ids=str)
+def test_out_of_range_task_ids_are_errors_in_an_lm_bank(lm_setup, task_ids, tmp_path):
+    import tensorflow as tf
+
+    from tf_prompt_tuning import export_saved_model
+
+    _, _, bank = lm_setup
+    with pytest.raises(ValueError, match=r"`task_id` must be in \[0, 3\)"):
+        bank({"token_ids": LM_IDS, "padding_mask": LM_MASK, "task_id": np.array(task_ids)})
+    with pytest.raises(ValueError, match=r"`task_id` must be in \[0, 3\)"):
+        bank.generate(LM_IDS, LM_MASK, 3, task_id=task_ids)
+    path = export_saved_model(bank, str(tmp_path / "lm"), generate_options={"max_new_tokens": 3})
+    generate = tf.saved_model.load(path).signatures["generate"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"task_id must be in \[0, 3\)"):
+        generate(token_ids=tf.constant(LM_IDS, tf.int32), padding_mask=tf.constant(LM_MASK, tf.int32),
+                 task_id=tf.constant(task_ids, tf.int32))  # fmt: skip

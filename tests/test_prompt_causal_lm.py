@@ -247,9 +247,11 @@ def test_too_long_sequences(model):
     with pytest.raises(
         ValueError,
         match=r"The 3-token prompt, 5 input tokens and max_new_tokens=5 need 13 positions; "
-        r"the backbone has 12. Generate fewer tokens",
+        r"the backbone has 12. Generate at most 4 tokens, or shorten the input or the prompt",
     ):
         short.generate(ids[:, :5], ids[:, :5], 5)
+    with pytest.raises(ValueError, match=r"The prompt and the input leave no room: keep them under 12 positions together"):
+        short.generate(ids[:, :9], ids[:, :9], 1)
     assert short.generate(ids[:, :5], ids[:, :5], 4)["token_ids"].shape == (1, 4)
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import keras
 import keras_hub
@@ -476,3 +477,95 @@ def test_unknown_kind(model, tmp_path):
     path = _write_prompt_file(tmp_path / "p.safetensors", {"prompt": np.zeros((3, 8), "float32")}, metadata)
     with pytest.raises(PromptFileError, match=r"unknown prompt kind 'diffusion'; this library reads \['causal_lm', 'classifier'\]"):
         load_prompts(path)
+
+
+def _edit(path, edit_metadata=None, edit_tensors=None):
+    """Rewrites a saved prompt file with edited metadata or tensors, keeping
+    its recorded checksum (as a hand edit would)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load
+
+    data = open(path, "rb").read()
+    with safe_open(path, "np") as f:
+        header = dict(f.metadata())
+    tensors = load(data)
+    metadata = json.loads(header["tf_prompt_tuning"])
+    if edit_metadata:
+        edit_metadata(metadata)
+    if edit_tensors:
+        edit_tensors(tensors)
+    header["tf_prompt_tuning"] = json.dumps(metadata)
+    open(path, "wb").write(save_safetensors(tensors, metadata=header))
+
+
+@pytest.mark.parametrize(
+    "edit_metadata, edit_tensors",
+    [
+        (lambda m: m.update(label_names=m["label_names"][::-1]), None),
+        (lambda m: m.update(pooling="cls"), None),
+        (lambda m: m.update(placement="prepend"), None),
+        (lambda m: m.update(note="hello"), None),
+        (None, lambda t: t["head/bias"].__setitem__(0, t["head/bias"][0] + 1e-3)),
+        (None, lambda t: t.update(prompt=t["prompt"][::-1].copy())),
+    ],
+    ids=["swapped_labels", "pooling", "placement", "added_field", "head_bias", "prompt_rows"],
+)
+def test_any_edit_after_writing_is_an_error(model, tmp_path, edit_metadata, edit_tensors):
+    path = save_prompts(model, str(tmp_path / "p.safetensors"), label_names=["negative", "positive"])
+    _edit(path, edit_metadata, edit_tensors)
+    with pytest.raises(PromptFileError, match=r"p.safetensors' was changed after it was written"):
+        load_prompts(path)
+    with pytest.raises(PromptFileError, match=r"changed after it was written"):
+        PromptTextClassifier.from_prompt_file(path, model.backbone)
+
+
+def test_an_unedited_rewrite_still_loads(model, tmp_path):
+    path = save_prompts(model, str(tmp_path / "p.safetensors"), label_names=["negative", "positive"])
+    _edit(path)  # same metadata and tensors, rewritten
+    assert load_prompts(path).metadata["label_names"] == ["negative", "positive"]
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("num_tokens", "3", "an integer >= 0"),
+        ("num_tokens", -1, "an integer >= 0"),
+        ("num_classes", 1, "an integer >= 2"),
+        ("num_classes", 2.0, "an integer >= 2"),
+        ("pooling", "max", '"mean", "cls" or "last"'),
+        ("placement", 0, '"prepend" or "after_first"'),
+        ("deep", 1, 'false, true, "hidden" or "prefix"'),
+        ("deep", "layers", 'false, true, "hidden" or "prefix"'),
+        ("prompt_encoder", "gru", 'null, "mlp" or "lstm"'),
+        ("backbone_fingerprint", "not-hex-digits!!", "16 hexadecimal digits"),
+        ("dim", 0, "a positive integer"),
+        ("sequence_length", "64", "a positive integer"),
+        ("backbone", ["all-MiniLM-L6-v2"], "a string"),
+        ("label_names", ["a", "b", "c"], "null or 2 distinct strings"),
+        ("label_names", ["a", "a"], "null or 2 distinct strings"),
+        ("label_names", "ab", "null or 2 distinct strings"),
+        ("label_names", [1, 2], "null or 2 distinct strings"),
+    ],
+)  # fmt: skip
+def test_every_metadata_field_is_checked_before_use(model, tmp_path, field, value, expected):
+    # Files of release 0.1 carry no checksum, so their fields are checked one by one.
+    path = save_prompts(model, str(tmp_path / "p.safetensors"), label_names=["negative", "positive"])
+    from safetensors.numpy import load
+
+    tensors = load(open(path, "rb").read())
+    metadata = load_prompts(path).metadata
+    metadata[field] = value
+    path = _write_prompt_file(tmp_path / "old.safetensors", tensors, metadata)
+    with pytest.raises(PromptFileError, match=rf"invalid metadata field '{field}': expected {re.escape(expected)}"):
+        load_prompts(path)
+
+
+def test_files_without_a_checksum_load(model, tmp_path):
+    """Release 0.1 wrote no checksum: its files still load (their fields checked)."""
+    from safetensors.numpy import load
+
+    path = save_prompts(model, str(tmp_path / "p.safetensors"))
+    metadata = load_prompts(path).metadata
+    old = _write_prompt_file(tmp_path / "old.safetensors", load(open(path, "rb").read()), metadata)
+    restored = PromptTextClassifier.from_prompt_file(old, model.backbone)
+    np.testing.assert_array_equal(_numpy(restored(INPUTS)), _numpy(model(INPUTS)))

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import keras_hub
 import numpy as np
@@ -133,3 +135,24 @@ def test_deep_prompt_must_match_the_number_of_layers():
 
     with pytest.raises(ValueError, match="The deep prompt has 3 layers, the backbone 2 transformer layers"):
         prompted_backbone(tiny_bert(), DeepPromptLayer(NUM_TOKENS, num_layers=3))
+
+
+@pytest.mark.parametrize(
+    "limit, num_tokens, length, message",
+    [
+        (24, 5, 20, "Use a sequence length of at most 19 or a prompt of at most 4 tokens."),
+        (512, 600, 64, "Use a prompt of at most 448 tokens."),  # was "at most -88"
+        (512, 20, 600, "Use a sequence length of at most 492."),
+        (512, 0, 600, "Use a sequence length of at most 512."),
+        (512, 600, 700, "Use a prompt of fewer than 512 tokens and a shorter sequence."),
+    ],
+    ids=["both_fit", "prompt_too_long", "text_too_long", "no_prompt", "neither"],
+)  # fmt: skip
+def test_too_long_sequence_errors_say_what_fits(limit, num_tokens, length, message):
+    from types import SimpleNamespace
+
+    from tf_prompt_tuning.prompted_backbone import check_sequence_fits
+
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        check_sequence_fits(SimpleNamespace(max_sequence_length=limit), num_tokens, length)
+    assert "-" not in str(error.value).split("positions.")[1]  # no negative length is suggested

@@ -8,6 +8,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
 
+from tf_prompt_tuning._startup import import_tensorflow
+
+import_tensorflow()  # quietly for the command line (see _startup)
+
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning.backbone import load_backbone
 from tf_prompt_tuning.datasets import DataError

@@ -25,3 +25,34 @@ def write_atomically(path: str, data: bytes) -> str:
         os.unlink(tmp)
         raise
     return path
+
+
+class DirectoryLock:
+    """An exclusive lock on a directory, held while a run writes there.
+
+    `fcntl.flock` on the directory itself: nothing is written, and the
+    kernel releases the lock when the process ends, however it ends, so a
+    killed run leaves no stale lock.
+    """
+
+    def __init__(self, directory: str, what: str):
+        self.directory = directory
+        self.what = what
+        self._fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        self._fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            raise ValueError(
+                f"{self.directory!r} is in use by another {self.what}. Wait for it to "
+                "finish, or choose another directory."
+            ) from None
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self._fd)  # releases the lock

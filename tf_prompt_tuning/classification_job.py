@@ -9,6 +9,7 @@ visible; it writes the prompt file, a metrics JSON and a PNG of the curves.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -22,17 +23,17 @@ import numpy as np
 import tensorflow as tf
 
 from tf_prompt_tuning._checks import check_positive_int
-from tf_prompt_tuning._io import write_atomically
+from tf_prompt_tuning._io import DirectoryLock, write_atomically
 from tf_prompt_tuning.backbone import DEFAULT_BACKBONE, load_backbone
 from tf_prompt_tuning.datasets import TextDataset, load_dataset
 from tf_prompt_tuning.distribution import STRATEGIES, make_strategy
 from tf_prompt_tuning.freezing import parameter_summary
 from tf_prompt_tuning.plotting import plot_training_curves
-from tf_prompt_tuning.prompt_file import restore_prompts, save_prompts
+from tf_prompt_tuning.prompt_file import save_prompts
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits
 from tf_prompt_tuning.text_classifier import PromptTextClassifier, make_prompt_initializer
-from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset
-from tf_prompt_tuning.training import make_train_step, relaxed_spec, train
+from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset, special_tokens
+from tf_prompt_tuning.training import make_train_step, relaxed_spec, supports_jit, train
 
 PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
@@ -67,12 +68,13 @@ class TrainConfig:
     precision: str = "float32"
     strategy: str = "default"
     checkpoint_every: int = 100
+    eval_every: int = 50
     seed: int = 0
     output_dir: str = "outputs/train"
 
     def __post_init__(self):
         # Every setting is checked here, before a run writes anything.
-        for name in ("num_tokens", "epochs", "batch_size", "max_length", "checkpoint_every"):
+        for name in ("num_tokens", "epochs", "batch_size", "max_length", "checkpoint_every", "eval_every"):
             check_positive_int(name, getattr(self, name))
         if self.train_size is not None:
             check_positive_int("train_size", self.train_size)
@@ -116,6 +118,7 @@ def predict_function(model, *, jit_compile: bool = False):
     """`model`'s inference call as a `tf.function` traced once, at the first call:
     batch and sequence dims are left free, so bucketed batches reuse its graph."""
     compiled = None
+    jit_compile = jit_compile and supports_jit(model)
 
     def predict(x):
         nonlocal compiled
@@ -169,8 +172,19 @@ def _fit_one(name, model, splits, tokenizer, config, print_fn, strategy, checkpo
         # The best weights so far live in the checkpoint too, for a resumed run.
         best_weights = [tf.Variable(v, trainable=False) for v in model.trainable_variables]
 
+    def record_dev(steps, history) -> float:
+        """Dev accuracy after `steps` steps, kept for the curve (once per step count)."""
+        curve = history.state.setdefault("dev_curve", [])
+        if not curve or curve[-1][0] != steps:
+            curve.append([steps, evaluate(model, dev_ds, predict=predict)["accuracy"]])
+        return curve[-1][1]
+
+    def on_step_end(steps, history):
+        if steps % config.eval_every == 0:
+            record_dev(steps, history)
+
     def on_epoch_end(epoch, history):
-        dev = evaluate(model, dev_ds, predict=predict)
+        dev = {"accuracy": record_dev(len(history.step_losses), history)}
         state = history.state
         state.setdefault("dev_accuracy", []).append(dev["accuracy"])
         if dev["accuracy"] > state.get("best_accuracy", -1):
@@ -197,7 +211,7 @@ def _fit_one(name, model, splits, tokenizer, config, print_fn, strategy, checkpo
         model,
         # A fixed shuffle per epoch, so a resumed run sees the same batches.
         lambda epoch: make(splits[0], shuffle=True, seed=config.seed + epoch),
-        epochs=config.epochs, on_epoch_end=on_epoch_end, step=step,
+        epochs=config.epochs, on_epoch_end=on_epoch_end, on_step_end=on_step_end, step=step,
         checkpoint_dir=checkpoint_dir, checkpoint_every=config.checkpoint_every,
         checkpoint_objects={"best_weights": best_weights},
     )  # fmt: skip
@@ -215,6 +229,7 @@ def _fit_one(name, model, splits, tokenizer, config, print_fn, strategy, checkpo
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "dev_accuracy": state["dev_accuracy"],
+        "dev_curve": state["dev_curve"],
         "best_epoch": state["best_epoch"],
         "epoch_losses": history.epoch_losses,
         "step_losses": history.step_losses,
@@ -302,11 +317,11 @@ def run_training(
     try:
         with strategy.scope():
             backbone, tokenizer = backbone_and_tokenizer or load_backbone(config.backbone)
+        # Every check runs before the first byte is written: a refused
+        # command leaves the output directory as it was.
         # Key/value prefixes take no positions.
         check_sequence_fits(backbone, 0 if config.method == "prefix" else config.num_tokens, config.max_length)
-        _check_output_dir(config.output_dir)
-        checkpoints = _resume_checkpoints(config, print_fn, chief=chief, restart=restart)
-        results = {}
+        special_tokens(tokenizer, config.max_length)
         with strategy.scope():
             head_only = PromptTextClassifier(
                 backbone, len(label_names), num_tokens=0, pooling=config.pooling, name="head_only"
@@ -320,20 +335,31 @@ def run_training(
                 prompt_initializer=initializer, placement=config.placement, pooling=config.pooling,
                 deep={"deep": "hidden", "prefix": "prefix"}.get(config.method, False),
                 prompt_encoder=config.encoder if config.method == "p-tuning" else None,
-                seed=config.seed, name="prompt_tuned",
+                label_names=label_names, seed=config.seed, name="prompt_tuned",
             )  # fmt: skip
-        name = {"prompt": "prompt + head", "deep": "deep prompt + head", "prefix": "prefixes + head",
-                "p-tuning": f"p-tuning ({config.encoder}) + head"}[config.method]  # fmt: skip
-        for title, classifier in [("head only", head_only), (name, model)]:
-            if classifier is not None:
-                results[title] = _fit_one(
-                    title, classifier, splits, tokenizer, config, print_fn, strategy,
-                    os.path.join(checkpoints, classifier.name),
-                )  # fmt: skip
+        _check_output_dir(config.output_dir)
+        # Only the chief writes outputs; in a multi-worker run the others share its directory.
+        lock = DirectoryLock(config.output_dir, "training run") if chief else contextlib.nullcontext()
+        with lock:
+            checkpoints = _resume_checkpoints(config, print_fn, chief=chief, restart=restart)
+            results = {}
+            name = {"prompt": "prompt + head", "deep": "deep prompt + head", "prefix": "prefixes + head",
+                    "p-tuning": f"p-tuning ({config.encoder}) + head"}[config.method]  # fmt: skip
+            for title, classifier in [("head only", head_only), (name, model)]:
+                if classifier is not None:
+                    results[title] = _fit_one(
+                        title, classifier, splits, tokenizer, config, print_fn, strategy,
+                        os.path.join(checkpoints, classifier.name),
+                    )  # fmt: skip
+            if chief:
+                return _write_outputs(config, model, results, splits, checkpoints, print_fn)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    if not chief:
-        return {}  # the chief writes the outputs and removes the checkpoints
+    return {}  # the chief writes the outputs and removes the checkpoints
+
+
+def _write_outputs(config, model, results, splits, checkpoints, print_fn) -> dict:
+    label_names = splits[0].label_names
     prompt_path = save_prompts(
         model, os.path.join(config.output_dir, PROMPT_FILENAME), label_names=label_names,
         extra={"backbone": config.backbone, "sequence_length": config.max_length,
@@ -364,33 +390,28 @@ def run_training(
 
 
 def load_task(prompt_path: str, *, backbone: str | None = None):
-    """Rebuilds a trained classifier from its prompt file.
+    """Rebuilds a trained classifier from its prompt file (read once).
 
     Returns:
         `(model, tokenizer, metadata)`.
     """
-    from tf_prompt_tuning.prompt_file import check_kind, load_prompts
+    from tf_prompt_tuning.prompt_file import read_prompt_file
 
-    metadata = load_prompts(prompt_path).metadata
-    check_kind(metadata, "classifier", prompt_path)
-    backbone_model, tokenizer = load_backbone(backbone or metadata.get("backbone", DEFAULT_BACKBONE))
-    model = PromptTextClassifier(
-        backbone_model, metadata["num_classes"], num_tokens=metadata["num_tokens"],
-        prompt_initializer="zeros", placement=metadata["placement"], pooling=metadata["pooling"],
-        deep=metadata.get("deep", False),
-    )  # fmt: skip
-    restore_prompts(model, prompt_path)
-    return model, tokenizer, metadata
+    loaded = read_prompt_file(prompt_path, "classifier")
+    backbone_model, tokenizer = load_backbone(backbone or loaded.metadata.get("backbone", DEFAULT_BACKBONE))
+    model = PromptTextClassifier.from_prompt_file(loaded, backbone_model)
+    return model, tokenizer, loaded.metadata
 
 
 def predict_texts(model, tokenizer, texts, *, sequence_length: int, label_names=None) -> list[dict]:
-    """Label and probability for each text."""
+    """Label and probability for each text (labels: `label_names`, else the
+    model's own, else the class indices)."""
     model.check_input_length(sequence_length)
     inputs = encode_texts(tokenizer, list(texts), sequence_length)
     if "segment_ids" in model.backbone.input:
         inputs["segment_ids"] = tf.zeros_like(inputs["token_ids"])
     probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(model(inputs, training=False)))
-    names = list(label_names) if label_names else [str(i) for i in range(model.num_classes)]
+    names = list(label_names or model.label_names or [str(i) for i in range(model.num_classes)])
     return [
         {"text": text, "label": names[int(p.argmax())], "probability": float(p.max()),
          "probabilities": dict(zip(names, map(float, p)))}
@@ -411,7 +432,9 @@ def bank_files(directory: str) -> dict[str, str]:
     return files
 
 
-def export_task_or_bank(prompt: str, output: str, *, backbone=None, sequence_length=None) -> str:
+def export_task_or_bank(
+    prompt: str, output: str, *, backbone=None, sequence_length=None, overwrite: bool = False
+) -> str:
     """Exports a prompt file (one task) or a bank directory (many) as a SavedModel."""
     from tf_prompt_tuning.export import export_saved_model
     from tf_prompt_tuning.prompt_bank import PromptBank
@@ -420,7 +443,9 @@ def export_task_or_bank(prompt: str, output: str, *, backbone=None, sequence_len
     if not os.path.isdir(prompt):
         model, tokenizer, metadata = load_task(prompt, backbone=backbone)
         length = sequence_length or metadata.get("sequence_length", 64)
-        return export_saved_model(model, output, tokenizer=tokenizer, sequence_length=length)
+        return export_saved_model(
+            model, output, tokenizer=tokenizer, sequence_length=length, overwrite=overwrite
+        )
     files = bank_files(prompt)
     first = load_prompts(next(iter(files.values()))).metadata
     backbone_model, tokenizer = load_backbone(backbone or first.get("backbone", DEFAULT_BACKBONE))
@@ -431,4 +456,6 @@ def export_task_or_bank(prompt: str, output: str, *, backbone=None, sequence_len
     for task, path in files.items():
         bank.add_prompt_file(task, path)
     length = sequence_length or first.get("sequence_length", 64)
-    return export_saved_model(bank, output, tokenizer=tokenizer, sequence_length=length)
+    return export_saved_model(
+        bank, output, tokenizer=tokenizer, sequence_length=length, overwrite=overwrite
+    )

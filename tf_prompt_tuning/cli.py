@@ -33,7 +33,7 @@ def _train(args) -> int:
         max_length=args.max_length, learning_rate=args.learning_rate, schedule=args.schedule,
         train_size=args.train_size, baseline=not args.no_baseline, jit_compile=args.xla,
         precision=args.precision, strategy=args.strategy, checkpoint_every=args.checkpoint_every,
-        seed=args.seed, output_dir=args.output_dir,
+        eval_every=args.eval_every, seed=args.seed, output_dir=args.output_dir,
     )  # fmt: skip
     run_training(config, restart=args.restart)
     return 0
@@ -64,7 +64,10 @@ def _load(args):
 def _export(args) -> int:
     from tf_prompt_tuning.classification_job import export_task_or_bank
 
-    path = export_task_or_bank(args.prompt, args.output, backbone=args.backbone, sequence_length=args.max_length)
+    path = export_task_or_bank(
+        args.prompt, args.output, backbone=args.backbone, sequence_length=args.max_length,
+        overwrite=args.overwrite,
+    )  # fmt: skip
     print(f"wrote SavedModel to {path}")
     return 0
 
@@ -96,6 +99,8 @@ def _predict(args) -> int:
 
     model, tokenizer, metadata = _load(args)
     texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise ValueError("No texts to classify: pass them as arguments, or one per line on standard input.")
     length = args.max_length or metadata.get("sequence_length", 64)
     for row in predict_texts(model, tokenizer, texts, sequence_length=length,
                              label_names=metadata.get("label_names")):  # fmt: skip
@@ -103,12 +108,19 @@ def _predict(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error of the command."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tf-prompt-tuning",
         description="Prompt tuning for Keras 3 and TensorFlow.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = commands.add_parser(
         "demo", help="the seed tutorial: a 2x2 prompt in front of a tiny frozen model"
@@ -173,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
                        help="steps between checkpoints; a killed run restarted with the same "
                        "command resumes from the latest")
+    train.add_argument("--eval-every", type=int, default=defaults.eval_every,
+                       help="steps between dev evaluations (the dev curve in curves.png); also after each epoch")
     train.add_argument("--restart", action="store_true",
                        help="discard the checkpoints of an unfinished run and start over")
     train.add_argument("--seed", type=int, default=defaults.seed)
@@ -207,7 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", default="outputs/saved_model", help="the SavedModel directory")
     export.add_argument("--backbone", help="override the backbone recorded in the prompt files")
     export.add_argument("--max-length", type=int, help="longest text for serve_text (default: as trained)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --output (atomically: the new SavedModel, never a mix)")
     export.set_defaults(run=_export)
+    for sub in commands.choices.values():
+        sub.add_argument("--verbose", action="store_true",
+                         help="show TensorFlow's logs, and a traceback on errors")
     return parser
 
 
@@ -215,11 +234,29 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, ImportError, FloatingPointError) as error:
+    except KeyboardInterrupt:
+        print(f"tf-prompt-tuning {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, ImportError, FloatingPointError, OSError) as error:
         # Bad data, files or settings: the message says what to fix; a
         # traceback would only bury it.
-        print(f"tf-prompt-tuning {args.command}: error: {error}", file=sys.stderr)
+        if args.verbose:
+            raise
+        print(f"tf-prompt-tuning {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # a failure nobody foresaw: still one line, with the way to more
+        if args.verbose:
+            raise
+        print(
+            f"tf-prompt-tuning {args.command}: unexpected error: {type(error).__name__}: "
+            f"{_one_line(error)} (run again with --verbose for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -59,11 +59,45 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TextDataset:
-    """Texts with integer labels `0..len(label_names)-1`."""
+    """Texts with integer labels `0..len(label_names)-1`.
+
+    Labels may be any integer array (stored as int32); an empty
+    `label_names` leaves the classes unnamed.
+    """
 
     texts: tuple[str, ...]
     labels: np.ndarray
     label_names: tuple[str, ...]
+
+    def __post_init__(self):
+        # Any integer labels (NumPy's default int64 included) are stored as
+        # int32, the dtype the text pipeline batches; anything else is refused here.
+        texts = tuple(self.texts)
+        labels = np.asarray(self.labels)
+        names = tuple(self.label_names)
+        if not all(isinstance(text, str) for text in texts):
+            raise TypeError("`texts` must be strings. Received: " f"{sorted({type(t).__name__ for t in texts})}.")
+        if labels.ndim != 1 or len(labels) != len(texts):
+            raise ValueError(
+                f"`labels` must be one label per text ({len(texts)}). "
+                f"Received: labels of shape {labels.shape}."
+            )
+        if labels.size and labels.dtype.kind not in "iu":
+            raise TypeError(
+                "`labels` must be integer class indices into `label_names`. "
+                f"Received: labels of dtype {labels.dtype}."
+            )
+        # Without names the classes are unnamed: any label >= 0.
+        if labels.size and (labels.min() < 0 or names and labels.max() >= len(names)):
+            raise ValueError(
+                f"`labels` must be in [0, {len(names) or 'inf'}) (one class per label name, "
+                f"{list(names)}). Received: labels from {labels.min()} to {labels.max()}."
+            )
+        if labels.size and labels.max() > np.iinfo("int32").max:
+            raise ValueError(f"`labels` must fit in int32. Received: a label of {labels.max()}.")
+        object.__setattr__(self, "texts", texts)
+        object.__setattr__(self, "labels", labels.astype("int32"))
+        object.__setattr__(self, "label_names", names)
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import keras
 import tensorflow as tf
 
@@ -12,7 +16,7 @@ from tf_prompt_tuning.text_pipeline import encode_texts
 
 def export_saved_model(
     model, path: str, *, tokenizer=None, sequence_length: int | None = None,
-    generate_options: dict | None = None,
+    generate_options: dict | None = None, overwrite: bool = False,
 ) -> str:  # fmt: skip
     """Writes `model` as a SavedModel with serving signatures.
 
@@ -44,7 +48,11 @@ def export_saved_model(
         tokenizer: the backbone's tokenizer, to add `serve_text` (classifiers).
         sequence_length: the longest token sequence for `serve_text`.
         generate_options: the generation settings (causal LMs).
+        overwrite: replace an existing, non-empty `path` (otherwise an
+            error). The SavedModel is written beside it first and then put
+            in its place, so `path` never holds a mix of old and new files.
     """
+    _check_destination(path, overwrite)
     if isinstance(model, PromptCausalLM):
         return _export_generation(model, path, generate_options)
     bank = isinstance(model, PromptBank)
@@ -90,7 +98,36 @@ def export_saved_model(
             archive.add_endpoint("serve_text", from_text, input_signature=[text, task])
         else:
             archive.add_endpoint("serve_text", lambda texts: from_text(texts), input_signature=[text])
-    archive.write_out(path, verbose=False)
+    return _write(archive, path)
+
+
+def _check_destination(path: str, overwrite: bool):
+    exists = os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path))
+    if exists and not overwrite:
+        what = "a file" if os.path.isfile(path) else "a non-empty directory"
+        raise ValueError(
+            f"The SavedModel path {path!r} is {what}. Choose a new path, or pass "
+            "overwrite=True (--overwrite) to replace it."
+        )
+
+
+def _write(archive, path: str) -> str:
+    """Writes the SavedModel to a new directory beside `path`, then swaps it in."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-saved-model-")
+    try:
+        archive.write_out(staging, verbose=False)
+        old = None
+        if os.path.lexists(path):
+            old = tempfile.mkdtemp(dir=parent, prefix=".old-saved-model-")
+            os.replace(path, os.path.join(old, "replaced"))
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return path
 
 
@@ -124,5 +161,4 @@ def _export_generation(model: PromptCausalLM, path: str, options: dict | None) -
 
     archive = keras.export.ExportArchive()
     archive.add_endpoint("generate", endpoint, input_signature=inputs)
-    archive.write_out(path, verbose=False)
-    return path
+    return _write(archive, path)

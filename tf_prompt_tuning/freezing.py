@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterable
 
 import keras
@@ -79,10 +80,13 @@ def _resolve_keep(model, trainable_layers) -> set[int]:
                 f"{model.name!r}. Its layers are: {sorted(by_name)}."
             )
     if not keep:
-        raise ValueError(
-            f"{model.name!r} has no PromptLayer and `trainable_layers` is empty, so "
-            "freezing would leave nothing to train. Add a PromptLayer or name the "
-            "layers to keep trainable."
+        # Freezing a base model before putting a prompt in front of it is
+        # what Keras users do with `trainable = False`: do it, and say so.
+        warnings.warn(
+            f"{model.name!r} has no PromptLayer and `trainable_layers` is empty: all of it "
+            "is now frozen. Put a PromptLayer in front of it (or name layers to keep "
+            "trainable) to have something to train.",
+            stacklevel=3,
         )
     return keep
 
@@ -111,7 +115,9 @@ def freeze(
     """Makes everything in `model` non-trainable but prompts and named layers.
 
     Every `PromptLayer` and `PrefixLayer` stays trainable; so do the layers in
-    `trainable_layers` (a classification head, say), by name or object.
+    `trainable_layers` (a classification head, say), by name or object. A
+    model with neither (a base model frozen before a prompt is put in front
+    of it) is frozen whole, with a warning.
     Everything else is frozen with `layer.trainable = False`, so layers such
     as BatchNormalization also switch to inference behaviour, as Keras's
     transfer-learning guide recommends. Call it before `compile`.

@@ -36,22 +36,21 @@ def plot_losses(losses, path: str, title: str = "Prompt tuning loss") -> str:
 
 
 def plot_training_curves(results: dict, path: str) -> str:
-    """Loss (moving average) and dev accuracy per epoch of several runs, side by side."""
+    """Loss (moving average) and dev accuracy against the step, of several
+    runs side by side; the dev points come from `dev_curve` (`[step, accuracy]`
+    pairs, evaluated every few steps and after each epoch)."""
     fig = _figure(figsize=(11, 4))
     loss_ax, acc_ax = fig.subplots(1, 2)
     for name, result in results.items():
         losses = np.asarray(result["step_losses"])
         window = max(1, len(losses) // 50)
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        loss_ax.plot(smooth, label=name)
-        epochs = np.arange(1, len(result["dev_accuracy"]) + 1)
-        acc_ax.plot(
-            epochs, result["dev_accuracy"], marker="o",
-            label=f"{name} (test {result['test_accuracy']:.3f})",
-        )  # fmt: skip
+        # Each average is drawn at the last step it covers.
+        loss_ax.plot(np.arange(window, len(losses) + 1), smooth, label=name)
+        steps, accuracy = np.asarray(result["dev_curve"], dtype=float).reshape(-1, 2).T
+        acc_ax.plot(steps, accuracy, marker="o", label=f"{name} (test {result['test_accuracy']:.3f})")
     loss_ax.set(title="training loss (moving average)", xlabel="step", ylabel="loss")
-    acc_ax.set(title="dev accuracy after each epoch", xlabel="epoch", ylabel="accuracy")
-    acc_ax.xaxis.get_major_locator().set_params(integer=True)
+    acc_ax.set(title="dev accuracy during training", xlabel="step", ylabel="accuracy")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()

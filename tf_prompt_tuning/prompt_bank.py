@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from tf_prompt_tuning import initializers
@@ -35,6 +36,33 @@ _ABSENT_CLASS_LOGIT = -1e9
 def _same_backbone(a, b) -> bool:
     # Hashing every weight (91 MB for MiniLM) is needed only for two different objects.
     return a is b or backbone_fingerprint(a) == backbone_fingerprint(b)
+
+
+def check_task_ids(task_id, num_tasks: int):
+    """`task_id` as int32, each checked to be in `[0, num_tasks)`.
+
+    A gather would read another task's row for a negative id and clamp (XLA)
+    or fail only on some devices for a large one: a wrong answer, silently.
+    Eagerly the check raises `ValueError`; in a graph (a `tf.function`, a
+    SavedModel) an `InvalidArgumentError` when it runs. XLA drops graph
+    assertions, so the banks declare `supports_jit = False` and the library's
+    compiled steps honour it.
+    """
+    message = f"`task_id` must be in [0, {num_tasks}), the bank's task ids"
+    if tf.executing_eagerly():
+        ids = np.asarray(keras.ops.convert_to_numpy(task_id))
+        if ids.dtype.kind not in "iu" or ids.size and (ids.min() < 0 or ids.max() >= num_tasks):
+            raise ValueError(f"{message}. Received: task_id={ids.tolist()!r}.")
+        return ops.convert_to_tensor(ids.astype("int32"))
+    task_id = tf.convert_to_tensor(task_id)
+    if not task_id.dtype.is_integer:
+        raise TypeError(f"{message}; received a {task_id.dtype.name} tensor. Pass integer ids.")
+    checks = [
+        tf.debugging.assert_greater_equal(task_id, tf.cast(0, task_id.dtype), message=message),
+        tf.debugging.assert_less(task_id, tf.cast(num_tasks, task_id.dtype), message=message),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.cast(tf.identity(task_id), "int32")
 
 
 def _per_example(blocks, task_id, shape, dtype):
@@ -300,6 +328,9 @@ class PromptBank(keras.Model):
         if is_prefixable(backbone):
             self.prefixes = PrefixBankLayer(num_tokens, num_layers, name="prefixes")
         self.encoder = prompted_backbone(backbone, self.prompts, prefixes=self.prefixes)
+        # XLA would drop the task-id check (`check_task_ids`); Keras's
+        # `jit_compile="auto"` and `make_train_step` honour this.
+        self.supports_jit = False
         self.hidden_dim = self.encoder.output["sequence_output"].shape[-1]
         self.heads = []
         self.tasks = []
@@ -409,6 +440,7 @@ class PromptBank(keras.Model):
         self.check_input_length(inputs["token_ids"].shape[1])
         if not self.tasks:
             raise ValueError("The bank has no tasks. Add one with add_classifier or add_prompt_file.")
+        inputs = dict(inputs, task_id=check_task_ids(inputs["task_id"], len(self.tasks)))
         encoded = self.encoder(inputs, training=False)
         pooled = pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling)
         width = max(task["num_classes"] for task in self.tasks)
@@ -421,8 +453,7 @@ class PromptBank(keras.Model):
                 task_logits = ops.concatenate([task_logits, ops.repeat(filler, missing, axis=1)], 1)
             logits.append(task_logits)
         stacked = ops.stack(logits, axis=1)  # (batch, tasks, classes)
-        task_id = ops.cast(inputs["task_id"], "int32")
-        return ops.take_along_axis(stacked, task_id[:, None, None], axis=1)[:, 0]
+        return ops.take_along_axis(stacked, inputs["task_id"][:, None, None], axis=1)[:, 0]
 
     def get_config(self):
         config = super().get_config()
@@ -465,6 +496,7 @@ class PromptCausalLMBank(PromptCausalLM):
 
     def __init__(self, backbone, *, num_tokens=20, tasks: Sequence[str] = (), **kwargs):
         super().__init__(backbone, num_tokens=check_positive_int("num_tokens", num_tokens), **kwargs)
+        self.supports_jit = False  # as in PromptBank; `generate` checks ids before XLA
         self.tasks = []
         for name in tasks:
             self.add_task(name)
@@ -477,7 +509,7 @@ class PromptCausalLMBank(PromptCausalLM):
             raise ValueError("A `PromptCausalLMBank` needs `task_id`, each row's task.")
         if not self.tasks:
             raise ValueError("The bank has no tasks. Add one with add_lm or add_prompt_file.")
-        return {"task_id": task_id}
+        return {"task_id": check_task_ids(task_id, len(self.tasks))}
 
     def task_id(self, name: str) -> int:
         """The integer id of a task, for the `task_id` input."""
@@ -522,7 +554,8 @@ class PromptCausalLMBank(PromptCausalLM):
 
     def generate(self, token_ids, padding_mask=None, max_new_tokens: int = 16, *, task_id=None, **options) -> dict:
         """`PromptCausalLM.generate`, each row with the prompt of its `task_id`."""
-        self.prompt_arguments(task_id)  # raises without a task_id or tasks
+        if task_id is None or not self.tasks:
+            self.prompt_arguments(task_id)  # says what is missing
         if not self._valid_task_ids(task_id, len(token_ids)):
             raise ValueError(
                 f"`task_id` must hold one id in [0, {len(self.tasks)}) per row of "

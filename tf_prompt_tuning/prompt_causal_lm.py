@@ -27,6 +27,7 @@ from keras import ops
 from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.prompt_layer import PromptLayer
+from tf_prompt_tuning.prompted_backbone import sequence_too_long
 from tf_prompt_tuning.text_classifier import (
     backbone_model_config, from_backbone_config, make_prompt_initializer,
 )  # fmt: skip
@@ -216,10 +217,16 @@ class PromptCausalLM(keras.Model):
         limit = self.backbone.max_sequence_length
         needed = self.num_tokens + input_length + max_new_tokens
         if needed > limit:
+            room = limit - self.num_tokens - input_length
+            fix = (
+                f"Generate at most {room} tokens, or shorten the input or the prompt."
+                if room >= 1 else
+                f"The prompt and the input leave no room: keep them under {limit} positions together."
+            )  # fmt: skip
             raise ValueError(
                 f"The {self.num_tokens}-token prompt, {input_length} input tokens and "
                 f"max_new_tokens={max_new_tokens} need {needed} positions; the backbone "
-                f"has {limit}. Generate fewer tokens, or shorten the input or the prompt."
+                f"has {limit}. {fix}"
             )
 
     def _embed(self, token_ids, padding_mask, task_id=None):
@@ -266,11 +273,7 @@ class PromptCausalLM(keras.Model):
         limit = self.backbone.max_sequence_length
         length = token_ids.shape[1]
         if length is not None and self.num_tokens + length > limit:
-            raise ValueError(
-                f"A sequence of {length} tokens plus the {self.num_tokens}-token prompt "
-                f"exceeds the backbone's maximum of {limit} positions. Use at most "
-                f"{limit - self.num_tokens} tokens, or a shorter prompt."
-            )
+            raise ValueError(sequence_too_long(limit, self.num_tokens, length))
         x, key_mask = self._embed(token_ids, inputs["padding_mask"], inputs.get("task_id"))
         hidden, _ = self._decode(x, key_mask)
         return self._logits(hidden[:, self.num_tokens :])
@@ -437,3 +440,20 @@ class PromptCausalLM(keras.Model):
     @classmethod
     def from_config(cls, config):
         return from_backbone_config(cls, config)
+
+    @classmethod
+    def from_prompt_file(cls, path, backbone, **kwargs):
+        """The generation prompt a prompt file holds, on `backbone` (its
+        fingerprint must match the file's); the file is read once.
+
+        Args:
+            path: a prompt file's path, or a `PromptFile` already loaded.
+            backbone: the causal LM backbone it was trained on.
+            **kwargs: more model arguments (`name`, ...).
+        """
+        from tf_prompt_tuning.prompt_file import assign_prompt_file, read_prompt_file
+
+        loaded = read_prompt_file(path, "causal_lm")
+        model = cls(backbone, num_tokens=loaded.metadata["num_tokens"], prompt_initializer="zeros", **kwargs)
+        assign_prompt_file(model, loaded, loaded.path)
+        return model

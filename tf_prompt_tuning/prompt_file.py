@@ -8,6 +8,12 @@ and a fingerprint of the backbone (its config and token-embedding matrix),
 so a prompt is never loaded silently into another model. Its `kind` says
 what the prompt is for: "classifier" (prompt and head; files without a
 `kind` are classifiers) or "causal_lm" (a generation prompt, no head).
+
+A SHA-256 over the metadata and every tensor is stored beside the metadata
+(its own header key, so releases that predate it read the file as before)
+and checked on load: an edited label name, pooling or prompt value is an
+error naming the file, never a silently different model. Every metadata
+field is checked for its type and range before it is used.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ FORMAT_VERSION = 3
 _FORMAT_OF_KIND = {"classifier": 1, "causal_lm": 2}
 _PREFIX_CLASSIFIER_FORMAT = 3
 _METADATA_KEY = "tf_prompt_tuning"
+_CHECKSUM_KEY = "tf_prompt_tuning_sha256"
 _REQUIRED = ("format_version", "backbone_fingerprint", "num_tokens")
 # What restores each kind of file, for the error that names it.
 KINDS = {"classifier": "PromptTextClassifier", "causal_lm": "PromptCausalLM"}
@@ -72,12 +79,31 @@ def backbone_fingerprint(backbone) -> str:
     return digest.hexdigest()[:16]
 
 
+def content_checksum(metadata_json: str, tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 of a prompt file's metadata string and tensors (name, dtype,
+    shape and bytes of each, in name order)."""
+    digest = hashlib.sha256(metadata_json.encode())
+    for name in sorted(tensors):
+        value = np.ascontiguousarray(tensors[name])
+        digest.update(f"\0{name}\0{value.dtype.str}\0{value.shape}\0".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 @dataclasses.dataclass
 class PromptFile:
     """The contents of a prompt file: named arrays and their metadata."""
 
     tensors: dict[str, np.ndarray]
     metadata: dict
+    path: str = ""
+
+
+def read_prompt_file(path_or_file: str | PromptFile, kind: str) -> PromptFile:
+    """`load_prompts(path)` (or an already loaded file), checked to be of `kind`."""
+    loaded = path_or_file if isinstance(path_or_file, PromptFile) else load_prompts(path_or_file)
+    check_kind(loaded.metadata, kind, loaded.path)
+    return loaded
 
 
 def _variables(model) -> dict:
@@ -116,7 +142,8 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
     Args:
         model: the trained `PromptTextClassifier` or `PromptCausalLM`.
         path: the file to write (conventionally `*.prompt.safetensors`).
-        label_names: the class names, in order (classifiers).
+        label_names: the class names, in order (classifiers; default: the
+            model's `label_names`).
         extra: more JSON-serializable metadata (e.g. the training settings).
 
     Returns:
@@ -132,6 +159,8 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
             f"({type(model).__name__}). Save each task from the model it was trained in."
         )
     kind = model_kind(model)
+    if label_names is None and kind == "classifier":
+        label_names = model.label_names
     if kind == "causal_lm" and (label_names is not None or model.prompt is None):
         raise ValueError(
             "A PromptCausalLM file holds its prompt alone: the model needs a prompt "
@@ -179,9 +208,73 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
             }
         )
     metadata.update(extra or {})
-    data = save(_model_tensors(model), metadata={_METADATA_KEY: json.dumps(metadata)})
+    tensors = _model_tensors(model)
+    try:
+        metadata_json = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`extra` must be JSON-serializable: {error}. Received: extra={extra!r}.") from None
+    header = {_METADATA_KEY: metadata_json, _CHECKSUM_KEY: content_checksum(metadata_json, tensors)}
+    data = save(tensors, metadata=header)
     write_atomically(path, data)
     return path
+
+
+def _is_int(value, low, high=None) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and value >= low
+        and (high is None or value <= high)
+    )  # fmt: skip
+
+
+def _is_str(value) -> bool:
+    return isinstance(value, str)
+
+
+def _is_optional_str(value) -> bool:
+    return value is None or isinstance(value, str)
+
+
+# Metadata fields this library reads, with the values each may take: a file
+# whose field is anything else is refused before the field is used.
+_FIELDS = {
+    "backbone_fingerprint": (
+        lambda v: _is_str(v) and len(v) == 16 and all(c in "0123456789abcdef" for c in v),
+        "16 hexadecimal digits",
+    ),
+    "library_version": (_is_str, "a string"),
+    "backbone_class": (_is_str, "a string"),
+    "num_tokens": (lambda v: _is_int(v, 0, 1_000_000), "an integer >= 0"),
+    "dim": (lambda v: _is_int(v, 1), "a positive integer"),
+    "num_classes": (lambda v: _is_int(v, 2), "an integer >= 2"),
+    "deep": (lambda v: isinstance(v, bool) or v in ("hidden", "prefix"), 'false, true, "hidden" or "prefix"'),
+    "prompt_encoder": (lambda v: v in (None, "mlp", "lstm"), 'null, "mlp" or "lstm"'),
+    "placement": (lambda v: v in ("prepend", "after_first"), '"prepend" or "after_first"'),
+    "pooling": (lambda v: v in ("mean", "cls", "last"), '"mean", "cls" or "last"'),
+    "initializer": (_is_optional_str, "null or a string"),
+    "backbone": (_is_str, "a string"),
+    "sequence_length": (lambda v: _is_int(v, 1), "a positive integer"),
+}
+
+
+def check_metadata(metadata: dict, path: str):
+    """Raises `PromptFileError` unless every known field has a valid type and range."""
+    for name, (valid, expected) in _FIELDS.items():
+        if name in metadata and not valid(metadata[name]):
+            raise PromptFileError(
+                f"{path!r} has an invalid metadata field {name!r}: expected {expected}. "
+                f"Received: {name}={metadata[name]!r}. The file is corrupt or was edited."
+            )
+    names = metadata.get("label_names")
+    if names is not None:
+        count = metadata.get("num_classes")
+        if (
+            not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+            or len(set(names)) != len(names) or len(names) != count
+        ):  # fmt: skip
+            raise PromptFileError(
+                f"{path!r} has an invalid metadata field 'label_names': expected null or "
+                f"{count} distinct strings (num_classes). Received: label_names={names!r}."
+            )
 
 
 def load_prompts(path: str) -> PromptFile:
@@ -197,14 +290,21 @@ def load_prompts(path: str) -> PromptFile:
         tensors = load(data)
         header_size = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_size])
-        metadata = json.loads(header["__metadata__"][_METADATA_KEY])
-    except (SafetensorError, ValueError, KeyError, TypeError, OverflowError) as error:
+        metadata_json = header["__metadata__"][_METADATA_KEY]
+        checksum = header["__metadata__"].get(_CHECKSUM_KEY)
+        metadata = json.loads(metadata_json)
+    except (SafetensorError, ValueError, KeyError, TypeError, OverflowError, AttributeError) as error:
         raise PromptFileError(
             f"{path!r} is not a readable prompt file (truncated, corrupt, or not "
             f"written by save_prompts): {error}."
         ) from None
     if not isinstance(metadata, dict):
         raise PromptFileError(f"{path!r} is not a prompt file: its metadata is not a JSON object.")
+    if checksum is not None and checksum != content_checksum(metadata_json, tensors):
+        raise PromptFileError(
+            f"{path!r} was changed after it was written: its checksum does not match its "
+            "metadata and tensors. Use the file as save_prompts wrote it, or train again."
+        )
     version = metadata.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise PromptFileError(
@@ -228,7 +328,8 @@ def load_prompts(path: str) -> PromptFile:
         raise PromptFileError(
             f"{path!r} is not a prompt file written by save_prompts: its metadata lacks {missing}."
         )
-    return PromptFile(tensors=tensors, metadata=metadata)
+    check_metadata(metadata, path)
+    return PromptFile(tensors=tensors, metadata=metadata, path=path)
 
 
 def restore_prompts(model, path: str) -> PromptFile:
@@ -240,6 +341,13 @@ def restore_prompts(model, path: str) -> PromptFile:
     restored values.
     """
     loaded = load_prompts(path)
+    assign_prompt_file(model, loaded, path)
+    return loaded
+
+
+def assign_prompt_file(model, loaded: PromptFile, path: str):
+    """Assigns an already loaded prompt file's tensors to `model`'s task
+    variables, after the checks of `restore_prompts`."""
     check_kind(loaded.metadata, model_kind(model), path)
     expected = loaded.metadata["backbone_fingerprint"]
     actual = backbone_fingerprint(model.backbone)
@@ -273,4 +381,3 @@ def restore_prompts(model, path: str) -> PromptFile:
             )
     for name, variable in targets.items():
         variable.assign(loaded.tensors[name])
-    return loaded

@@ -34,11 +34,24 @@ def check_sequence_fits(backbone, num_tokens: int, length: int | None):
     """Raises if `length` tokens plus the prompt exceed the backbone's positions."""
     limit = getattr(backbone, "max_sequence_length", None)
     if length is not None and limit is not None and length + num_tokens > limit:
-        raise ValueError(
-            f"A sequence of {length} tokens plus the {num_tokens}-token prompt exceeds "
-            f"the backbone's maximum of {limit} positions. Use a sequence length of at "
-            f"most {limit - num_tokens}, or a shorter prompt."
-        )
+        raise ValueError(sequence_too_long(limit, num_tokens, length))
+
+
+def sequence_too_long(limit: int, num_tokens: int, length: int, what: str = "A sequence of") -> str:
+    """The error for `length` tokens that do not fit `limit` positions with a
+    `num_tokens`-token prompt, naming what does fit."""
+    fixes = []
+    if limit - num_tokens >= 1:
+        fixes.append(f"use a sequence length of at most {limit - num_tokens}")
+    if num_tokens and limit - length >= 1:
+        fixes.append(f"{'' if fixes else 'use '}a prompt of at most {limit - length} tokens")
+    if not fixes:  # the prompt alone fills the table, and so does the text
+        fixes.append(f"use a prompt of fewer than {limit} tokens and a shorter sequence")
+    fix = " or ".join(fixes)
+    return (
+        f"{what} {length} tokens plus the {num_tokens}-token prompt exceeds the backbone's "
+        f"maximum of {limit} positions. {fix[0].upper()}{fix[1:]}."
+    )
 
 
 def sequence_output(outputs):

@@ -159,6 +159,8 @@ class PromptTextClassifier(keras.Model):
             `False` (default) for the input only.
         prompt_encoder: None, "mlp" or "lstm": produce the prompt with a
             small encoder over trainable seeds (`PromptEncoderLayer`, P-tuning).
+        label_names: the class names, in order (optional; saved in prompt
+            files and used by `predict` on the command line).
         seed: seed of the random initializers.
         **kwargs: standard model arguments (`name`, `dtype`, ...).
 
@@ -182,6 +184,7 @@ class PromptTextClassifier(keras.Model):
         head_dropout=0.0,
         deep=False,
         prompt_encoder=None,
+        label_names=None,
         seed=None,
         **kwargs,
     ):
@@ -200,6 +203,13 @@ class PromptTextClassifier(keras.Model):
                 f"`head_dropout` must be in [0, 1). Received: head_dropout={head_dropout}."
             )
         deep = check_deep(deep)
+        if label_names is not None:
+            label_names = [str(name) for name in label_names]
+            if len(label_names) != num_classes or len(set(label_names)) != num_classes:
+                raise ValueError(
+                    f"`label_names` must be {num_classes} distinct names (num_classes). "
+                    f"Received: label_names={label_names!r}."
+                )
         self.backbone = backbone
         self.prompt = None
         self.prefixes = None
@@ -251,6 +261,7 @@ class PromptTextClassifier(keras.Model):
         self.head_dropout = head_dropout
         self.deep = deep if num_tokens else False
         self.prompt_encoder = prompt_encoder
+        self.label_names = label_names
         self.seed = seed
         self.built = True
         freeze(self, trainable_layers=[self.head])  # prompts and prefixes stay trainable
@@ -277,6 +288,7 @@ class PromptTextClassifier(keras.Model):
                 "head_dropout": self.head_dropout,
                 "deep": self.deep,
                 "prompt_encoder": self.prompt_encoder,
+                "label_names": self.label_names,
             }
         )
         return config
@@ -284,3 +296,26 @@ class PromptTextClassifier(keras.Model):
     @classmethod
     def from_config(cls, config):
         return from_backbone_config(cls, config)
+
+    @classmethod
+    def from_prompt_file(cls, path, backbone, **kwargs):
+        """The classifier a prompt file holds, on `backbone` (its fingerprint
+        must match the file's); the file is read once.
+
+        Args:
+            path: a prompt file's path, or a `PromptFile` already loaded.
+            backbone: the backbone it was trained on.
+            **kwargs: more model arguments (`name`, ...).
+        """
+        from tf_prompt_tuning.prompt_file import assign_prompt_file, read_prompt_file
+
+        loaded = read_prompt_file(path, "classifier")
+        metadata = loaded.metadata
+        model = cls(
+            backbone, metadata["num_classes"], num_tokens=metadata["num_tokens"],
+            prompt_initializer="zeros", placement=metadata.get("placement", "after_first"),
+            pooling=metadata.get("pooling", "mean"), deep=metadata.get("deep", False),
+            label_names=metadata.get("label_names"), **kwargs,
+        )  # fmt: skip
+        assign_prompt_file(model, loaded, loaded.path)
+        return model

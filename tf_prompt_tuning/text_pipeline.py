@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import tensorflow as tf
 
 from tf_prompt_tuning._checks import check_positive_int
@@ -12,8 +15,9 @@ from tf_prompt_tuning.datasets import TextDataset
 PAD_TO_MULTIPLE = 16
 
 
-def _special_tokens(tokenizer, sequence_length):
-    """`(start, end, pad, count)`: the ids framing each text (None if absent)."""
+def special_tokens(tokenizer, sequence_length):
+    """`(start, end, pad, count)`: the ids framing each text (None if absent);
+    raises if `sequence_length` leaves no room for text."""
     sequence_length = check_positive_int("sequence_length", sequence_length)
     start = getattr(tokenizer, "start_token_id", None)
     end = getattr(tokenizer, "end_token_id", None)
@@ -22,7 +26,7 @@ def _special_tokens(tokenizer, sequence_length):
     if sequence_length <= specials:
         raise ValueError(
             f"`sequence_length` must leave room for text after the {specials} special "
-            f"tokens. Received: sequence_length={sequence_length}."
+            f"tokens: use at least {specials + 1}. Received: sequence_length={sequence_length}."
         )
     return start, end, pad, specials
 
@@ -34,7 +38,7 @@ def encode_texts(tokenizer, texts, sequence_length: int) -> dict:
     truncated to `sequence_length`), padded to the batch's longest text. Pure
     TensorFlow ops, so it also runs inside an exported serving graph.
     """
-    start, end, pad, specials = _special_tokens(tokenizer, sequence_length)
+    start, end, pad, specials = special_tokens(tokenizer, sequence_length)
     ids = tokenizer(tf.convert_to_tensor(texts))
     # In a graph KerasHub tokenizers return a RaggedTensor; eagerly, a dense
     # array when all texts have the same length and Python lists otherwise.
@@ -87,7 +91,7 @@ def make_text_dataset(
         A dataset of `(inputs, labels)` with `inputs` a dict of int32 tensors.
     """
     batch_size = check_positive_int("batch_size", batch_size)
-    start, end, pad, specials = _special_tokens(tokenizer, sequence_length)
+    start, end, pad, specials = special_tokens(tokenizer, sequence_length)
 
     def encode(text, label):
         ids = tf.cast(tokenizer(text), tf.int32)[: sequence_length - specials]
@@ -124,4 +128,29 @@ def make_text_dataset(
     else:
         dataset = dataset.padded_batch(batch_size, padding_values=padding)
     dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    if bucket_by_length:
+        # Bucketing hides the number of batches from tf.data; it is known
+        # from the lengths, and progress bars and schedules need it.
+        boundaries = np.array(boundaries)
+        lengths = np.minimum(_token_counts(tokenizer, tuple(data.texts)) + specials, sequence_length)
+        per_bucket = np.bincount(np.searchsorted(boundaries, lengths, side="right"))
+        batches = int(np.sum(-(-per_bucket // batch_size)))
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+@functools.lru_cache(maxsize=8)
+def _token_counts(tokenizer, texts: tuple, chunk: int = 4096) -> np.ndarray:
+    """The number of tokens of each text, before framing and truncation
+    (kept for the last few data sets: every epoch makes its dataset anew)."""
+    counts = []
+    for i in range(0, len(texts), chunk):
+        ids = tokenizer(tf.constant(list(texts[i : i + chunk])))
+        if isinstance(ids, tf.RaggedTensor):
+            counts.append(ids.row_lengths().numpy())
+        elif isinstance(ids, (list, tuple)):
+            counts.append(np.array([len(row) for row in ids]))
+        else:
+            ids = np.asarray(ids)
+            counts.append(np.full(len(ids), ids.shape[1] if ids.ndim == 2 else 0))
+    return np.concatenate(counts) if counts else np.zeros(0, "int64")

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 
 import keras
@@ -47,6 +48,19 @@ def _per_element_loss(loss) -> keras.losses.Loss:
     return _Unreduced(loss)
 
 
+def supports_jit(model) -> bool:
+    """Whether every layer allows XLA (`Layer.supports_jit`, as Keras's own
+    `jit_compile="auto"` asks): a bank does not, since XLA drops its task-id
+    check. Warns when it does not."""
+    if all(layer.supports_jit for layer in model._flatten_layers()):
+        return True
+    warnings.warn(
+        f"Model {model.name!r} does not support XLA (a layer sets `supports_jit = False`); "
+        "compiling without `jit_compile`."
+    )
+    return False
+
+
 def _uses_float16(model) -> bool:
     return any(getattr(layer, "compute_dtype", None) == "float16" for layer in model._flatten_layers())
 
@@ -83,7 +97,7 @@ class TrainStep:
                 # float16 gradients underflow without loss scaling (bfloat16 needs none).
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         self.optimizer = optimizer
-        self.jit_compile = jit_compile
+        self.jit_compile = jit_compile and supports_jit(model)
         self._function = None
         self._variables = None
 
@@ -321,6 +335,7 @@ def train(
     jit_compile: bool = False,
     verbose: int = 1,
     on_epoch_end: Callable[[int, TrainingHistory], None] | None = None,
+    on_step_end: Callable[[int, TrainingHistory], None] | None = None,
     step: TrainStep | None = None,
     checkpoint_dir: str | None = None,
     checkpoint_every: int = 100,
@@ -353,6 +368,8 @@ def train(
         verbose: 1 shows a progress bar per epoch, 0 is silent.
         on_epoch_end: called as `on_epoch_end(epoch, history)` after each
             epoch, before the epoch's checkpoint.
+        on_step_end: called as `on_step_end(steps_done, history)` after each
+            step (`steps_done` counts the run's steps), before a checkpoint.
         step: reuse an existing `TrainStep` (and its optimizer state)
             instead of making one from `loss`/`optimizer`.
         checkpoint_dir: where to keep checkpoints (none if `None`).
@@ -443,6 +460,8 @@ def train(
                 )
             history.step_losses.append(value)
             progbar.update(batch, values=[("loss", value)])
+            if on_step_end is not None:
+                on_step_end(len(history.step_losses), history)
             if len(history.step_losses) % checkpoint_every == 0:
                 save(epoch, batch)
         if target is None:
