@@ -35,7 +35,8 @@ import keras
 import numpy as np
 
 import tf_prompt_tuning as tpt
-from tf_prompt_tuning.classification_job import evaluate, predict_function
+from tf_prompt_tuning.app.datasets import load_sentiment
+from tf_prompt_tuning.app.classification_job import evaluate, predict_function
 
 METHODS = {
     "head": ("head only", dict(num_tokens=0)),
@@ -144,7 +145,7 @@ def main():
 
     results = []
     for seed in args.seeds:
-        train, dev, test = tpt.load_sentiment("movie_reviews").split(seed=seed)
+        train, dev, test = load_sentiment("movie_reviews").split(seed=seed)
         if args.train_size:
             train = train.subset(np.arange(args.train_size))
         print(f"seed {seed}: {len(train)} training sentences, {len(test)} test sentences, {args.epochs} epoch(s)", flush=True)

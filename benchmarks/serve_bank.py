@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the exported tokenizer's ops)
 
-from tf_prompt_tuning.classification_job import TrainConfig, bank_files, export_task_or_bank, load_splits
+from tf_prompt_tuning.app.classification_job import TrainConfig, bank_files, export_task_or_bank, load_splits
 from tf_prompt_tuning.prompt_file import load_prompts
 
 

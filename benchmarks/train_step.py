@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 import tf_prompt_tuning as tpt
+from tf_prompt_tuning.app.datasets import load_sentiment
 
 VARIANTS = ("forward", "prompt step", "full FT step")
 # The input-pipeline comparison runs at the CLI's default `--max-length`.
@@ -211,7 +212,7 @@ def _pad_to(length: int):
 
 def measure_padding(model, tokenizer, sequence_length, batch_size, num_batches) -> dict:
     """Tokens per epoch and estimated epoch time, fixed vs bucketed padding."""
-    train, _, _ = tpt.load_sentiment("movie_reviews").split(seed=0)
+    train, _, _ = load_sentiment("movie_reviews").split(seed=0)
 
     def dataset(bucket):
         return tpt.make_text_dataset(

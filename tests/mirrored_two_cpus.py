@@ -1,6 +1,11 @@
 """Trains a tiny prompt-tuned classifier on 2 logical CPUs with MirroredStrategy
 and on one device, and prints how far apart they end (run by test_distribution.py
-in its own process: logical devices must be set before TensorFlow starts)."""
+in its own process: logical devices must be set before TensorFlow starts).
+
+`python mirrored_two_cpus.py CHECKPOINT_DIR`: the tiny backbone, two epochs.
+`python mirrored_two_cpus.py --compare tiny|minilm`: three steps with SGD and
+Adam, global batches of 8 (split 4 + 4) and of 7 (split 4 + 3).
+"""
 
 import json
 import sys
@@ -19,13 +24,16 @@ from tf_prompt_tuning import PromptTextClassifier, train
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def build():
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(
+def tiny_backbone():
+    return keras_hub.models.BertBackbone(
         vocabulary_size=30, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
         max_sequence_length=32,
     )
-    return PromptTextClassifier(backbone, 2, num_tokens=4, head_dropout=0.0)
+
+
+def build(make_backbone=tiny_backbone):
+    keras.utils.set_random_seed(0)
+    return PromptTextClassifier(make_backbone(), 2, num_tokens=4, head_dropout=0.0)
 
 
 rng = np.random.default_rng(0)
@@ -58,7 +66,53 @@ def max_diff(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(prompt(a), prompt(b)))
 
 
-if __name__ == "__main__":
+def minilm_backbone():
+    from tf_prompt_tuning.backbone import load_backbone
+
+    return load_backbone()[0]
+
+
+OPTIMIZERS = {"sgd": lambda: keras.optimizers.SGD(0.02), "adam": lambda: keras.optimizers.Adam(0.02)}
+
+
+def compare(make_backbone, strategy, steps=3):
+    """Max abs differences, after `steps` steps on the same global batches,
+    between `strategy` and one device, for every optimizer and split."""
+    vocabulary_size = make_backbone().vocabulary_size
+    rows = []
+    for name, make_optimizer in OPTIMIZERS.items():
+        for batch, split in ((8, "4+4"), (7, "4+3")):
+            rng = np.random.default_rng(0)
+            ids = rng.integers(min(1000, vocabulary_size // 6), vocabulary_size, (steps * batch, 12))
+            mask = np.arange(12) < rng.integers(3, 13, (steps * batch, 1))
+            data = tf.data.Dataset.from_tensor_slices((
+                {"token_ids": ids.astype("int32"), "padding_mask": mask.astype("int32"),
+                 "segment_ids": np.zeros_like(ids, "int32")},
+                rng.integers(0, 2, steps * batch).astype("int32"),
+            )).batch(batch)  # fmt: skip
+            results = []
+            for each in (tf.distribute.get_strategy(), strategy):
+                with each.scope():
+                    model = build(make_backbone)
+                    optimizer = make_optimizer()
+                start = keras.ops.convert_to_numpy(model.prompt.prompt)
+                history = train(model, data, loss=LOSS, optimizer=optimizer, verbose=0)
+                results.append((start, keras.ops.convert_to_numpy(model.prompt.prompt), history.step_losses))
+            (start, single, single_losses), (_, other, other_losses) = results
+            rows.append({
+                "optimizer": name, "split": split, "steps": len(other_losses),
+                "prompt_moved": float(np.abs(single - start).max()),
+                "prompt_diff": float(np.abs(other - single).max()),
+                "loss_diff": float(np.abs(np.subtract(other_losses, single_losses)).max()),
+            })  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__" and sys.argv[1] == "--compare":
+    backbones = {"tiny": tiny_backbone, "minilm": minilm_backbone}
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    print(json.dumps(compare(backbones[sys.argv[2]], mirrored)))
+elif __name__ == "__main__":
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     single, single_history = run(tf.distribute.get_strategy())
     two, two_history = run(mirrored)

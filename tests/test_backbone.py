@@ -34,19 +34,24 @@ def test_tokenizer_matches_the_original(minilm, reference):
         assert [101, *keras.ops.convert_to_numpy(tokenizer(str(sentence))).tolist(), 102] == real.tolist()
 
 
-def test_hidden_states_match_the_original_within_1e4(minilm, reference):
-    """Recorded once from Hugging Face transformers (tests/data/make_minilm_reference.py)."""
+def test_hidden_states_match_the_original_within_5e6(minilm, reference):
+    """Recorded once from Hugging Face transformers (tests/data/make_minilm_reference.py).
+
+    Measured max abs differences (float32 on CPU; they move with the thread
+    count): hidden states 3.3e-6 (2.9e-6 on one thread), pooled output
+    2.7e-7, mean-pooled 1.2e-6.
+    """
     backbone, _ = minilm
     ids, mask = reference["token_ids"], reference["attention_mask"]
     outputs = backbone({"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask})
     sequence = keras.ops.convert_to_numpy(outputs["sequence_output"])
     real = mask.astype(bool)
-    np.testing.assert_allclose(sequence[real], reference["last_hidden_state"][real], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(sequence[real], reference["last_hidden_state"][real], atol=5e-6, rtol=0)
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(outputs["pooled_output"]), reference["pooler_output"], atol=1e-4, rtol=0
+        keras.ops.convert_to_numpy(outputs["pooled_output"]), reference["pooler_output"], atol=1e-6, rtol=0
     )
     mean = (sequence * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-    np.testing.assert_allclose(mean, reference["mean_pooled"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(mean, reference["mean_pooled"], atol=2e-6, rtol=0)
 
 
 def test_exact_gelu_survives_keras_saving(minilm, tmp_path):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_prompt_tuning.classification_job import TrainConfig, load_task, predict_texts, run_training
-from tf_prompt_tuning.cli import main
-from tf_prompt_tuning.text_classifier import PromptTextClassifier
+from tf_prompt_tuning.app.classification_job import TrainConfig, load_task, predict_texts, run_training
+from tf_prompt_tuning.app.cli import main
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
 from tf_prompt_tuning.text_pipeline import make_text_dataset
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "plot", "acting", "a"]
@@ -99,13 +99,13 @@ def test_backbone_is_bit_identical_after_training(preset_dir, data_file, tmp_pat
 
 
 def _test_split(data_file):
-    from tf_prompt_tuning.datasets import load_text_file
+    from tf_prompt_tuning.app.datasets import load_text_file
 
     return load_text_file(data_file).split(seed=0)[2]
 
 
 def test_load_task_rebuilds_the_trained_classifier(trained, data_file):
-    from tf_prompt_tuning.classification_job import evaluate
+    from tf_prompt_tuning.app.classification_job import evaluate
 
     metrics, output_dir = trained
     model, tokenizer, metadata = load_task(str(output_dir / "prompt.safetensors"))
@@ -276,7 +276,7 @@ def test_settings_are_checked_before_anything_runs(settings, match):
 
 
 def test_restart_is_refused_for_multi_worker_runs(preset_dir, data_file, tmp_path, monkeypatch):
-    monkeypatch.setattr("tf_prompt_tuning.classification_job.make_strategy", lambda name: tf.distribute.get_strategy())
+    monkeypatch.setattr("tf_prompt_tuning.app.classification_job.make_strategy", lambda name: tf.distribute.get_strategy())
     with pytest.raises(ValueError, match=r"--restart cannot coordinate several workers. Delete .*checkpoints"):
         run_training(_config(preset_dir, data_file, tmp_path, strategy="multi-worker"), print_fn=lambda *a: None,
                      restart=True)  # fmt: skip

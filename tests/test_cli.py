@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tf_prompt_tuning.cli import main
+from tf_prompt_tuning.app.cli import main
 
 
 def test_demo_command(tmp_path, capsys):

@@ -1,7 +1,13 @@
-"""Bad input through the real command line, in a subprocess: every user error
-is one line on stderr and a non-zero exit, never a traceback, and a refused
-`train` leaves its output directory as it was."""
+"""Bad input through the command line: every user error is one line on stderr
+and a non-zero exit, never a traceback, and a refused `train` leaves its
+output directory as it was.
 
+Each case runs `main()` in this process (fast); a few also run the real
+command in a subprocess, where TensorFlow's startup lines would show, and
+under `-m slow` every refused `train` does.
+"""
+
+import io
 import json
 import os
 import subprocess
@@ -11,6 +17,7 @@ import pytest
 from test_classification_job import _save_tiny_preset
 
 from tf_prompt_tuning._io import DirectoryLock
+from tf_prompt_tuning.app.cli import main
 
 ROWS = ["text,label"] + [f"the movie was {w},{l}" for w, l in [("good", "pos"), ("bad", "neg")] * 20]
 
@@ -22,13 +29,34 @@ def files(tmp_path_factory):
     data = root / "data.csv"
     data.write_text("\n".join(ROWS) + "\n")
     out = root / "run"
-    result = _cli("train", "--backbone", preset, "--data", str(data), "--epochs", "1", "--num-tokens", "2",
-                  "--max-length", "16", "--no-baseline", "--output-dir", str(out))  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    code = main(["train", "--backbone", preset, "--data", str(data), "--epochs", "1", "--num-tokens", "2",
+                 "--max-length", "16", "--no-baseline", "--output-dir", str(out)])  # fmt: skip
+    assert code == 0
     return {"root": root, "preset": preset, "data": str(data), "prompt": str(out / "prompt.safetensors")}
 
 
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Runs the command line's `main` in this process, as a CompletedProcess."""
+
+    def run(*argv, stdin=""):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        try:
+            code = main(list(argv))
+        except SystemExit as exit:  # argparse, or a message given to SystemExit
+            code = exit.code
+            if isinstance(code, str):
+                print(code, file=sys.stderr)
+                code = 1
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, code, out, err)
+
+    return run
+
+
 def _cli(*argv, stdin=""):
+    """The real command, in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "tf_prompt_tuning", *argv], input=stdin, capture_output=True, text=True,
         env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},  # the command quiets TF itself
@@ -61,38 +89,45 @@ def _edited_copy(path, destination, edit):
     return str(destination)
 
 
-def test_predict_with_empty_standard_input(files):
+def test_the_real_command_prints_one_line_tensorflow_startup_included(files, tmp_path):
     _assert_one_line_error(_cli("predict", "--prompt", files["prompt"], stdin=""), "No texts to classify")
+    out = tmp_path / "out"
+    _assert_one_line_error(
+        _cli("train", "--backbone", files["preset"], "--data", files["data"], "--max-length", "2",
+             "--num-tokens", "2", "--no-baseline", "--output-dir", str(out)),
+        "`sequence_length` must leave room for text after the 2 special tokens",
+    )  # fmt: skip
+    assert not out.exists()
 
 
-def test_predict_with_an_edited_prompt_file(files):
+def test_predict_with_an_edited_prompt_file(files, cli):
     edited = _edited_copy(files["prompt"], files["root"] / "edited.safetensors",
                           lambda m, h: m.update(label_names=m["label_names"][::-1]))  # fmt: skip
-    _assert_one_line_error(_cli("predict", "--prompt", edited, "great"), "was changed after it was written")
+    _assert_one_line_error(cli("predict", "--prompt", edited, "great"), "was changed after it was written")
 
 
-def test_predict_with_a_metadata_field_of_the_wrong_type(files):
+def test_predict_with_a_metadata_field_of_the_wrong_type(files, cli):
     def edit(metadata, header):
         metadata["num_classes"] = "2"
         del header["tf_prompt_tuning_sha256"]  # as a file of release 0.1 would be
 
     edited = _edited_copy(files["prompt"], files["root"] / "wrong_type.safetensors", edit)
-    _assert_one_line_error(_cli("predict", "--prompt", edited, "great"), "invalid metadata field 'num_classes'")
+    _assert_one_line_error(cli("predict", "--prompt", edited, "great"), "invalid metadata field 'num_classes'")
 
 
-def test_export_onto_an_existing_file_or_directory(files):
+def test_export_onto_an_existing_file_or_directory(files, cli):
     root = files["root"]
     (root / "a_file").write_text("keep me")
-    _assert_one_line_error(_cli("export", "--prompt", files["prompt"], "--output", str(root / "a_file")),
+    _assert_one_line_error(cli("export", "--prompt", files["prompt"], "--output", str(root / "a_file")),
                            "is a file. Choose a new path, or pass overwrite=True (--overwrite)")  # fmt: skip
     assert (root / "a_file").read_text() == "keep me"
     old = root / "old_model"
     old.mkdir()
     (old / "stale.txt").write_text("old")
-    _assert_one_line_error(_cli("export", "--prompt", files["prompt"], "--output", str(old)),
+    _assert_one_line_error(cli("export", "--prompt", files["prompt"], "--output", str(old)),
                            "is a non-empty directory")  # fmt: skip
     assert _tree(old) == ["stale.txt"]
-    result = _cli("export", "--prompt", files["prompt"], "--output", str(old), "--overwrite")
+    result = cli("export", "--prompt", files["prompt"], "--output", str(old), "--overwrite")
     assert result.returncode == 0, result.stderr
     assert "stale.txt" not in _tree(old) and "saved_model.pb" in _tree(old)  # replaced, not mixed
     assert not [p for p in os.listdir(root) if p.startswith((".tmp-", ".old-"))]
@@ -112,7 +147,9 @@ def test_export_onto_an_existing_file_or_directory(files):
     ],
     ids=["max_length_too_small", "too_long", "prompt_too_long", "no_prompt", "epochs", "eval_every", "data", "prefix_init"],
 )  # fmt: skip
-def test_refused_train_leaves_the_output_directory_as_it_was(files, tmp_path, args, message):
+@pytest.mark.parametrize("in_subprocess", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["main", "command"])
+def test_refused_train_leaves_the_output_directory_as_it_was(files, tmp_path, args, message, cli, in_subprocess):
+    run = _cli if in_subprocess else cli
     fresh = tmp_path / "fresh"
     existing = tmp_path / "existing"
     existing.mkdir()
@@ -121,27 +158,33 @@ def test_refused_train_leaves_the_output_directory_as_it_was(files, tmp_path, ar
         before = _tree(out) if out.exists() else None
         argv = ["train", "--backbone", files["preset"], "--data", files["data"], "--max-length", "16",
                 "--num-tokens", "2", "--no-baseline", "--output-dir", str(out), *args]  # fmt: skip
-        _assert_one_line_error(_cli(*argv), message)
+        _assert_one_line_error(run(*argv), message)
         assert (_tree(out) if out.exists() else None) == before
 
 
-def test_a_second_train_into_a_busy_directory_is_refused(files, tmp_path):
+def test_a_second_train_into_a_busy_directory_is_refused(files, tmp_path, cli):
     out = tmp_path / "busy"
     out.mkdir()
     with DirectoryLock(str(out), "training run"):  # as a running `train` holds it
-        result = _cli("train", "--backbone", files["preset"], "--data", files["data"], "--max-length", "16",
+        result = cli("train", "--backbone", files["preset"], "--data", files["data"], "--max-length", "16",
                       "--num-tokens", "2", "--no-baseline", "--output-dir", str(out))  # fmt: skip
     _assert_one_line_error(result, "is in use by another training run")
     assert _tree(out) == []
 
 
 def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    import tf_prompt_tuning._io
+
+    # The module alone (no TensorFlow to import): a quick child process.
     code = (
-        "import sys, time; from tf_prompt_tuning._io import DirectoryLock\n"
-        "with DirectoryLock(sys.argv[1], 'training run'):\n"
+        "import importlib.util, sys, time\n"
+        "spec = importlib.util.spec_from_file_location('io_', sys.argv[2]); io_ = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(io_)\n"
+        "with io_.DirectoryLock(sys.argv[1], 'training run'):\n"
         "    print('locked', flush=True); time.sleep(600)\n"
     )
-    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), tf_prompt_tuning._io.__file__],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(ValueError, match="is in use by another training run"):
         with DirectoryLock(str(tmp_path), "training run"):
@@ -152,11 +195,12 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
         pass
 
 
-def test_usage_errors_are_one_line(files):
-    _assert_one_line_error(_cli("train", "--epochs", "two"), "argument --epochs: invalid int value: 'two'")
-    _assert_one_line_error(_cli("dmeo"), "invalid choice: 'dmeo'")
+def test_usage_errors_are_one_line(files, cli):
+    _assert_one_line_error(cli("train", "--epochs", "two"), "argument --epochs: invalid int value: 'two'")
+    _assert_one_line_error(cli("dmeo"), "invalid choice: 'dmeo'")
 
 
-def test_verbose_shows_the_traceback(files):
-    result = _cli("predict", "--prompt", files["prompt"], "--verbose", stdin="")
-    assert result.returncode != 0 and "Traceback" in result.stderr and "No texts to classify" in result.stderr
+def test_verbose_shows_the_traceback(files, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with pytest.raises(ValueError, match="No texts to classify"):  # raised, so Python prints the traceback
+        main(["predict", "--prompt", files["prompt"], "--verbose"])

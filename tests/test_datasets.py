@@ -5,8 +5,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tf_prompt_tuning import datasets
-from tf_prompt_tuning.datasets import (
+from tf_prompt_tuning.app import datasets
+from tf_prompt_tuning.app.datasets import (
     SENTIMENT_LABELS,
     DataError,
     TextDataset,

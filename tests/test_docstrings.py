@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["freezing", "initializers", "prompt_layer"]
+MODULES = ["freezing", "initializers", "layers.prompt_layer"]
 
 
 @pytest.mark.parametrize("name", MODULES)

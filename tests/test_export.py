@@ -12,7 +12,7 @@ from test_prompted_backbone import tiny_bert
 
 from tf_prompt_tuning import PromptTextClassifier
 from tf_prompt_tuning.export import export_saved_model
-from tf_prompt_tuning.prompt_bank import PromptBank
+from tf_prompt_tuning.models.prompt_bank import PromptBank
 from tf_prompt_tuning.text_pipeline import encode_texts
 
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "great", "plot"]

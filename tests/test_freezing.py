@@ -86,12 +86,6 @@ def test_layer_of_another_model():
         freeze(_model(), trainable_layers=[keras.layers.Dense(2, name="stranger")])
 
 
-def test_nothing_left_to_train():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="has no PromptLayer and `trainable_layers` is empty"):
-        freeze(model)
-
-
 def test_prefix_layers_stay_trainable():
     from test_prompted_backbone import tiny_bert
 
@@ -106,10 +100,10 @@ def test_prefix_layers_stay_trainable():
 
 def test_a_model_without_prompt_is_frozen_whole_with_a_warning():
     """The article's order: freeze the base model, then train a prompt in front of it."""
-    base = keras.Sequential([keras.Input((4, 8)), keras.layers.Dense(3, name="dense")])
+    base = keras.Sequential([keras.Input((None, 8)), keras.layers.Dense(3, name="dense")])
     with pytest.warns(UserWarning, match=r"has no PromptLayer and `trainable_layers` is empty: all of it is now frozen"):
         summary = freeze(base)
     assert summary.trainable == 0 and summary.total == 27
     assert not base.trainable_weights
-    model = keras.Sequential([keras.Input((4, 8)), PromptLayer(2, name="prompt"), base])
+    model = keras.Sequential([keras.Input((None, 8)), PromptLayer(2, name="prompt"), base])
     assert parameter_summary(model).trainable == 16  # the prompt alone trains

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-import tf_prompt_tuning as tpt
+from tf_prompt_tuning.app.datasets import load_text_file
 
 NOTEBOOK_DIR = pathlib.Path(__file__).parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -63,7 +63,7 @@ def test_notebook_runs_on_full_data(path, monkeypatch, tmp_path):
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
 def test_samples_are_small_and_cover_a_fast_run(path):
     assert path.stat().st_size < 100_000
-    data = tpt.load_text_file(str(path))
+    data = load_text_file(str(path))
     assert data.label_names == ("negative", "positive")
     train, _, test = data.split(seed=0)
     assert len(train) >= 64 and len(test) >= 64  # what a fast run takes

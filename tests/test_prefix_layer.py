@@ -7,7 +7,7 @@ from test_prompted_backbone import bert_inputs, tiny_bert, tiny_gpt2
 
 from tf_prompt_tuning import PrefixLayer, prompted_backbone
 from tf_prompt_tuning.initializers import FromArray
-from tf_prompt_tuning.prefix_layer import check_prefixable, prefixed_encoder_call
+from tf_prompt_tuning.layers.prefix_layer import check_prefixable, prefixed_encoder_call
 
 
 def _np(x):

@@ -16,7 +16,7 @@ from tf_prompt_tuning import (
     parameter_summary,
     save_prompts,
 )
-from tf_prompt_tuning.prompt_bank import PromptBank, ensemble_probabilities
+from tf_prompt_tuning.models.prompt_bank import PromptBank, ensemble_probabilities
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -140,7 +140,7 @@ def test_errors(setup, tmp_path):
 
 
 def test_deep_tasks_need_room_for_them():
-    from tf_prompt_tuning.prompt_bank import PromptBankLayer
+    from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer
 
     layer = PromptBankLayer(3)  # as a PromptCausalLMBank's: input-level prompts only
     layer.build((None, 4, 8))
@@ -377,3 +377,30 @@ def test_out_of_range_task_ids_are_errors_in_an_lm_bank(lm_setup, task_ids, tmp_
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"task_id must be in \[0, 3\)"):
         generate(token_ids=tf.constant(LM_IDS, tf.int32), padding_mask=tf.constant(LM_MASK, tf.int32),
                  task_id=tf.constant(task_ids, tf.int32))  # fmt: skip
+
+
+def test_a_bank_reads_each_task_file_once(setup, tmp_path, monkeypatch):
+    """Files go straight into the bank's variables: no throwaway classifier, one read each."""
+    import tf_prompt_tuning.prompt_file as prompt_file
+
+    backbone, tasks, _ = setup
+    paths = {name: save_prompts(model, str(tmp_path / f"{name}.safetensors")) for name, model in tasks.items()}
+    reads = []
+    real = prompt_file.load_prompts
+    monkeypatch.setattr(prompt_file, "load_prompts", lambda path: reads.append(path) or real(path))
+    hashes = []
+    real_hash = prompt_file.backbone_fingerprint
+    monkeypatch.setattr(prompt_file, "backbone_fingerprint", lambda b: hashes.append(1) or real_hash(b))
+    import tf_prompt_tuning.models.prompt_bank as bank_module
+
+    monkeypatch.setattr(bank_module, "backbone_fingerprint", prompt_file.backbone_fingerprint)
+    bank = PromptBank(backbone, num_tokens=3)
+    for name, path in paths.items():
+        bank.add_prompt_file(name, path)
+    assert sorted(reads) == sorted(paths.values())  # each file once
+    assert len(hashes) <= 1  # the bank's backbone hashed once, not once per file
+    x = {**bert_inputs(), "task_id": np.array([0, 1])}
+    for task_id, (name, model) in enumerate(tasks.items()):
+        expected = _np(model(bert_inputs()))
+        got = _np(bank({**x, "task_id": np.array([task_id, task_id])}))[:, : model.num_classes]
+        np.testing.assert_allclose(got, expected, atol=1e-6)

@@ -21,7 +21,7 @@ from tf_prompt_tuning.prompt_file import (
     restore_prompts,
     save_prompts,
 )
-from tf_prompt_tuning.text_classifier import PromptTextClassifier
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
 
 INPUTS = {
     "token_ids": np.array([[2, 5, 6, 7, 3, 0], [2, 9, 3, 0, 0, 0]], "int32"),

@@ -63,19 +63,22 @@ def test_integer_padding_mask_keeps_its_dtype():
 def test_keras_mask_flows_through_prompt_positions():
     # Token 0 is padding; the mask must cover the prompt as "visible".
     inputs = keras.Input((None,), dtype="int32")
-    x = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
-    x = PromptLayer(3, placement="after_first")(x)
-    model = keras.Model(inputs, x)
+    embedding = keras.layers.Embedding(10, 4, mask_zero=True)
+    prompt = PromptLayer(3, placement="after_first")
+    x = prompt(embedding(inputs))
     token_ids = np.array([[5, 6, 0, 0]])
-    mask = model.layers[-1].compute_mask(
-        model.layers[1](token_ids), model.layers[1].compute_mask(token_ids)
-    )
+    mask = prompt.compute_mask(embedding(token_ids), embedding.compute_mask(token_ids))
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(mask), [[True, True, True, True, True, False, False]]
     )
-    # Downstream masked pooling ignores padding but averages the prompt.
-    pooled = keras.layers.GlobalAveragePooling1D()(x)
-    keras.Model(inputs, pooled)(token_ids)
+    # Downstream masked pooling ignores padding but averages the prompt: the
+    # mean over [e5, P1, P2, P3, e6], not over 7 positions with two e0 rows.
+    pooled = keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(x))(token_ids)
+    embeddings = keras.ops.convert_to_numpy(embedding.embeddings)
+    visible = np.concatenate([embeddings[[5, 6]], keras.ops.convert_to_numpy(prompt.prompt)])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pooled)[0], visible.mean(axis=0), rtol=1e-6, atol=1e-7
+    )
 
 
 def test_mask_reaches_downstream_layers_in_sequential():
@@ -166,8 +169,20 @@ def _functional():
 def test_works_in_every_model_style(make_model):
     model = make_model()
     assert model(_sequence()).shape == (2, 2)
-    model.compile(optimizer="sgd", loss="mse")
-    model.fit(_sequence(), np.zeros((2, 2)), verbose=0)
+    freeze(model)
+    (prompt,) = model.trainable_weights
+    assert prompt.path.endswith("/prompt")
+    before = keras.ops.convert_to_numpy(prompt).copy()
+    frozen = [keras.ops.convert_to_numpy(v).copy() for v in model.non_trainable_weights]
+    assert frozen  # the Dense head
+    # Inputs near 100 give large outputs; a small step keeps SGD stable.
+    model.compile(optimizer=keras.optimizers.SGD(1e-4), loss="mse")
+    history = model.fit(_sequence(), np.zeros((2, 2)), epochs=3, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    assert not np.array_equal(before, keras.ops.convert_to_numpy(prompt))
+    for value, variable in zip(frozen, model.non_trainable_weights):
+        np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(variable))
 
 
 @pytest.mark.parametrize("make_model", [_sequential, _functional])
@@ -229,7 +244,7 @@ def test_non_float_input():
 
 
 def test_deep_prompt_layer_replaces_prompt_positions_per_layer():
-    from tf_prompt_tuning.prompt_layer import DeepPromptLayer
+    from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
 
     layer = DeepPromptLayer(2, num_layers=3, placement="after_first")
     x = _sequence()
@@ -244,7 +259,7 @@ def test_deep_prompt_layer_replaces_prompt_positions_per_layer():
 
 
 def test_deep_prompt_layer_bad_num_layers():
-    from tf_prompt_tuning.prompt_layer import DeepPromptLayer
+    from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
 
     with pytest.raises(ValueError, match="`num_layers` must be a positive integer. Received: num_layers=0"):
         DeepPromptLayer(2, num_layers=0)
@@ -254,7 +269,7 @@ def test_deep_prompt_layer_bad_num_layers():
 
 @pytest.mark.parametrize("encoder", ["mlp", "lstm"])
 def test_prompt_encoder_layer_trains_seeds_and_encoder(encoder):
-    from tf_prompt_tuning.prompt_layer import PromptEncoderLayer
+    from tf_prompt_tuning.layers.prompt_encoder_layer import PromptEncoderLayer
 
     model = keras.Sequential(
         [keras.Input((4, 6)), PromptEncoderLayer(3, encoder=encoder, name="prompt"),
@@ -275,7 +290,7 @@ def test_prompt_encoder_layer_trains_seeds_and_encoder(encoder):
 
 
 def test_prompt_encoder_layer_bad_encoder():
-    from tf_prompt_tuning.prompt_layer import PromptEncoderLayer
+    from tf_prompt_tuning.layers.prompt_encoder_layer import PromptEncoderLayer
 
     with pytest.raises(ValueError, match=r"`encoder` must be one of \('mlp', 'lstm'\). Received: encoder='gru'"):
         PromptEncoderLayer(2, encoder="gru")

@@ -114,7 +114,7 @@ def test_rejects_a_model_without_token_ids():
 
 
 def test_deep_prompt_rewrites_prompt_positions_before_every_layer():
-    from tf_prompt_tuning.prompt_layer import DeepPromptLayer
+    from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
 
     backbone = tiny_bert()
     prompt = DeepPromptLayer(NUM_TOKENS, num_layers=2, placement="after_first")
@@ -131,7 +131,7 @@ def test_deep_prompt_rewrites_prompt_positions_before_every_layer():
 
 
 def test_deep_prompt_must_match_the_number_of_layers():
-    from tf_prompt_tuning.prompt_layer import DeepPromptLayer
+    from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
 
     with pytest.raises(ValueError, match="The deep prompt has 3 layers, the backbone 2 transformer layers"):
         prompted_backbone(tiny_bert(), DeepPromptLayer(NUM_TOKENS, num_layers=3))

@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from tf_prompt_tuning.classification_job import TrainConfig, run_training
-from tf_prompt_tuning.datasets import SENTIMENT_SETS, cache_dir
+from tf_prompt_tuning.app.classification_job import TrainConfig, run_training
+from tf_prompt_tuning.app.datasets import SENTIMENT_SETS, cache_dir
 
 pytestmark = pytest.mark.slow
 

@@ -6,13 +6,34 @@ from test_prompted_backbone import bert_inputs, tiny_bert, tiny_gpt2
 
 from tf_prompt_tuning import make_train_step, parameter_summary
 from tf_prompt_tuning.initializers import FromArray
-from tf_prompt_tuning.text_classifier import PromptTextClassifier, make_prompt_initializer, pool
+from tf_prompt_tuning.initializers import make_prompt_initializer
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier, pool
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def _np(x):
     return keras.ops.convert_to_numpy(x)
+
+
+def gpt2_inputs():
+    return {
+        "token_ids": np.array([[5, 6, 7, 0, 0, 0], [5, 7, 8, 9, 10, 11]], "int32"),
+        "padding_mask": np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], "int32"),
+    }
+
+
+# The encoder keeps [CLS] first; the decoder takes the prompt in front and
+# pools its last real token (the only one that has seen the whole text).
+BACKBONES = {
+    "bert": (tiny_bert, bert_inputs, {}),
+    "gpt2": (tiny_gpt2, gpt2_inputs, {"placement": "prepend", "pooling": "last"}),
+}
+
+
+def classifier(kind, num_classes=2, **kwargs):
+    make_backbone, make_inputs, defaults = BACKBONES[kind]
+    return PromptTextClassifier(make_backbone(), num_classes, **{**defaults, **kwargs}), make_inputs()
 
 
 def test_output_and_exact_trainable_counts():
@@ -24,12 +45,13 @@ def test_output_and_exact_trainable_counts():
     assert summary.total == summary.trainable + model.backbone.count_params()
 
 
-def test_training_moves_prompt_and_head_and_leaves_backbone_bit_identical():
-    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=4, head_dropout=0.1)
+@pytest.mark.parametrize("kind", BACKBONES)
+def test_training_moves_prompt_and_head_and_leaves_backbone_bit_identical(kind):
+    model, inputs = classifier(kind, num_tokens=4, head_dropout=0.1)
     frozen = [_np(v).copy() for v in model.backbone.weights]
     prompt, head = _np(model.prompt.prompt).copy(), _np(model.head.kernel).copy()
     step = make_train_step(model, loss=LOSS, optimizer=keras.optimizers.Adam(0.05))
-    losses = [float(step(bert_inputs(), np.array([0, 1]))) for _ in range(15)]
+    losses = [float(step(inputs, np.array([0, 1]))) for _ in range(15)]
     assert losses[-1] < losses[0]
     assert not np.allclose(prompt, _np(model.prompt.prompt))
     assert not np.allclose(head, _np(model.head.kernel))
@@ -68,20 +90,30 @@ def test_pooling_variants():
     np.testing.assert_allclose(_np(pool(sequence, mask, "last")), sequence[:, 2])
 
 
-def test_gpt2_classifier_with_prepended_prompt_and_last_pooling():
-    model = PromptTextClassifier(tiny_gpt2(), 2, num_tokens=3, placement="prepend", pooling="last")
-    inputs = {"token_ids": np.array([[5, 6, 7, 0]]), "padding_mask": np.array([[1, 1, 1, 0]])}
-    step = make_train_step(model, loss=LOSS, optimizer="adam")
-    step(inputs, np.array([1]))
-    assert model(inputs).shape == (1, 2)
+@pytest.mark.parametrize(
+    "kind, pooling, deep",
+    [("bert", "mean", False), ("bert", "cls", False), ("bert", "mean", "hidden"),
+     ("gpt2", "last", False), ("gpt2", "mean", False), ("gpt2", "last", "hidden")],
+)  # fmt: skip
+def test_right_padding_does_not_change_the_logits(kind, pooling, deep):
+    model, inputs = classifier(kind, num_tokens=3, pooling=pooling, deep=deep)
+    # The second example, alone and unpadded, then right-padded with tokens
+    # that would change the logits if anything read them.
+    alone = {name: value[1:, :4] for name, value in inputs.items()}
+    padded = {name: np.pad(value, ((0, 0), (0, 3))) for name, value in alone.items()}
+    padded["token_ids"][:, 4:] = [12, 13, 14]
+    np.testing.assert_allclose(_np(model(padded)), _np(model(alone)), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "cls"])
-def test_keras_save_load_parity(pooling, tmp_path):
-    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, pooling=pooling, prompt_initializer="vocab")
-    make_train_step(model, loss=LOSS, optimizer="adam")(bert_inputs(), np.array([0, 1]))
-    restored = assert_keras_save_load_parity(model, bert_inputs(), tmp_path, atol=1e-6)
+@pytest.mark.parametrize(
+    "kind, pooling", [("bert", "mean"), ("bert", "cls"), ("gpt2", "last"), ("gpt2", "mean")]
+)
+def test_keras_save_load_parity(kind, pooling, tmp_path):
+    model, inputs = classifier(kind, num_tokens=3, pooling=pooling, prompt_initializer="vocab")
+    make_train_step(model, loss=LOSS, optimizer="adam")(inputs, np.array([0, 1]))
+    restored = assert_keras_save_load_parity(model, inputs, tmp_path, atol=1e-6)
     assert parameter_summary(restored).trainable == parameter_summary(model).trainable
+    assert (restored.placement, restored.pooling) == (model.placement, model.pooling)
 
 
 def test_config_round_trip():
@@ -155,27 +187,22 @@ def test_prompt_from_array():
     np.testing.assert_array_equal(_np(model.prompt.prompt), value)
 
 
-def test_deep_prompts_train_and_keep_backbone_frozen(tmp_path):
-    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=4, deep=True)
+@pytest.mark.parametrize("kind", BACKBONES)
+def test_deep_prompts_train_and_keep_backbone_frozen(kind, tmp_path):
+    model, inputs = classifier(kind, num_tokens=4, deep="hidden")
     summary = parameter_summary(model)
     assert summary.by_layer == {"prompt": 2 * 4 * 8, "head": 18}  # one prompt per layer
     frozen = [_np(v).copy() for v in model.backbone.weights]
-    deep = _np(model.prompt.deep_prompts).copy()
+    prompt, deep = _np(model.prompt.prompt).copy(), _np(model.prompt.deep_prompts).copy()
     step = make_train_step(model, loss=LOSS, optimizer=keras.optimizers.Adam(0.05))
-    for _ in range(5):
-        step(bert_inputs(), np.array([0, 1]))
+    losses = [float(step(inputs, np.array([0, 1]))) for _ in range(5)]
+    assert losses[-1] < losses[0]
+    assert not np.allclose(prompt, _np(model.prompt.prompt))
     assert not np.allclose(deep, _np(model.prompt.deep_prompts))
     for before, variable in zip(frozen, model.backbone.weights):
         np.testing.assert_array_equal(before, _np(variable))
-    restored = assert_keras_save_load_parity(model, bert_inputs(), tmp_path, atol=1e-6)
-    assert restored.deep
-
-
-def test_deep_prompts_on_gpt2():
-    model = PromptTextClassifier(tiny_gpt2(), 2, num_tokens=3, placement="prepend", pooling="last", deep=True)
-    inputs = {"token_ids": np.array([[5, 6, 7, 0]]), "padding_mask": np.array([[1, 1, 1, 0]])}
-    make_train_step(model, loss=LOSS, optimizer="adam")(inputs, np.array([1]))
-    assert model(inputs).shape == (1, 2)
+    restored = assert_keras_save_load_parity(model, inputs, tmp_path, atol=1e-6)
+    assert restored.deep == "hidden"
 
 
 def test_deep_and_encoder_together_is_an_error():
@@ -266,6 +293,16 @@ def test_prefixes_refuse_word_initializers():
 
 @pytest.mark.parametrize("deep, expected", [(True, "hidden"), (1, "hidden"), (np.True_, "hidden"), (None, False), ("prefix", "prefix")])
 def test_deep_accepts_booleans_and_kinds(deep, expected):
-    from tf_prompt_tuning.text_classifier import check_deep
+    from tf_prompt_tuning.models.prompt_text_classifier import check_deep
 
     assert check_deep(deep) == expected
+
+
+def test_cls_pooling_on_a_decoder_is_an_error():
+    """On a causal backbone the first position never sees the text: silently constant logits."""
+    from tf_prompt_tuning import PromptBank
+
+    for make in (lambda b: PromptTextClassifier(b, 2, num_tokens=2, placement="prepend", pooling="cls"),
+                 lambda b: PromptBank(b, num_tokens=2, placement="prepend", pooling="cls")):  # fmt: skip
+        with pytest.raises(ValueError, match=r"`pooling='cls'` reads the first position, which a causal backbone \(GPT2Backbone\) computes before seeing the text.*Use pooling='last'"):
+            make(tiny_gpt2())

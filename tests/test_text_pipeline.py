@@ -4,7 +4,7 @@ import keras_hub
 import numpy as np
 import pytest
 
-from tf_prompt_tuning.datasets import TextDataset
+from tf_prompt_tuning.app.datasets import TextDataset
 from tf_prompt_tuning.text_pipeline import PAD_TO_MULTIPLE, make_text_dataset
 
 WORDS = ["the", "a", "movie", "film", "was", "is", "very", "really", "good", "bad", "not"]

@@ -1,4 +1,11 @@
-"""Prompt tuning for Keras 3 and TensorFlow."""
+"""Prompt tuning for Keras 3 and TensorFlow: the library's public API.
+
+The layout: `layers/` (prompt layers, one a module), `models/` (task models
+and banks on the `PromptTask` base), the modules here (prompt files, export,
+training, freezing, backbones, the text pipeline), and `app/` (the command
+line, the training job, built-in data, plots), which the library never
+imports.
+"""
 
 import os
 
@@ -6,50 +13,46 @@ import os
 # backend unless the user chose one before importing us.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-__version__ = "0.1.0"
+from tf_prompt_tuning._version import __version__  # noqa: E402, F401
 
-from tf_prompt_tuning._startup import import_tensorflow
+from tf_prompt_tuning._startup import import_tensorflow as _import_tensorflow
 
-import_tensorflow()  # quietly for the command line (see _startup)
+_import_tensorflow()  # quietly for the command line (see _startup)
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning.backbone import load_backbone
-from tf_prompt_tuning.datasets import DataError
-from tf_prompt_tuning.datasets import TextDataset
-from tf_prompt_tuning.datasets import load_sentiment
-from tf_prompt_tuning.datasets import load_text_file
 from tf_prompt_tuning.distribution import make_strategy
 from tf_prompt_tuning.export import export_saved_model
 from tf_prompt_tuning.freezing import ParameterSummary
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.freezing import parameter_summary
-from tf_prompt_tuning.prefix_layer import PrefixLayer
-from tf_prompt_tuning.prompt_bank import PrefixBankLayer
-from tf_prompt_tuning.prompt_bank import PromptBank
-from tf_prompt_tuning.prompt_bank import PromptBankLayer
-from tf_prompt_tuning.prompt_bank import PromptCausalLMBank
-from tf_prompt_tuning.prompt_bank import ensemble_probabilities
-from tf_prompt_tuning.prompt_causal_lm import PromptCausalLM
-from tf_prompt_tuning.prompt_causal_lm import causal_lm_batch
+from tf_prompt_tuning.initializers import make_prompt_initializer
+from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
+from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
+from tf_prompt_tuning.layers.prefix_layer import PrefixLayer
+from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer
+from tf_prompt_tuning.layers.prompt_encoder_layer import PromptEncoderLayer
+from tf_prompt_tuning.layers.prompt_layer import PromptLayer
+from tf_prompt_tuning.models.prompt_bank import PromptBank
+from tf_prompt_tuning.models.prompt_bank import ensemble_probabilities
+from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
+from tf_prompt_tuning.models.prompt_causal_lm import causal_lm_batch
+from tf_prompt_tuning.models.prompt_causal_lm_bank import PromptCausalLMBank
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
+from tf_prompt_tuning.models.task import PromptTask
 from tf_prompt_tuning.prompt_file import PromptFileError
 from tf_prompt_tuning.prompt_file import load_prompts
 from tf_prompt_tuning.prompt_file import restore_prompts
 from tf_prompt_tuning.prompt_file import save_prompts
-from tf_prompt_tuning.prompt_layer import DeepPromptLayer
-from tf_prompt_tuning.prompt_layer import PromptEncoderLayer
-from tf_prompt_tuning.prompt_layer import PromptLayer
 from tf_prompt_tuning.prompted_backbone import prompted_backbone
-from tf_prompt_tuning.text_classifier import PromptTextClassifier
-from tf_prompt_tuning.text_classifier import make_prompt_initializer
 from tf_prompt_tuning.text_pipeline import encode_texts
 from tf_prompt_tuning.text_pipeline import make_text_dataset
-from tf_prompt_tuning.training import TrainingHistory
 from tf_prompt_tuning.training import TrainStep
+from tf_prompt_tuning.training import TrainingHistory
 from tf_prompt_tuning.training import make_train_step
 from tf_prompt_tuning.training import train
 
 __all__ = [
-    "DataError",
     "DeepPromptLayer",
     "ParameterSummary",
     "PrefixBankLayer",
@@ -61,8 +64,8 @@ __all__ = [
     "PromptEncoderLayer",
     "PromptFileError",
     "PromptLayer",
+    "PromptTask",
     "PromptTextClassifier",
-    "TextDataset",
     "TrainStep",
     "TrainingHistory",
     "causal_lm_batch",
@@ -73,8 +76,6 @@ __all__ = [
     "initializers",
     "load_backbone",
     "load_prompts",
-    "load_sentiment",
-    "load_text_file",
     "make_prompt_initializer",
     "make_strategy",
     "make_text_dataset",

@@ -1,3 +1,3 @@
-from tf_prompt_tuning.cli import main
+from tf_prompt_tuning.app.cli import main
 
 raise SystemExit(main())

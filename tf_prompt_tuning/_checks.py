@@ -15,3 +15,23 @@ def check_positive_int(name: str, value) -> int:
     if value < 1:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value}.")
     return int(value)
+
+
+def check_choice(name: str, value, choices, hint: str = ""):
+    """`value` if it is one of `choices`, else a ValueError naming the argument."""
+    if not any(value == choice and type(value) is type(choice) for choice in choices):
+        raise ValueError(
+            f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}." + (f" {hint}" if hint else "")
+        )
+    return value
+
+
+def check_deep(deep):
+    """`deep` as False, "hidden" or "prefix" (`True` means "hidden")."""
+    if not isinstance(deep, str):
+        return "hidden" if deep else False
+    if deep in ("hidden", "prefix"):
+        return deep
+    raise ValueError(
+        f'`deep` must be False, "hidden" (or True) or "prefix". Received: deep={deep!r}.'
+    )

@@ -6,6 +6,8 @@ import os
 
 import tensorflow as tf
 
+from tf_prompt_tuning._checks import check_choice
+
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 
 
@@ -21,8 +23,7 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
 
     Build the model and optimizer inside `with strategy.scope():`.
     """
-    if name not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}.")
+    check_choice("strategy", name, STRATEGIES)
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

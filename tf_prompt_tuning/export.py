@@ -9,8 +9,10 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from tf_prompt_tuning.prompt_bank import PromptBank, PromptCausalLMBank
-from tf_prompt_tuning.prompt_causal_lm import PromptCausalLM
+from tf_prompt_tuning.models.prompt_bank import PromptBank
+
+from tf_prompt_tuning.models.prompt_causal_lm_bank import PromptCausalLMBank
+from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
 from tf_prompt_tuning.text_pipeline import encode_texts
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
-from tf_prompt_tuning.prefix_layer import PrefixLayer
-from tf_prompt_tuning.prompt_layer import PromptLayer
+from tf_prompt_tuning.layers.prefix_layer import PrefixLayer
+from tf_prompt_tuning.layers.prompt_layer import PromptLayer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning._checks import check_choice, check_positive_int
 
 UNIFORM_RANGE = 0.5
+# The named schemes of `make_prompt_initializer` (and the command line's --init).
+SCHEMES = ("uniform", "vocab", "text", "labels")
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
@@ -191,4 +193,58 @@ def get(identifier) -> keras.initializers.Initializer:
         "a Keras initializer name or object, an array of shape (num_tokens, dim), or "
         "tf_prompt_tuning.initializers.from_vocabulary / from_token_ids / "
         "from_class_labels for schemes that read the model's embeddings."
+    )
+
+
+# Lester et al. (2021) sample prompt vectors from the 5,000 most frequent tokens.
+VOCAB_TOP_K = 5000
+
+
+def make_prompt_initializer(
+    kind: str,
+    *,
+    backbone,
+    num_tokens: int,
+    tokenizer=None,
+    label_names: Sequence[str] | None = None,
+    text: str | None = None,
+    seed: int | None = None,
+):
+    """Resolves a named initialization scheme against a backbone's vocabulary.
+
+    Args:
+        kind: "uniform" ([-0.5, 0.5]), "vocab" (rows sampled from the 5,000
+            most frequent tokens), "text" (the embeddings of `text`'s
+            tokens, repeated to length) or "labels" (the embeddings of the
+            class names, then vocabulary samples), after Lester et al. 2021.
+        backbone: the KerasHub backbone whose token embeddings are read.
+        num_tokens: prompt length.
+        tokenizer: the backbone's tokenizer ("text" and "labels").
+        label_names: class names ("labels").
+        text: the text ("text").
+        seed: seed of the random schemes.
+    """
+    check_choice("kind", kind, SCHEMES)
+    if kind == "uniform":
+        return uniform(seed=seed)
+    embeddings = backbone.token_embedding.embeddings
+    if kind == "vocab":
+        top_k = min(VOCAB_TOP_K, embeddings.shape[0])
+        return from_vocabulary(embeddings, num_tokens, top_k=top_k, seed=seed)
+    needed = {"text": text, "labels": label_names}[kind]
+    if tokenizer is None or not needed:
+        what = "`text`" if kind == "text" else "`label_names`"
+        raise ValueError(f'The "{kind}" initializer needs `tokenizer` and {what}.')
+
+    def ids(string):
+        return [int(i) for i in np.asarray(keras.ops.convert_to_numpy(tokenizer(string))).reshape(-1)]
+
+    if kind == "text":
+        return from_token_ids(embeddings, ids(text), num_tokens)
+    return from_class_labels(
+        embeddings,
+        [ids(name) for name in label_names],
+        num_tokens,
+        top_k=min(VOCAB_TOP_K, embeddings.shape[0]),
+        seed=seed,
     )

@@ -23,33 +23,28 @@ import hashlib
 import json
 import os
 
-import keras
 import numpy as np
 
 from tf_prompt_tuning._io import write_atomically
-from tf_prompt_tuning.prompt_causal_lm import PromptCausalLM
+from tf_prompt_tuning._version import __version__
 
-# The newest format this library reads. Classifier files are written as
-# format 1 (unchanged, so older releases still read them); generation
-# prompts, which older releases cannot use, as format 2, and classifiers
-# with key/value prefixes (deep="prefix"), likewise new, as format 3.
+# The newest format this library reads; each task says which it writes
+# (`PromptTask.prompt_file_format`).
 FORMAT_VERSION = 3
-_FORMAT_OF_KIND = {"classifier": 1, "causal_lm": 2}
-_PREFIX_CLASSIFIER_FORMAT = 3
 _METADATA_KEY = "tf_prompt_tuning"
 _CHECKSUM_KEY = "tf_prompt_tuning_sha256"
 _REQUIRED = ("format_version", "backbone_fingerprint", "num_tokens")
+# Metadata keys the library writes itself; `extra` may not set them.
+RESERVED_KEYS = {
+    "format_version", "library_version", "backbone_fingerprint", "backbone_class", "kind", "num_tokens",
+    "deep", "prompt_encoder", "dim", "placement", "pooling", "num_classes", "label_names", "initializer",
+}
 # What restores each kind of file, for the error that names it.
 KINDS = {"classifier": "PromptTextClassifier", "causal_lm": "PromptCausalLM"}
 
 
 class PromptFileError(ValueError):
     """A prompt file is missing, corrupt, newer than this library, or for another model."""
-
-
-def model_kind(model) -> str:
-    """The prompt-file `kind` of a model: "causal_lm" or "classifier"."""
-    return "causal_lm" if isinstance(model, PromptCausalLM) else "classifier"
 
 
 def check_kind(metadata: dict, kind: str, path: str):
@@ -106,33 +101,6 @@ def read_prompt_file(path_or_file: str | PromptFile, kind: str) -> PromptFile:
     return loaded
 
 
-def _variables(model) -> dict:
-    """The model's task variables by their name in a prompt file."""
-    if model_kind(model) == "causal_lm":
-        return {} if model.prompt is None else {"prompt": model.prompt.prompt}
-    variables = {"head/kernel": model.head.kernel, "head/bias": model.head.bias}
-    if getattr(model, "prompt_encoder", None):
-        variables["encoder/seeds"] = model.prompt.prompt
-        for i, weight in enumerate(model.prompt.encoder_weights):
-            variables[f"encoder/{i}"] = weight
-    elif model.prompt is not None:
-        variables["prompt"] = model.prompt.prompt
-    if getattr(model, "deep", False) == "prefix":
-        variables["prefixes"] = model.prefixes.prefixes
-    elif getattr(model, "deep", False):
-        variables["deep_prompts"] = model.prompt.deep_prompts
-    return variables
-
-
-def _model_tensors(model) -> dict[str, np.ndarray]:
-    tensors = {name: np.asarray(v.numpy()) for name, v in _variables(model).items()}
-    if getattr(model, "prompt_encoder", None):
-        # The encoder's output, so serving needs no encoder; the encoder
-        # itself is kept for resuming training.
-        tensors["prompt"] = keras.ops.convert_to_numpy(model.prompt.prompt_value())
-    return tensors
-
-
 def save_prompts(model, path: str, *, label_names=None, extra: dict | None = None) -> str:
     """Writes a model's task variables to `path`.
 
@@ -151,14 +119,13 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
     """
     from safetensors.numpy import save
 
-    from tf_prompt_tuning import __version__
 
-    if hasattr(model, "tasks"):
+    kind = getattr(model, "prompt_file_kind", None)
+    if kind is None:
         raise ValueError(
-            f"`save_prompts` writes one task's prompt; received a bank "
-            f"({type(model).__name__}). Save each task from the model it was trained in."
+            f"`save_prompts` writes one task's prompt; received a {type(model).__name__}, "
+            "which is not one task (a bank?). Save each task from the model it was trained in."
         )
-    kind = model_kind(model)
     if label_names is None and kind == "classifier":
         label_names = model.label_names
     if kind == "causal_lm" and (label_names is not None or model.prompt is None):
@@ -172,18 +139,15 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
             f"`label_names` has {len(label_names)} names but the model has "
             f"{model.num_classes} classes. Received: label_names={list(label_names)}."
         )
-    reserved = {"format_version", "library_version", "backbone_fingerprint", "backbone_class", "kind",
-                "num_tokens", "deep", "prompt_encoder", "dim", "placement", "pooling", "num_classes", "label_names", "initializer"}
-    clashes = sorted(reserved & set(extra or {}))
+    clashes = sorted(RESERVED_KEYS & set(extra or {}))
     if clashes:
         raise ValueError(
             f"`extra` may not set the library's own metadata keys {clashes}. "
             "Rename those entries."
         )
-    prefixes = getattr(model, "deep", False) == "prefix"
-    trainable_prompt = model.prefixes if prefixes else model.prompt
+    trainable_prompt = model.prompt_layer()
     metadata = {
-        "format_version": _PREFIX_CLASSIFIER_FORMAT if prefixes else _FORMAT_OF_KIND[kind],
+        "format_version": model.prompt_file_format(),
         "library_version": __version__,
         "backbone_fingerprint": backbone_fingerprint(model.backbone),
         "backbone_class": type(model.backbone).__name__,
@@ -192,23 +156,12 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
         "initializer": (
             None if trainable_prompt is None else type(trainable_prompt.initializer).__name__
         ),
+        **model.prompt_file_metadata(),
     }
-    if kind == "causal_lm":
-        metadata.update(dim=int(model.prompt.prompt.shape[-1]), placement="prepend")
-    else:
-        metadata.update(
-            {
-                "deep": getattr(model, "deep", False),
-                "prompt_encoder": getattr(model, "prompt_encoder", None),
-                "dim": int(model.head.kernel.shape[0]),
-                "placement": model.placement,
-                "pooling": model.pooling,
-                "num_classes": model.num_classes,
-                "label_names": list(label_names) if label_names is not None else None,
-            }
-        )
+    if kind == "classifier":
+        metadata["label_names"] = list(label_names) if label_names is not None else None
     metadata.update(extra or {})
-    tensors = _model_tensors(model)
+    tensors = model.prompt_file_tensors()
     try:
         metadata_json = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as error:
@@ -345,27 +298,33 @@ def restore_prompts(model, path: str) -> PromptFile:
     return loaded
 
 
-def assign_prompt_file(model, loaded: PromptFile, path: str):
-    """Assigns an already loaded prompt file's tensors to `model`'s task
-    variables, after the checks of `restore_prompts`."""
-    check_kind(loaded.metadata, model_kind(model), path)
+def check_backbone(loaded: PromptFile, backbone, *, fingerprint: str | None = None):
+    """Raises unless `backbone` (whose `fingerprint` may be known) has the
+    fingerprint the file records."""
     expected = loaded.metadata["backbone_fingerprint"]
-    actual = backbone_fingerprint(model.backbone)
+    actual = fingerprint or backbone_fingerprint(backbone)
     if expected != actual:
         raise PromptFileError(
-            f"{path!r} was trained on another backbone (fingerprint {expected}, this "
+            f"{loaded.path!r} was trained on another backbone (fingerprint {expected}, this "
             f"model's is {actual}). Load it into the backbone it was trained with."
         )
-    targets = _variables(model)
-    # A plain model may read a P-tuning file's materialized prompt and skip
-    # its encoder; an encoder model restores the encoder, not the output.
-    if "encoder/seeds" in targets:
-        optional = {"prompt"}
-    elif "prompt" in targets:
-        optional = {name for name in loaded.tensors if name.startswith("encoder/")}
-    else:
-        optional = set()
-    if not set(targets) <= set(loaded.tensors) or set(loaded.tensors) - set(targets) - optional:
+
+
+def assign_prompt_file(model, loaded: PromptFile, path: str | None = None):
+    """Assigns an already loaded prompt file's tensors to `model`'s task
+    variables (`PromptTask.task_variables`), after the checks of
+    `restore_prompts`."""
+    loaded = dataclasses.replace(loaded, path=path or loaded.path)
+    check_kind(loaded.metadata, model.prompt_file_kind, loaded.path)
+    check_backbone(loaded, model.backbone)
+    assign_tensors(model.task_variables(), loaded, model.optional_file_tensors(loaded.tensors))
+
+
+def assign_tensors(targets: dict, loaded: PromptFile, optional=frozenset()):
+    """Assigns `loaded.tensors[name]` to each `targets[name]` once every name
+    and shape has been checked; the file may hold `optional` names besides."""
+    path = loaded.path
+    if not set(targets) <= set(loaded.tensors) or set(loaded.tensors) - set(targets) - set(optional):
         raise PromptFileError(
             f"{path!r} holds {sorted(loaded.tensors)}, but the model has "
             f"{sorted(targets)}. Build the model with the file's settings: "

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import keras
 
-from tf_prompt_tuning.prefix_layer import PrefixedTransformerLayer, PrefixLayer, check_prefixable
-from tf_prompt_tuning.prompt_layer import PromptLayer
+from tf_prompt_tuning.layers.prefix_layer import PrefixedTransformerLayer, PrefixLayer, check_prefixable
+from tf_prompt_tuning.layers.prompt_layer import PromptLayer
 
 
 def check_sequence_fits(backbone, num_tokens: int, length: int | None):

@@ -8,7 +8,6 @@ import numpy as np
 import tensorflow as tf
 
 from tf_prompt_tuning._checks import check_positive_int
-from tf_prompt_tuning.datasets import TextDataset
 
 # Sequence lengths are padded up to a multiple of this, so a compiled step
 # sees a handful of shapes, not one per batch.
@@ -57,7 +56,7 @@ def encode_texts(tokenizer, texts, sequence_length: int) -> dict:
 
 
 def make_text_dataset(
-    data: TextDataset,
+    data,
     *,
     tokenizer,
     sequence_length: int,
@@ -78,7 +77,8 @@ def make_text_dataset(
     longest example, rounded the same way.
 
     Args:
-        data: the texts and labels.
+        data: the texts and labels: any object with `texts` (strings) and
+            `labels` (integers), such as the application's `TextDataset`.
         tokenizer: a KerasHub tokenizer.
         sequence_length: the longest token sequence, special tokens included.
         batch_size: examples per batch.

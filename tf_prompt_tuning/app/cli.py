@@ -8,7 +8,7 @@ import sys
 
 
 def _demo(args) -> int:
-    from tf_prompt_tuning.article_demo import run_article_demo
+    from tf_prompt_tuning.app.article_demo import run_article_demo
 
     result = run_article_demo(
         steps=args.steps,
@@ -23,7 +23,7 @@ def _demo(args) -> int:
 
 
 def _train(args) -> int:
-    from tf_prompt_tuning.classification_job import TrainConfig, run_training
+    from tf_prompt_tuning.app.classification_job import TrainConfig, run_training
 
     config = TrainConfig(
         backbone=args.backbone, data=args.data, num_tokens=args.num_tokens, method=args.method,
@@ -41,7 +41,7 @@ def _train(args) -> int:
 
 def _prompt_path(prompt: str, task: str | None) -> str:
     """A prompt file, or the file of `task` in a bank directory."""
-    from tf_prompt_tuning.classification_job import bank_files
+    from tf_prompt_tuning.app.classification_job import bank_files
 
     if os.path.isdir(prompt):
         files = bank_files(prompt)
@@ -56,13 +56,13 @@ def _prompt_path(prompt: str, task: str | None) -> str:
 
 
 def _load(args):
-    from tf_prompt_tuning.classification_job import load_task
+    from tf_prompt_tuning.app.classification_job import load_task
 
     return load_task(_prompt_path(args.prompt, args.task), backbone=args.backbone)
 
 
 def _export(args) -> int:
-    from tf_prompt_tuning.classification_job import export_task_or_bank
+    from tf_prompt_tuning.app.classification_job import export_task_or_bank
 
     path = export_task_or_bank(
         args.prompt, args.output, backbone=args.backbone, sequence_length=args.max_length,
@@ -73,8 +73,8 @@ def _export(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from tf_prompt_tuning.classification_job import TrainConfig, evaluate, load_splits
-    from tf_prompt_tuning.datasets import load_dataset
+    from tf_prompt_tuning.app.classification_job import TrainConfig, evaluate, load_splits
+    from tf_prompt_tuning.app.datasets import load_dataset
     from tf_prompt_tuning.text_pipeline import make_text_dataset
 
     model, tokenizer, metadata = _load(args)
@@ -95,7 +95,7 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
-    from tf_prompt_tuning.classification_job import predict_texts
+    from tf_prompt_tuning.app.classification_job import predict_texts
 
     model, tokenizer, metadata = _load(args)
     texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
@@ -133,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--xla", action="store_true", help="compile the step with XLA")
     demo.set_defaults(run=_demo)
 
-    from tf_prompt_tuning.classification_job import (
-        ENCODERS, INITIALIZERS, METHODS, PRECISIONS, SCHEDULES, TrainConfig,
-    )  # fmt: skip
+    from tf_prompt_tuning.app.classification_job import (
+        ENCODERS, METHODS, PLACEMENTS, POOLINGS, PRECISIONS, SCHEDULES, SCHEMES, TrainConfig,
+    )
     from tf_prompt_tuning.distribution import STRATEGIES
 
     defaults = TrainConfig()
@@ -159,10 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--encoder", default=defaults.encoder, choices=ENCODERS,
                        help="the prompt encoder of --method p-tuning")
     train.add_argument("--init", default=defaults.initializer,
-                       choices=INITIALIZERS, help="prompt initialization")
+                       choices=SCHEMES, help="prompt initialization")
     train.add_argument("--init-text", help='text for --init text, e.g. "classify the sentiment"')
-    train.add_argument("--pooling", default=defaults.pooling, choices=["mean", "cls", "last"])
-    train.add_argument("--placement", default=defaults.placement, choices=["after_first", "prepend"])
+    train.add_argument("--pooling", default=defaults.pooling, choices=POOLINGS)
+    train.add_argument("--placement", default=defaults.placement, choices=PLACEMENTS)
     train.add_argument("--epochs", type=int, default=defaults.epochs)
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--max-length", type=int, default=defaults.max_length,

@@ -22,25 +22,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning._checks import check_choice, check_positive_int
 from tf_prompt_tuning._io import DirectoryLock, write_atomically
 from tf_prompt_tuning.backbone import DEFAULT_BACKBONE, load_backbone
-from tf_prompt_tuning.datasets import TextDataset, load_dataset
+from tf_prompt_tuning.app.datasets import TextDataset, load_dataset
 from tf_prompt_tuning.distribution import STRATEGIES, make_strategy
 from tf_prompt_tuning.freezing import parameter_summary
-from tf_prompt_tuning.plotting import plot_training_curves
+from tf_prompt_tuning.app.plotting import plot_training_curves
 from tf_prompt_tuning.prompt_file import save_prompts
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits
-from tf_prompt_tuning.text_classifier import PromptTextClassifier, make_prompt_initializer
+from tf_prompt_tuning.initializers import SCHEMES, make_prompt_initializer
+from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
+from tf_prompt_tuning.layers.prompt_layer import PLACEMENTS
+from tf_prompt_tuning.models.prompt_text_classifier import POOLINGS, PromptTextClassifier
 from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset, special_tokens
 from tf_prompt_tuning.training import make_train_step, relaxed_spec, supports_jit, train
 
 PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
 METHODS = ("prompt", "deep", "prefix", "p-tuning")
-ENCODERS = ("mlp", "lstm")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-INITIALIZERS = ("uniform", "vocab", "text", "labels")
 CHECKPOINTS = "checkpoints"
 
 
@@ -82,32 +83,22 @@ class TrainConfig:
             raise ValueError(
                 f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate!r}."
             )
-        if self.initializer not in INITIALIZERS:
-            raise ValueError(
-                f"`initializer` must be one of {INITIALIZERS}. Received: initializer={self.initializer!r}."
-            )
+        check_choice("initializer", self.initializer, SCHEMES)
         if self.initializer == "text" and not self.init_text:
             raise ValueError("`initializer='text'` needs `init_text` (--init-text), the words to start from.")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"`precision` must be one of {PRECISIONS}. Received: precision={self.precision!r}."
-            )
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={self.strategy!r}.")
-        if self.method not in METHODS:
-            raise ValueError(f"`method` must be one of {METHODS}. Received: method={self.method!r}.")
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("method", self.method, METHODS)
         if self.method == "prefix" and self.initializer != "uniform":
             raise ValueError(
                 "`method='prefix'` starts its keys and values uniformly; vocabulary, text and "
                 f"label initializers make input-level prompts. Received: initializer={self.initializer!r}. "
                 "Use --init uniform, or --method deep for deep prompts that start from words."
             )
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"`encoder` must be one of {ENCODERS}. Received: encoder={self.encoder!r}.")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"`schedule` must be one of {SCHEDULES}. Received: schedule={self.schedule!r}."
-            )
+        check_choice("encoder", self.encoder, ENCODERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("placement", self.placement, PLACEMENTS)
 
 
 def _loss():
@@ -437,7 +428,7 @@ def export_task_or_bank(
 ) -> str:
     """Exports a prompt file (one task) or a bank directory (many) as a SavedModel."""
     from tf_prompt_tuning.export import export_saved_model
-    from tf_prompt_tuning.prompt_bank import PromptBank
+    from tf_prompt_tuning.models.prompt_bank import PromptBank
     from tf_prompt_tuning.prompt_file import load_prompts
 
     if not os.path.isdir(prompt):
@@ -446,15 +437,16 @@ def export_task_or_bank(
         return export_saved_model(
             model, output, tokenizer=tokenizer, sequence_length=length, overwrite=overwrite
         )
-    files = bank_files(prompt)
-    first = load_prompts(next(iter(files.values()))).metadata
+    # Each file is read once: its metadata names the backbone, its tensors go into the bank.
+    loaded = {task: load_prompts(path) for task, path in bank_files(prompt).items()}
+    first = next(iter(loaded.values())).metadata
     backbone_model, tokenizer = load_backbone(backbone or first.get("backbone", DEFAULT_BACKBONE))
     bank = PromptBank(
         backbone_model, num_tokens=first["num_tokens"], placement=first["placement"],
         pooling=first["pooling"],
     )  # fmt: skip
-    for task, path in files.items():
-        bank.add_prompt_file(task, path)
+    for task, prompt_file in loaded.items():
+        bank.add_prompt_file(task, prompt_file)
     length = sequence_length or first.get("sequence_length", 64)
     return export_saved_model(
         bank, output, tokenizer=tokenizer, sequence_length=length, overwrite=overwrite

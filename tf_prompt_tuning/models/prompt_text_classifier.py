@@ -2,39 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import keras
 from keras import ops
 
 from tf_prompt_tuning import initializers
-from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning._checks import check_choice, check_deep, check_positive_int
 from tf_prompt_tuning.freezing import freeze
-from tf_prompt_tuning.prefix_layer import PrefixLayer
-from tf_prompt_tuning.prompt_layer import DeepPromptLayer, PromptEncoderLayer, PromptLayer
-from tf_prompt_tuning.prompted_backbone import check_sequence_fits, prompted_backbone
+from tf_prompt_tuning.layers.prefix_layer import PrefixLayer
+from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
+from tf_prompt_tuning.layers.prompt_encoder_layer import PromptEncoderLayer
+from tf_prompt_tuning.layers.prompt_layer import PromptLayer
+from tf_prompt_tuning.models.task import PromptTask
+from tf_prompt_tuning.prompted_backbone import prompted_backbone
 
 POOLINGS = ("mean", "cls", "last")
-INITIALIZERS = ("uniform", "vocab", "text", "labels")
-# Lester et al. (2021) sample prompt vectors from the 5,000 most frequent tokens.
-VOCAB_TOP_K = 5000
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}.")
-    return value
+def is_causal(backbone) -> bool:
+    """Whether the backbone's transformer layers are decoders (causal attention)."""
+    return any("Decoder" in type(layer).__name__ for layer in getattr(backbone, "transformer_layers", ()))
 
 
-def check_deep(deep):
-    """`deep` as False, "hidden" or "prefix" (`True` means "hidden")."""
-    if not isinstance(deep, str):
-        return "hidden" if deep else False
-    if deep in ("hidden", "prefix"):
-        return deep
-    raise ValueError(
-        f'`deep` must be False, "hidden" (or True) or "prefix". Received: deep={deep!r}.'
-    )
+def check_pooling(pooling, backbone) -> str:
+    """`pooling` if it is one of POOLINGS and reads the text on `backbone`."""
+    check_choice("pooling", pooling, POOLINGS)
+    if pooling == "cls" and is_causal(backbone):
+        raise ValueError(
+            "`pooling='cls'` reads the first position, which a causal backbone "
+            f"({type(backbone).__name__}) computes before seeing the text. Received: "
+            "pooling='cls'. Use pooling='last' (or 'mean') with decoders."
+        )
+    return pooling
 
 
 def pool(sequence, padding_mask, pooling: str):
@@ -54,80 +52,10 @@ def pool(sequence, padding_mask, pooling: str):
     return ops.take_along_axis(sequence, last[:, None, None], axis=1)[:, 0]
 
 
-def make_prompt_initializer(
-    kind: str,
-    *,
-    backbone,
-    num_tokens: int,
-    tokenizer=None,
-    label_names: Sequence[str] | None = None,
-    text: str | None = None,
-    seed: int | None = None,
-):
-    """Resolves a named initialization scheme against a backbone's vocabulary.
-
-    Args:
-        kind: "uniform" ([-0.5, 0.5]), "vocab" (rows sampled from the 5,000
-            most frequent tokens), "text" (the embeddings of `text`'s
-            tokens, repeated to length) or "labels" (the embeddings of the
-            class names, then vocabulary samples), after Lester et al. 2021.
-        backbone: the KerasHub backbone whose token embeddings are read.
-        num_tokens: prompt length.
-        tokenizer: the backbone's tokenizer ("text" and "labels").
-        label_names: class names ("labels").
-        text: the text ("text").
-        seed: seed of the random schemes.
-    """
-    _check_choice("kind", kind, INITIALIZERS)
-    if kind == "uniform":
-        return initializers.uniform(seed=seed)
-    embeddings = backbone.token_embedding.embeddings
-    if kind == "vocab":
-        top_k = min(VOCAB_TOP_K, embeddings.shape[0])
-        return initializers.from_vocabulary(embeddings, num_tokens, top_k=top_k, seed=seed)
-    needed = {"text": text, "labels": label_names}[kind]
-    if tokenizer is None or not needed:
-        what = "`text`" if kind == "text" else "`label_names`"
-        raise ValueError(f'The "{kind}" initializer needs `tokenizer` and {what}.')
-
-    def ids(string):
-        return [int(i) for i in ops.convert_to_numpy(tokenizer(string)).reshape(-1)]
-
-    if kind == "text":
-        return initializers.from_token_ids(embeddings, ids(text), num_tokens)
-    return initializers.from_class_labels(
-        embeddings,
-        [ids(name) for name in label_names],
-        num_tokens,
-        top_k=min(VOCAB_TOP_K, embeddings.shape[0]),
-        seed=seed,
-    )
-
-
-def backbone_model_config(model) -> dict:
-    """The config entries shared by this library's models that hold a
-    backbone and a prompt: the inverse of `from_backbone_config`."""
-    prompt = model.prompt if model.prompt is not None else getattr(model, "prefixes", None)
-    return {
-        "backbone": keras.saving.serialize_keras_object(model.backbone),
-        "num_tokens": model.num_tokens,
-        "prompt_initializer": None if prompt is None else keras.initializers.serialize(prompt.initializer),
-        "seed": model.seed,
-    }
-
-
-def from_backbone_config(cls, config):
-    """`cls(**config)` with the backbone deserialized: the `from_config` of
-    this library's models, which hold a backbone and a prompt initializer."""
-    config = dict(config)
-    config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-    if config.get("prompt_initializer") is None:
-        config.pop("prompt_initializer", None)
-    return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
-class PromptTextClassifier(keras.Model):
+class PromptTextClassifier(PromptTask):
     """Classifies text with a frozen KerasHub backbone, a soft prompt and a head.
 
     The prompt goes into the backbone's embedded sequence (see
@@ -197,7 +125,7 @@ class PromptTextClassifier(keras.Model):
             )
         if num_tokens != 0:
             num_tokens = check_positive_int("num_tokens", num_tokens)
-        _check_choice("pooling", pooling, POOLINGS)
+        check_pooling(pooling, backbone)
         if not 0.0 <= head_dropout < 1.0:
             raise ValueError(
                 f"`head_dropout` must be in [0, 1). Received: head_dropout={head_dropout}."
@@ -215,7 +143,7 @@ class PromptTextClassifier(keras.Model):
         self.prefixes = None
         if num_tokens:
             if isinstance(prompt_initializer, str) and prompt_initializer in ("uniform", "vocab"):
-                prompt_initializer = make_prompt_initializer(
+                prompt_initializer = initializers.make_prompt_initializer(
                     prompt_initializer, backbone=backbone, num_tokens=num_tokens, seed=seed
                 )
             if deep and prompt_encoder:
@@ -266,10 +194,14 @@ class PromptTextClassifier(keras.Model):
         self.built = True
         freeze(self, trainable_layers=[self.head])  # prompts and prefixes stay trainable
 
-    def check_input_length(self, length: int | None):
-        """Raises if `length` tokens plus the prompt exceed the backbone's limit."""
-        # Prefixes take no positions.
-        check_sequence_fits(self.backbone, self.num_tokens if self.prefixes is None else 0, length)
+    prompt_file_kind = "classifier"
+
+    def prompt_layer(self):
+        return self.prompt if self.prompt is not None else self.prefixes
+
+    @property
+    def prompt_positions(self) -> int:
+        return 0 if self.prefixes is not None else self.num_tokens  # prefixes take none
 
     def call(self, inputs, training=None):
         self.check_input_length(inputs["token_ids"].shape[1])
@@ -281,7 +213,6 @@ class PromptTextClassifier(keras.Model):
         config = super().get_config()
         config.update(
             {
-                **backbone_model_config(self),
                 "num_classes": self.num_classes,
                 "placement": self.placement,
                 "pooling": self.pooling,
@@ -293,29 +224,59 @@ class PromptTextClassifier(keras.Model):
         )
         return config
 
-    @classmethod
-    def from_config(cls, config):
-        return from_backbone_config(cls, config)
+    # The prompt-file contract (see `PromptTask`).
+
+    def task_variables(self) -> dict:
+        variables = {"head/kernel": self.head.kernel, "head/bias": self.head.bias}
+        if self.prompt_encoder:
+            variables["encoder/seeds"] = self.prompt.prompt
+            for i, weight in enumerate(self.prompt.encoder_weights):
+                variables[f"encoder/{i}"] = weight
+        elif self.prompt is not None:
+            variables["prompt"] = self.prompt.prompt
+        if self.deep == "prefix":
+            variables["prefixes"] = self.prefixes.prefixes
+        elif self.deep:
+            variables["deep_prompts"] = self.prompt.deep_prompts
+        return variables
+
+    def prompt_file_tensors(self) -> dict:
+        tensors = super().prompt_file_tensors()
+        if self.prompt_encoder:
+            # The encoder's output, so serving needs no encoder; the encoder
+            # itself is kept for resuming training.
+            tensors["prompt"] = ops.convert_to_numpy(self.prompt.prompt_value())
+        return tensors
+
+    def optional_file_tensors(self, names) -> set:
+        # A plain model may read a P-tuning file's materialized prompt and skip
+        # its encoder; an encoder model restores the encoder, not the output.
+        if self.prompt_encoder:
+            return {"prompt"}
+        if self.prompt is not None:
+            return {name for name in names if name.startswith("encoder/")}
+        return set()
+
+    def prompt_file_format(self) -> int:
+        # Classifier files stay format 1 (older releases read them); prefix
+        # classifiers, which older releases cannot use, are format 3.
+        return 3 if self.deep == "prefix" else 1
+
+    def prompt_file_metadata(self) -> dict:
+        return {
+            "deep": self.deep,
+            "prompt_encoder": self.prompt_encoder,
+            "dim": int(self.head.kernel.shape[0]),
+            "placement": self.placement,
+            "pooling": self.pooling,
+            "num_classes": self.num_classes,
+        }
 
     @classmethod
-    def from_prompt_file(cls, path, backbone, **kwargs):
-        """The classifier a prompt file holds, on `backbone` (its fingerprint
-        must match the file's); the file is read once.
-
-        Args:
-            path: a prompt file's path, or a `PromptFile` already loaded.
-            backbone: the backbone it was trained on.
-            **kwargs: more model arguments (`name`, ...).
-        """
-        from tf_prompt_tuning.prompt_file import assign_prompt_file, read_prompt_file
-
-        loaded = read_prompt_file(path, "classifier")
-        metadata = loaded.metadata
-        model = cls(
+    def from_prompt_metadata(cls, metadata: dict, backbone, **kwargs):
+        return cls(
             backbone, metadata["num_classes"], num_tokens=metadata["num_tokens"],
             prompt_initializer="zeros", placement=metadata.get("placement", "after_first"),
             pooling=metadata.get("pooling", "mean"), deep=metadata.get("deep", False),
             label_names=metadata.get("label_names"), **kwargs,
         )  # fmt: skip
-        assign_prompt_file(model, loaded, loaded.path)
-        return model

@@ -24,15 +24,13 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning._checks import check_choice, check_positive_int
 from tf_prompt_tuning.freezing import freeze
-from tf_prompt_tuning.prompt_layer import PromptLayer
-from tf_prompt_tuning.prompted_backbone import sequence_too_long
-from tf_prompt_tuning.text_classifier import (
-    backbone_model_config, from_backbone_config, make_prompt_initializer,
-)  # fmt: skip
+from tf_prompt_tuning.layers.prompt_layer import PromptLayer
+from tf_prompt_tuning.initializers import make_prompt_initializer
+from tf_prompt_tuning.models.task import PromptTask
 
-STRATEGIES = ("greedy", "sample")
+SAMPLING_STRATEGIES = ("greedy", "sample")
 # Logit of the tokens outside the top k: softmax gives them probability 0.
 _EXCLUDED_LOGIT = -1e9
 
@@ -111,10 +109,7 @@ def generation_options(
 ) -> dict:
     """Checks `generate`'s options once; returns them normalized."""
     max_new_tokens = check_positive_int("max_new_tokens", max_new_tokens)
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"`strategy` must be one of {STRATEGIES}. Received: strategy={strategy!r}."
-        )
+    check_choice("strategy", strategy, SAMPLING_STRATEGIES)
     if not isinstance(temperature, numbers.Real) or not temperature > 0:
         raise ValueError(
             f"`temperature` must be a positive number. Received: temperature={temperature!r}."
@@ -142,7 +137,7 @@ def generation_options(
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
-class PromptCausalLM(keras.Model):
+class PromptCausalLM(PromptTask):
     """Generates text with a frozen KerasHub causal LM steered by a soft prompt.
 
     Only the `(num_tokens, hidden_dim)` prompt trains; the backbone is frozen
@@ -196,6 +191,7 @@ class PromptCausalLM(keras.Model):
         self.built = True
         self._generate_functions = {}
 
+    prompt_file_kind = "causal_lm"
     # A bank's prompt layer reads a per-example `task_id`.
     takes_task_id = False
 
@@ -270,10 +266,7 @@ class PromptCausalLM(keras.Model):
 
     def call(self, inputs, training=None):
         token_ids = inputs["token_ids"]
-        limit = self.backbone.max_sequence_length
-        length = token_ids.shape[1]
-        if length is not None and self.num_tokens + length > limit:
-            raise ValueError(sequence_too_long(limit, self.num_tokens, length))
+        self.check_input_length(token_ids.shape[1])
         x, key_mask = self._embed(token_ids, inputs["padding_mask"], inputs.get("task_id"))
         hidden, _ = self._decode(x, key_mask)
         return self._logits(hidden[:, self.num_tokens :])
@@ -432,28 +425,17 @@ class PromptCausalLM(keras.Model):
         )
         return {name: value.numpy() for name, value in outputs.items()}
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(backbone_model_config(self))
-        return config
+    # The prompt-file contract (see `PromptTask`).
+
+    def task_variables(self) -> dict:
+        return {} if self.prompt is None else {"prompt": self.prompt.prompt}
+
+    def prompt_file_format(self) -> int:
+        return 2  # generation prompts: older releases refuse them clearly
+
+    def prompt_file_metadata(self) -> dict:
+        return {"dim": int(self.prompt.prompt.shape[-1]), "placement": "prepend"}
 
     @classmethod
-    def from_config(cls, config):
-        return from_backbone_config(cls, config)
-
-    @classmethod
-    def from_prompt_file(cls, path, backbone, **kwargs):
-        """The generation prompt a prompt file holds, on `backbone` (its
-        fingerprint must match the file's); the file is read once.
-
-        Args:
-            path: a prompt file's path, or a `PromptFile` already loaded.
-            backbone: the causal LM backbone it was trained on.
-            **kwargs: more model arguments (`name`, ...).
-        """
-        from tf_prompt_tuning.prompt_file import assign_prompt_file, read_prompt_file
-
-        loaded = read_prompt_file(path, "causal_lm")
-        model = cls(backbone, num_tokens=loaded.metadata["num_tokens"], prompt_initializer="zeros", **kwargs)
-        assign_prompt_file(model, loaded, loaded.path)
-        return model
+    def from_prompt_metadata(cls, metadata: dict, backbone, **kwargs):
+        return cls(backbone, num_tokens=metadata["num_tokens"], prompt_initializer="zeros", **kwargs)

@@ -1,0 +1,1 @@
+"""The prompt layers: one public layer a module, named after it."""

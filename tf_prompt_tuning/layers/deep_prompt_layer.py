@@ -1,0 +1,84 @@
+"""`DeepPromptLayer`: a prompt for every transformer layer (P-tuning v2)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tf_prompt_tuning import initializers
+from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning.layers.prompt_layer import PromptLayer
+
+
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
+class DeepPromptLayer(PromptLayer):
+    """A prompt for every transformer layer (deep prompt tuning, P-tuning v2).
+
+    Layer 0's prompt is inserted into the embedded sequence like a
+    `PromptLayer`'s (so the vocabulary initializers apply to it). Before each
+    later transformer layer `i`, calling the layer with `layer_index=i`
+    overwrites the hidden states at the prompt positions with that layer's
+    own trainable vectors.
+    Each layer's attention then reads keys and values computed from its own
+    prompt, as with P-tuning v2's per-layer prefixes, but through the layer's
+    frozen projections, so it works with any transformer layer unchanged
+    (decoders included). For KerasHub `TransformerEncoder` layers,
+    `PrefixLayer` gives each attention layer independent keys and values
+    instead: no prompt positions, so faster steps.
+
+    Args:
+        num_tokens: prompt positions.
+        num_layers: transformer layers of the backbone.
+        initializer: initializer of layer 0's prompt (default "uniform").
+        deep_initializer: initializer of the later layers' prompts
+            (default "uniform").
+        placement: as in `PromptLayer`.
+        **kwargs: standard layer arguments.
+    """
+
+    def __init__(
+        self, num_tokens, num_layers, initializer="uniform", deep_initializer="uniform",
+        placement="prepend", **kwargs,
+    ):  # fmt: skip
+        super().__init__(num_tokens, initializer=initializer, placement=placement, **kwargs)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        if self.num_layers < 2:
+            raise ValueError(
+                "Deep prompts need a backbone of at least 2 transformer layers. "
+                f"Received: num_layers={num_layers}. Use a PromptLayer for one layer."
+            )
+        self.deep_initializer = initializers.get(deep_initializer)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.deep_prompts = self.add_weight(
+            name="deep_prompts",
+            shape=(self.num_layers - 1, self.num_tokens, input_shape[-1]),
+            initializer=self.deep_initializer,
+            dtype="float32",
+        )
+
+    def call(self, inputs, padding_mask=None, mask=None, layer_index=0):
+        """Inserts the prompt (layer 0), or rewrites it before layer `layer_index`."""
+        if not layer_index:
+            return super().call(inputs, padding_mask=padding_mask, mask=mask)
+        start = 0 if self.placement == "prepend" else 1
+        end = start + self.num_tokens
+        block = ops.cast(self.deep_prompts[layer_index - 1], inputs.dtype)
+        block = ops.zeros_like(inputs[:, start:end]) + block[None]
+        return ops.concatenate([inputs[:, :start], block, inputs[:, end:]], axis=1)
+
+    def compute_mask(self, inputs, mask=None, padding_mask=None, layer_index=0):
+        if layer_index:
+            return mask  # same positions, rewritten in place
+        return super().compute_mask(inputs, mask=mask, padding_mask=padding_mask)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_layers": self.num_layers,
+                "deep_initializer": keras.initializers.serialize(self.deep_initializer),
+            }
+        )
+        return config

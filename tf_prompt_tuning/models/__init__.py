@@ -1,0 +1,1 @@
+"""Task models and banks, on the common base `PromptTask`."""

@@ -1,0 +1,266 @@
+"""`PromptBank`: many tasks on one frozen backbone, mixed in one batch.
+
+Each task is a prompt and a head (a prompt alone in a `PromptCausalLMBank`,
+which generates); a `PromptBank` task may also have deep prompts (one per
+transformer layer, or key/value prefixes in every attention layer) and
+share batches with input-level ones. An integer
+`task_id` input picks, per example, which prompt goes into the sequence and
+which head reads it, so a batch that mixes tasks runs in one forward pass
+through the backbone. Adding a task adds its own variables and touches no
+other task's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from tf_prompt_tuning.freezing import freeze
+from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
+from tf_prompt_tuning.layers.prefix_layer import is_prefixable
+from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer, check_task_ids
+from tf_prompt_tuning.models.task import PromptTask
+from tf_prompt_tuning.prompt_file import assign_tensors, backbone_fingerprint, check_backbone, read_prompt_file
+from tf_prompt_tuning.prompted_backbone import prompted_backbone
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier, check_deep, check_pooling, pool
+
+# Logit given to the classes a task does not have, so softmax gives them 0.
+_ABSENT_CLASS_LOGIT = -1e9
+
+
+def _same_backbone(a, b) -> bool:
+    # Hashing every weight (91 MB for MiniLM) is needed only for two different objects.
+    return a is b or backbone_fingerprint(a) == backbone_fingerprint(b)
+
+
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
+class PromptBank(PromptTask):
+    """Serves many prompt-tuned tasks from one frozen backbone.
+
+    Tasks are usually trained one by one as `PromptTextClassifier`s (or
+    loaded from their prompt files) and then added with `add_classifier` or
+    `add_prompt_file`. The model takes the backbone's inputs plus `task_id`
+    `(batch,)` and returns `(batch, max_classes)` float32 logits; classes a
+    task does not have get a logit of -1e9 (probability 0). Deep-prompt
+    tasks (`PromptTextClassifier(..., deep=True)`) sit next to input-level
+    ones: before each transformer layer, a deep task's examples get its
+    prompt for that layer and the others keep theirs. So do key/value-prefix
+    tasks (`deep="prefix"`, on KerasHub `TransformerEncoder` backbones):
+    their examples read their task's keys and values in every layer, and
+    have no input prompt (see `PromptBankLayer`).
+
+    Args:
+        backbone: the frozen KerasHub backbone all tasks share.
+        num_tokens: prompt length of every task.
+        placement: "after_first" (default) or "prepend".
+        pooling: "mean" (default), "cls" or "last".
+        tasks: task specs `{"name", "num_classes", "label_names", "deep"}`
+            (`deep`: False, "hidden" or "prefix") to
+            create (used when loading a saved bank).
+        seed: unused; kept for the `PromptTask` config round trip.
+        **kwargs: standard model arguments.
+    """
+
+    prompt_file_kind = None  # many tasks: each is saved from its own model
+
+    def __init__(
+        self,
+        backbone,
+        *,
+        num_tokens=20,
+        placement="after_first",
+        pooling="mean",
+        tasks: Sequence[dict] = (),
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_pooling(pooling, backbone)
+        self.backbone = backbone
+        self.seed = seed
+        # Room for deep-prompt tasks: a bank without any runs no extra op, one
+        # with some a per-layer select (no measurable cost, benchmarks/deep_bank.py).
+        num_layers = len(getattr(backbone, "transformer_layers", ())) or None
+        self.prompts = PromptBankLayer(num_tokens, placement=placement, num_layers=num_layers, name="prompts")
+        # Room for key/value-prefix tasks where the layers take them; layers
+        # run as they are until such a task is added.
+        self.prefixes = None
+        if is_prefixable(backbone):
+            self.prefixes = PrefixBankLayer(num_tokens, num_layers, name="prefixes")
+        self.encoder = prompted_backbone(backbone, self.prompts, prefixes=self.prefixes)
+        # XLA would drop the task-id check (`check_task_ids`); Keras's
+        # `jit_compile="auto"` and `make_train_step` honour this.
+        self.supports_jit = False
+        self.hidden_dim = self.encoder.output["sequence_output"].shape[-1]
+        self.heads = []
+        self.tasks = []
+        self.num_tokens = num_tokens
+        self.placement = placement
+        self.pooling = pooling
+        self.built = True
+        for task in tasks:
+            self.add_task(**task)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task["name"] for task in self.tasks]
+
+    def task_id(self, name: str) -> int:
+        """The integer id of a task, for the `task_id` input."""
+        if name not in self.task_names:
+            raise KeyError(f"No task {name!r} in the bank. Its tasks are {self.task_names}.")
+        return self.task_names.index(name)
+
+    def add_task(
+        self, name: str, num_classes: int, label_names=None, prompt_initializer="uniform", deep=False
+    ) -> int:
+        """Adds an untrained task (with deep prompts if `deep`: "hidden" or
+        "prefix", as in `PromptTextClassifier`); returns its id."""
+        deep = check_deep(deep)
+        if deep == "prefix" and self.prefixes is None:
+            raise ValueError(
+                f"Task {name!r} has key/value prefixes, but the bank's backbone "
+                f"{self.backbone.name!r} has no KerasHub TransformerEncoder layers to take them. "
+                "Train the task with deep='hidden' instead."
+            )
+        if name in self.task_names:
+            raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
+        if label_names is not None and len(label_names) != num_classes:
+            raise ValueError(
+                f"`label_names` has {len(label_names)} names for {num_classes} classes."
+            )
+        self.prompts.add_prompt(name, prompt_initializer, deep=deep)
+        if self.prefixes is not None:
+            self.prefixes.add_prefixes(name, enabled=deep == "prefix", initializer=prompt_initializer)
+        head = keras.layers.Dense(num_classes, dtype="float32", name=f"head_{name}")
+        head.build((None, self.hidden_dim))
+        self._tracker.unlock()
+        self.heads.append(head)
+        self._tracker.lock()
+        self.tasks.append(
+            {"name": name, "num_classes": int(num_classes),
+             "label_names": list(label_names) if label_names is not None else None,
+             "deep": deep}
+        )  # fmt: skip
+        freeze(self, trainable_layers=[self.prompts, *self.heads])
+        # Functions Keras compiled for `fit`/`predict`/`evaluate` hold the old
+        # task list; they are rebuilt on next use.
+        self.train_function = self.test_function = self.predict_function = None
+        return len(self.tasks) - 1
+
+    def _check_compatible(self, num_tokens, placement, pooling, what):
+        mine = (self.num_tokens, self.placement, self.pooling)
+        if (num_tokens, placement, pooling) != mine:
+            raise ValueError(
+                f"{what} has num_tokens, placement, pooling = {(num_tokens, placement, pooling)}, "
+                f"but the bank's are {mine}. Tasks in one bank share them."
+            )
+
+    def add_classifier(self, name: str, classifier: PromptTextClassifier, label_names=None) -> int:
+        """Adds a trained `PromptTextClassifier` built on this bank's backbone."""
+        if not _same_backbone(classifier.backbone, self.backbone):
+            raise ValueError(
+                f"Task {name!r} was trained on another backbone. Add only classifiers "
+                "of the bank's backbone."
+            )
+        self._check_compatible(
+            classifier.num_tokens, classifier.placement, classifier.pooling, f"Classifier {name!r}"
+        )
+        task = self.add_task(name, classifier.num_classes, label_names, deep=classifier.deep)
+        # What the classifier's prompt file would hold (an encoder's output, not the encoder).
+        values = classifier.prompt_file_tensors()
+        for key, variable in self.task_variables(name).items():
+            variable.assign(values[key])
+        return task
+
+    def task_variables(self, name: str) -> dict:
+        """Task `name`'s variables, by their name in its prompt file."""
+        task = self.task_id(name)
+        deep = self.tasks[task]["deep"]
+        variables = {"head/kernel": self.heads[task].kernel, "head/bias": self.heads[task].bias}
+        if deep == "prefix":
+            variables["prefixes"] = self.prefixes.task_prefixes[task]
+        else:
+            variables["prompt"] = self.prompts.prompts[task]
+        if deep == "hidden":
+            variables["deep_prompts"] = self.prompts.deep_prompts[task]
+        return variables
+
+    def prompt_layer(self):
+        return None  # per-task prompts, made by the bank
+
+    def add_prompt_file(self, name: str, path) -> int:
+        """Adds a task from its prompt file (a path, or a `PromptFile` already
+        loaded), checked against the bank's backbone: the file is read once
+        and its tensors assigned to the new task's variables."""
+        loaded = read_prompt_file(path, "classifier")
+        metadata = loaded.metadata
+        self._check_compatible(
+            metadata["num_tokens"], metadata.get("placement"), metadata.get("pooling"), repr(loaded.path)
+        )
+        check_backbone(loaded, self.backbone, fingerprint=self._fingerprint())
+        task = self.add_task(name, metadata["num_classes"], metadata.get("label_names"), deep=metadata.get("deep", False))
+        # A P-tuning file's encoder is for resuming training; a bank serves its output.
+        encoder = {key for key in loaded.tensors if key.startswith("encoder/")}
+        assign_tensors(self.task_variables(name), loaded, optional=encoder)
+        return task
+
+    def _fingerprint(self) -> str:
+        # The frozen backbone's hash, once per bank rather than once per file.
+        if getattr(self, "_backbone_fingerprint", None) is None:
+            self._backbone_fingerprint = backbone_fingerprint(self.backbone)
+        return self._backbone_fingerprint
+
+    def call(self, inputs, training=None):
+        self.check_input_length(inputs["token_ids"].shape[1])
+        if not self.tasks:
+            raise ValueError("The bank has no tasks. Add one with add_classifier or add_prompt_file.")
+        inputs = dict(inputs, task_id=check_task_ids(inputs["task_id"], len(self.tasks)))
+        encoded = self.encoder(inputs, training=False)
+        pooled = pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling)
+        width = max(task["num_classes"] for task in self.tasks)
+        logits = []
+        for head, task in zip(self.heads, self.tasks):
+            task_logits = head(pooled)
+            missing = width - task["num_classes"]
+            if missing:
+                filler = ops.full_like(task_logits[:, :1], _ABSENT_CLASS_LOGIT)
+                task_logits = ops.concatenate([task_logits, ops.repeat(filler, missing, axis=1)], 1)
+            logits.append(task_logits)
+        stacked = ops.stack(logits, axis=1)  # (batch, tasks, classes)
+        return ops.take_along_axis(stacked, inputs["task_id"][:, None, None], axis=1)[:, 0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "placement": self.placement,
+                "pooling": self.pooling,
+                "tasks": [dict(task) for task in self.tasks],
+            }
+        )
+        return config
+
+
+def ensemble_probabilities(bank: PromptBank, inputs: dict, task_names: Sequence[str]):
+    """Averages the class probabilities of several tasks' prompts in one pass.
+
+    Lester et al. (2021) ensemble prompts trained for the same task on one
+    frozen model: the batch is repeated once per member, with each member's
+    `task_id`, and the K x batch examples go through the backbone together.
+
+    Returns:
+        `(batch, num_classes)` mean probabilities.
+    """
+    ids = [bank.task_id(name) for name in task_names]
+    classes = {bank.tasks[i]["num_classes"] for i in ids}
+    if len(classes) != 1:
+        raise ValueError(f"Ensemble members must have the same classes. Received: {task_names}.")
+    batch = ops.shape(inputs["token_ids"])[0]
+    tiled = {k: ops.tile(v, [len(ids)] + [1] * (len(v.shape) - 1)) for k, v in inputs.items() if k != "task_id"}
+    tiled["task_id"] = ops.repeat(ops.convert_to_tensor(np.asarray(ids, "int32")), batch)
+    probabilities = ops.softmax(bank(tiled, training=False))[:, : classes.pop()]
+    return ops.mean(ops.reshape(probabilities, (len(ids), batch, -1)), axis=0)

@@ -1,0 +1,119 @@
+"""`PromptCausalLMBank`: many generation prompts on one frozen causal LM."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer, check_task_ids
+from tf_prompt_tuning.models.prompt_bank import _same_backbone
+from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
+from tf_prompt_tuning.prompt_file import assign_tensors, check_backbone, read_prompt_file
+
+
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
+class PromptCausalLMBank(PromptCausalLM):
+    """Generates for many prompt-tuned tasks from one frozen causal LM.
+
+    A `PromptCausalLM` whose prompt is picked per example by `task_id`
+    (`(batch,)` int, in `call` and `generate`), so a batch that mixes tasks
+    generates each row as its task's own model would. Tasks are usually
+    trained one by one as `PromptCausalLM`s and added with `add_lm` or
+    `add_prompt_file`.
+
+    Args:
+        backbone: the frozen KerasHub causal LM backbone all tasks share.
+        num_tokens: prompt length of every task.
+        tasks: names of the tasks to create (used when loading a saved bank).
+        **kwargs: standard model arguments.
+    """
+
+    takes_task_id = True
+    prompt_file_kind = None  # many tasks: each is saved from its own model
+
+    def __init__(self, backbone, *, num_tokens=20, tasks: Sequence[str] = (), **kwargs):
+        super().__init__(backbone, num_tokens=check_positive_int("num_tokens", num_tokens), **kwargs)
+        self.supports_jit = False  # as in PromptBank; `generate` checks ids before XLA
+        self.tasks = []
+        for name in tasks:
+            self.add_task(name)
+
+    def make_prompt_layer(self, num_tokens, initializer) -> PromptBankLayer:
+        return PromptBankLayer(num_tokens, name="prompts")
+
+    def prompt_arguments(self, task_id) -> dict:
+        if task_id is None:
+            raise ValueError("A `PromptCausalLMBank` needs `task_id`, each row's task.")
+        if not self.tasks:
+            raise ValueError("The bank has no tasks. Add one with add_lm or add_prompt_file.")
+        return {"task_id": check_task_ids(task_id, len(self.tasks))}
+
+    def task_id(self, name: str) -> int:
+        """The integer id of a task, for the `task_id` input."""
+        if name not in self.tasks:
+            raise KeyError(f"No task {name!r} in the bank. Its tasks are {self.tasks}.")
+        return self.tasks.index(name)
+
+    def add_task(self, name: str, prompt_initializer="uniform") -> int:
+        """Adds an untrained task; returns its id."""
+        if name in self.tasks:
+            raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
+        self.prompt.add_prompt(name, prompt_initializer)
+        self.tasks.append(name)
+        # A compiled generate function holds the prompts as they were when it
+        # was traced; a new task needs new ones.
+        self._generate_functions.clear()
+        return len(self.tasks) - 1
+
+    def add_lm(self, name: str, lm: PromptCausalLM) -> int:
+        """Adds the prompt of a trained `PromptCausalLM` on this bank's backbone."""
+        if not _same_backbone(lm.backbone, self.backbone):
+            raise ValueError(
+                f"Task {name!r} was trained on another backbone. Add only models of "
+                "the bank's backbone."
+            )
+        if isinstance(lm, PromptCausalLMBank) or lm.num_tokens != self.num_tokens:
+            raise ValueError(
+                f"Task {name!r} must be a PromptCausalLM with the bank's num_tokens="
+                f"{self.num_tokens}. Received: {type(lm).__name__} with num_tokens={lm.num_tokens}."
+            )
+        task = self.add_task(name)
+        self.prompt.prompts[task].assign(lm.prompt.prompt_value())
+        return task
+
+    def add_prompt_file(self, name: str, path) -> int:
+        """Adds a task from its generation prompt file (a path or a loaded
+        `PromptFile`), checked against the backbone; read once, assigned directly."""
+        loaded = read_prompt_file(path, "causal_lm")
+        if loaded.metadata["num_tokens"] != self.num_tokens:
+            raise ValueError(
+                f"{loaded.path!r} holds a {loaded.metadata['num_tokens']}-token prompt; the bank's "
+                f"tasks have num_tokens={self.num_tokens}. Tasks in one bank share it."
+            )
+        check_backbone(loaded, self.backbone)
+        task = self.add_task(name)
+        assign_tensors({"prompt": self.prompt.prompts[task]}, loaded)
+        return task
+
+    def generate(self, token_ids, padding_mask=None, max_new_tokens: int = 16, *, task_id=None, **options) -> dict:
+        """`PromptCausalLM.generate`, each row with the prompt of its `task_id`."""
+        if task_id is None or not self.tasks:
+            self.prompt_arguments(task_id)  # says what is missing
+        if not self._valid_task_ids(task_id, len(token_ids)):
+            raise ValueError(
+                f"`task_id` must hold one id in [0, {len(self.tasks)}) per row of "
+                f"`token_ids` ({len(token_ids)} rows). Received: task_id={task_id!r}."
+            )
+        return super().generate(token_ids, padding_mask, max_new_tokens, task_id=task_id, **options)
+
+    def _valid_task_ids(self, task_id, batch: int) -> bool:
+        ids = np.asarray(task_id)
+        return ids.shape == (batch,) and bool(np.all((ids >= 0) & (ids < len(self.tasks))))
+
+    def get_config(self):
+        config = super().get_config()
+        config["tasks"] = list(self.tasks)
+        return config
