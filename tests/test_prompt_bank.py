@@ -298,7 +298,7 @@ def test_lm_bank_task_added_after_generating_is_its_own(lm_setup):
 
 def test_a_bank_is_not_one_prompt_file(lm_setup, tmp_path):
     _, _, bank = lm_setup
-    with pytest.raises(ValueError, match=r"writes one task's prompt; received a bank \(PromptCausalLMBank\)"):
+    with pytest.raises(ValueError, match=r"writes one task's prompt; received a PromptCausalLMBank, which is not one task"):
         save_prompts(bank, str(tmp_path / "bank.safetensors"))
     assert not (tmp_path / "bank.safetensors").exists()
 
@@ -370,7 +370,7 @@ def test_out_of_range_task_ids_are_errors_in_an_lm_bank(lm_setup, task_ids, tmp_
     _, _, bank = lm_setup
     with pytest.raises(ValueError, match=r"`task_id` must be in \[0, 3\)"):
         bank({"token_ids": LM_IDS, "padding_mask": LM_MASK, "task_id": np.array(task_ids)})
-    with pytest.raises(ValueError, match=r"`task_id` must be in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"`task_id` must hold one id in \[0, 3\) per row"):
         bank.generate(LM_IDS, LM_MASK, 3, task_id=task_ids)
     path = export_saved_model(bank, str(tmp_path / "lm"), generate_options={"max_new_tokens": 3})
     generate = tf.saved_model.load(path).signatures["generate"]

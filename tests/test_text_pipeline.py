@@ -298,7 +298,7 @@ def test_tokenizer_without_special_tokens():
         (
             {"sequence_length": 2},
             ValueError,
-            r"`sequence_length` must leave room for text after the 2 special tokens. "
+            r"`sequence_length` must leave room for text after the 2 special tokens: use at least 3. "
             r"Received: sequence_length=2",
         ),
         ({"sequence_length": 1}, ValueError, r"after the 2 special tokens"),

@@ -275,7 +275,7 @@ def test_non_finite_loss_keeps_the_last_good_checkpoint(tmp_path):
 
 
 class _SabotagedStep(TrainStep):
-    """Leaves an infinite prompt after its third update, with a finite loss."""
+    """Leaves an infinite prompt after its fourth update, whose loss was finite."""
 
     def __init__(self, model):
         super().__init__(model, LOSS, "adam", jit_compile=False, strategy=None)
@@ -284,7 +284,7 @@ class _SabotagedStep(TrainStep):
     def __call__(self, *args):
         loss = super().__call__(*args)
         self.calls += 1
-        if self.calls == 3:
+        if self.calls == 4:
             self.variables[0].assign(np.full(self.variables[0].shape, np.inf, "float32"))
         return loss
 

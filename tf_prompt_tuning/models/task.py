@@ -15,6 +15,7 @@ import keras
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits
 
 
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
 class PromptTask(keras.Model):
     """Base class of the prompt-tuned task models and banks.
 
