@@ -1,6 +1,9 @@
 """`PromptTask`: one base for every task model; the prompt-file contract
 (`task_variables`, metadata, `from_prompt_file`) and the config round trip."""
 
+import os
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -12,11 +15,8 @@ from test_prompted_backbone import bert_inputs, tiny_bert
 import tf_prompt_tuning as tpt
 from tf_prompt_tuning.models.task import PromptTask
 
-
-def _randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for variable in model.trainable_variables:
-        variable.assign(rng.normal(0, 0.5, variable.shape).astype("float32"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data"))
+from make_prompt_fixtures import _randomize  # noqa: E402
 
 
 CLASSIFIERS = {
@@ -37,7 +37,7 @@ def test_every_task_model_and_bank_derives_from_the_base():
 def test_classifier_from_prompt_file_round_trip(kind, tmp_path):
     backbone = tiny_bert()
     model = tpt.PromptTextClassifier(backbone, 3, label_names=["a", "b", "c"], **CLASSIFIERS[kind])
-    _randomize(model)
+    _randomize(model, 0)
     path = tpt.save_prompts(model, str(tmp_path / "task.safetensors"))
     assert set(tpt.load_prompts(path).tensors) >= set(model.task_variables())
     restored = tpt.PromptTextClassifier.from_prompt_file(path, backbone)
@@ -52,7 +52,7 @@ def test_classifier_from_prompt_file_round_trip(kind, tmp_path):
 def test_causal_lm_from_prompt_file_round_trip(tmp_path):
     backbone = tiny_gpt2()
     model = tpt.PromptCausalLM(backbone, num_tokens=3)
-    _randomize(model)
+    _randomize(model, 0)
     path = tpt.save_prompts(model, str(tmp_path / "lm.safetensors"))
     restored = tpt.PromptCausalLM.from_prompt_file(path, backbone)
     inputs = {"token_ids": LM_IDS, "padding_mask": LM_MASK}

@@ -81,6 +81,7 @@ class PromptBank(PromptTask):
         check_pooling(pooling, backbone)
         self.backbone = backbone
         self.seed = seed
+        self._backbone_fingerprint = None  # hashed on the first prompt file
         # Room for deep-prompt tasks: a bank without any runs no extra op, one
         # with some a per-layer select (no measurable cost, benchmarks/deep_bank.py).
         num_layers = len(getattr(backbone, "transformer_layers", ())) or None
@@ -210,7 +211,7 @@ class PromptBank(PromptTask):
 
     def _fingerprint(self) -> str:
         # The frozen backbone's hash, once per bank rather than once per file.
-        if getattr(self, "_backbone_fingerprint", None) is None:
+        if self._backbone_fingerprint is None:
             self._backbone_fingerprint = backbone_fingerprint(self.backbone)
         return self._backbone_fingerprint
 
