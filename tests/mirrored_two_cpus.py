@@ -9,6 +9,7 @@ Adam, global batches of 8 (split 4 + 4) and of 7 (split 4 + 3).
 
 import json
 import sys
+
 import tensorflow as tf
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
 import keras
 import numpy as np
-
 from conftest import assert_keras_save_load_parity
-from tf_prompt_tuning.app.article_demo import INITIAL_PROMPT, SENTENCE, build_article_model, run_article_demo
+
+from tf_prompt_tuning.app.article_demo import (
+    INITIAL_PROMPT,
+    SENTENCE,
+    build_article_model,
+    run_article_demo,
+)
 
 
 def test_demo_reproduces_the_tutorial_with_a_really_frozen_model(tmp_path):

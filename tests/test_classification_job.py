@@ -14,8 +14,14 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_gpt2_lm
 
-from tf_prompt_tuning.app.classification_job import TrainConfig, load_task, predict_texts, run_training
+from tf_prompt_tuning.app.classification_job import (
+    TrainConfig,
+    load_task,
+    predict_texts,
+    run_training,
+)
 from tf_prompt_tuning.app.cli import main
 from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
 from tf_prompt_tuning.text_pipeline import make_text_dataset
@@ -398,11 +404,10 @@ def test_killed_run_restarted_with_the_same_command_ends_with_the_same_prompt(pr
 
 
 def test_a_generation_prompt_is_not_a_classifier_task(tmp_path, capsys):
-    from test_prompt_causal_lm import tiny_gpt2
-
+    
     from tf_prompt_tuning import PromptCausalLM, save_prompts
 
-    path = save_prompts(PromptCausalLM(tiny_gpt2(), num_tokens=3), str(tmp_path / "lm.safetensors"))
+    path = save_prompts(PromptCausalLM(tiny_gpt2_lm(), num_tokens=3), str(tmp_path / "lm.safetensors"))
     assert main(["predict", "--prompt", path, "text"]) == 2
     assert "holds a causal_lm prompt, not a classifier one. Load it into a PromptCausalLM" in capsys.readouterr().err
 

@@ -2,6 +2,7 @@ import hashlib
 import json
 import os
 import subprocess
+
 import numpy as np
 import pytest
 

@@ -8,7 +8,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-from test_prompted_backbone import tiny_bert
+from conftest import tiny_bert, tiny_gemma3_lm, tiny_gpt2_lm
 
 from tf_prompt_tuning import PromptTextClassifier
 from tf_prompt_tuning.export import export_saved_model
@@ -148,11 +148,11 @@ print(json.dumps(results))
 
 
 def test_causal_lm_and_bank_exports_generate_like_keras(tmp_path):
-    from test_prompt_causal_lm import MASK, TOKEN_IDS, tiny_gpt2
+    from test_prompt_causal_lm import MASK, TOKEN_IDS
 
     from tf_prompt_tuning import PromptCausalLM, PromptCausalLMBank
 
-    backbone = tiny_gpt2(max_sequence_length=16)
+    backbone = tiny_gpt2_lm(max_sequence_length=16)
     lm = PromptCausalLM(backbone, num_tokens=3)
     greedy = {"max_new_tokens": 6, "end_token_ids": [int(lm.generate(TOKEN_IDS, MASK, 6)["token_ids"][0, 2])]}
     export_saved_model(lm, str(tmp_path / "lm"), generate_options=greedy)
@@ -177,13 +177,30 @@ def test_causal_lm_and_bank_exports_generate_like_keras(tmp_path):
     np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
 
 
-def test_causal_lm_export_options_are_checked(tmp_path):
-    from test_prompt_causal_lm import tiny_gpt2
+def test_gemma3_export_generates_like_keras(tmp_path):
+    from test_prompt_causal_lm import MASK, TOKEN_IDS
 
     from tf_prompt_tuning import PromptCausalLM
 
+    lm = PromptCausalLM(tiny_gemma3_lm(), num_tokens=3, prompt_initializer="vocab")
+    free = lm.generate(TOKEN_IDS, MASK, 6)["token_ids"][0].tolist()
+    greedy = {"max_new_tokens": 6, "end_token_ids": [free[2]]}
+    stop = free.index(free[2]) + 1  # row 0 ends at the first occurrence
+    export_saved_model(lm, str(tmp_path / "lm"), generate_options=greedy)
+    request = {"token_ids": TOKEN_IDS.tolist(), "padding_mask": MASK.tolist()}
+    (out,) = _run(GENERATE, tmp_path / "lm", [request])
+    expected = lm.generate(TOKEN_IDS, MASK, **greedy)
+    np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+    np.testing.assert_array_equal(out["padding_mask"], expected["padding_mask"])
+    assert out["padding_mask"][0] == [1] * stop + [0] * (6 - stop)
+
+
+def test_causal_lm_export_options_are_checked(tmp_path):
+    
+    from tf_prompt_tuning import PromptCausalLM
+
     with pytest.raises(ValueError, match=r"needs `generate_options` with at least `max_new_tokens`. Received: generate_options=None"):
-        export_saved_model(PromptCausalLM(tiny_gpt2(), num_tokens=3), str(tmp_path))
+        export_saved_model(PromptCausalLM(tiny_gpt2_lm(), num_tokens=3), str(tmp_path))
     with pytest.raises(ValueError, match=r"`generate_options` takes .*\['seed'\] are chosen per call"):
-        export_saved_model(PromptCausalLM(tiny_gpt2(), num_tokens=3), str(tmp_path / "x"),
+        export_saved_model(PromptCausalLM(tiny_gpt2_lm(), num_tokens=3), str(tmp_path / "x"),
                            generate_options={"max_new_tokens": 4, "seed": 1})  # fmt: skip

@@ -87,7 +87,7 @@ def test_layer_of_another_model():
 
 
 def test_prefix_layers_stay_trainable():
-    from test_prompted_backbone import tiny_bert
+    from conftest import tiny_bert
 
     from tf_prompt_tuning import PrefixLayer, prompted_backbone
 

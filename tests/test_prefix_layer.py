@@ -2,8 +2,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-from conftest import assert_config_round_trip
-from test_prompted_backbone import bert_inputs, tiny_bert, tiny_gpt2
+from conftest import assert_config_round_trip, bert_inputs, tiny_bert, tiny_gpt2
 
 from tf_prompt_tuning import PrefixLayer, prompted_backbone
 from tf_prompt_tuning.initializers import FromArray

@@ -1,11 +1,9 @@
 import keras
 import numpy as np
 import pytest
-from conftest import assert_keras_save_load_parity
+from conftest import assert_keras_save_load_parity, bert_inputs, tiny_bert, tiny_gpt2_lm
 from test_prompt_causal_lm import MASK as LM_MASK
 from test_prompt_causal_lm import TOKEN_IDS as LM_IDS
-from test_prompt_causal_lm import tiny_gpt2
-from test_prompted_backbone import bert_inputs, tiny_bert
 
 from tf_prompt_tuning import (
     PromptCausalLM,
@@ -206,7 +204,7 @@ def test_a_new_prefix_task_starts_random_and_predict_sees_it(prefix_setup):
 
 
 def test_prefix_tasks_need_encoder_layers():
-    from test_prompted_backbone import tiny_gpt2 as tiny_gpt2_backbone
+    from conftest import tiny_gpt2 as tiny_gpt2_backbone
 
     bank = PromptBank(tiny_gpt2_backbone(), num_tokens=3, placement="prepend", pooling="last")
     with pytest.raises(ValueError, match=r"Task 'p' has key/value prefixes, but the bank's backbone 'gpt2_backbone' has no KerasHub TransformerEncoder layers to take them. Train the task with deep='hidden' instead"):
@@ -219,7 +217,7 @@ def test_prefix_tasks_need_encoder_layers():
 
 @pytest.fixture
 def lm_setup():
-    backbone = tiny_gpt2()
+    backbone = tiny_gpt2_lm()
     lms = {name: PromptCausalLM(backbone, num_tokens=3, seed=seed) for seed, name in enumerate(["a", "b", "c"])}
     bank = PromptCausalLMBank(backbone, num_tokens=3)
     for name, lm in lms.items():
@@ -272,7 +270,7 @@ def test_lm_bank_errors(lm_setup, tmp_path):
     with pytest.raises(ValueError, match=r"with the bank's num_tokens=3. Received: PromptCausalLM with num_tokens=4"):
         bank.add_lm("long", PromptCausalLM(backbone, num_tokens=4))
     with pytest.raises(ValueError, match="Task 'alien' was trained on another backbone"):
-        bank.add_lm("alien", PromptCausalLM(tiny_gpt2(seed=1), num_tokens=3))
+        bank.add_lm("alien", PromptCausalLM(tiny_gpt2_lm(seed=1), num_tokens=3))
     with pytest.raises(ValueError, match="`num_tokens` must be a positive integer. Received: num_tokens=0"):
         PromptCausalLMBank(backbone, num_tokens=0)
     # A file of the other kind, either way round.

@@ -1,47 +1,29 @@
-"""Soft-prompted generation with tiny random KerasHub GPT-2 (and OPT) backbones."""
+"""Soft-prompted generation with tiny random KerasHub GPT-2, OPT and Gemma 3 backbones."""
 
 import keras
 import keras_hub
 import numpy as np
 import pytest
-from conftest import assert_config_round_trip, assert_keras_save_load_parity
+from conftest import LM_VOCABULARY as VOCABULARY
+from conftest import (
+    assert_config_round_trip,
+    assert_keras_save_load_parity,
+    tiny_gemma3_lm,
+    tiny_gpt2_lm,
+    tiny_opt_lm,
+)
 
-from tf_prompt_tuning import PromptCausalLM, causal_lm_batch, make_train_step, parameter_summary
+from tf_prompt_tuning import (
+    PromptCausalLM,
+    causal_lm_batch,
+    make_train_step,
+    parameter_summary,
+)
 
-VOCABULARY = 40
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 # Right-padded; `_left` moves each row's padding to the front.
 TOKEN_IDS = np.array([[11, 12, 13, 14, 15], [21, 22, 0, 0, 0], [31, 32, 33, 0, 0]], "int32")
 MASK = (TOKEN_IDS > 0).astype("int32")
-
-
-def _scaled(backbone):
-    """Weights at the scale of a trained model's, not GPT-2's initial 0.01-0.02.
-
-    At init, a 32-dim model's logits lie within +-0.2 (near ties everywhere)
-    and attention adds ~1% to the residual stream, so nothing before a
-    position, the prompt included, could change its next token.
-    """
-    for variable in backbone.weights:
-        if len(variable.shape) >= 2:  # token embeddings std 0.2, kernels 0.2
-            variable.assign(variable * (20.0 if "token_embedding" in variable.path else 10.0))
-    return backbone
-
-
-def tiny_gpt2(seed=0, max_sequence_length=32):
-    keras.utils.set_random_seed(seed)
-    return _scaled(keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=max_sequence_length,
-    ))  # fmt: skip
-
-
-def tiny_opt(seed=0):
-    keras.utils.set_random_seed(seed)
-    return _scaled(keras_hub.models.OPTBackbone(
-        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=32,
-    ))  # fmt: skip
 
 
 def _left(token_ids, mask):
@@ -66,9 +48,20 @@ def uncached_greedy(model, token_ids, mask, steps):
     return generated
 
 
+# One of each family `causal_decoder` runs: learned positions added to the
+# embeddings (GPT-2), in the embedding layer (OPT), rotary with local and
+# global layers (Gemma 3).
+FAMILIES = {"gpt2": tiny_gpt2_lm, "opt": tiny_opt_lm, "gemma3": tiny_gemma3_lm}
+
+
 @pytest.fixture
 def model():
-    return PromptCausalLM(tiny_gpt2(), num_tokens=3, seed=1)
+    return PromptCausalLM(tiny_gpt2_lm(), num_tokens=3, seed=1)
+
+
+@pytest.fixture(params=list(FAMILIES))
+def family_model(request):
+    return PromptCausalLM(FAMILIES[request.param](), num_tokens=3, seed=1, prompt_initializer="vocab")
 
 
 def test_shapes_and_what_trains(model):
@@ -89,15 +82,16 @@ def test_config_and_keras_round_trip(model, tmp_path):
     assert restored.num_tokens == 3 and not restored.backbone.trainable
 
 
-@pytest.mark.parametrize("make_backbone", [tiny_gpt2, tiny_opt], ids=["gpt2", "opt"])
+@pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "graph"])
-def test_cached_generation_equals_the_uncached_reference(make_backbone, jit_compile):
-    model = PromptCausalLM(make_backbone(), num_tokens=3)
+def test_cached_generation_equals_the_uncached_reference(family, jit_compile):
+    model = PromptCausalLM(FAMILIES[family](), num_tokens=3, prompt_initializer="vocab")
     cached = model.generate(TOKEN_IDS, MASK, 6, jit_compile=jit_compile)["token_ids"]
     np.testing.assert_array_equal(cached, uncached_greedy(model, TOKEN_IDS, MASK, 6))
 
 
-def test_left_and_right_padding_give_the_same_logits_and_tokens(model):
+def test_left_and_right_padding_give_the_same_logits_and_tokens(family_model):
+    model = family_model
     left_ids, left_mask = _left(TOKEN_IDS, MASK)
     assert left_ids[1].tolist() == [0, 0, 0, 21, 22]
     right = _np(model({"token_ids": TOKEN_IDS, "padding_mask": MASK}))
@@ -111,7 +105,8 @@ def test_left_and_right_padding_give_the_same_logits_and_tokens(model):
     np.testing.assert_array_equal(alone[0], model.generate(TOKEN_IDS, MASK, 6)["token_ids"][1])
 
 
-def test_rows_stop_at_their_end_token(model):
+def test_rows_stop_at_their_end_token(family_model):
+    model = family_model
     free = model.generate(TOKEN_IDS, MASK, 6, jit_compile=False)["token_ids"]
     end = int(free[0, 1])  # row 0 ends at its second token
     stopped = model.generate(TOKEN_IDS, MASK, 6, end_token_ids=[end], jit_compile=False)
@@ -141,7 +136,7 @@ def test_sampling_is_reproducible_and_differs_from_greedy(model):
 
 def test_mixed_precision_keeps_the_prompt_float32():
     keras.config.set_dtype_policy("mixed_bfloat16")
-    model = PromptCausalLM(tiny_gpt2(), num_tokens=3)
+    model = PromptCausalLM(tiny_gpt2_lm(), num_tokens=3)
     assert model.prompt.prompt.dtype == "float32"
     assert model({"token_ids": TOKEN_IDS, "padding_mask": MASK}).dtype == "float32"
     cached = model.generate(TOKEN_IDS, MASK, 4, jit_compile=False)["token_ids"]
@@ -191,7 +186,7 @@ def _hit_rate(model, rng):
 
 
 def test_training_the_prompt_teaches_the_frozen_model_a_task():
-    backbone = tiny_gpt2()
+    backbone = tiny_gpt2_lm()
     model = PromptCausalLM(backbone, num_tokens=4, seed=0)
     base = PromptCausalLM(backbone, num_tokens=0)
     frozen = [_np(v).copy() for v in backbone.weights]
@@ -229,18 +224,18 @@ def test_fit_trains_only_the_prompt(model):
 )
 def test_bad_num_tokens(kwargs, error, message):
     with pytest.raises(error, match=message):
-        PromptCausalLM(tiny_gpt2(), **kwargs)
+        PromptCausalLM(tiny_gpt2_lm(), **kwargs)
 
 
 def test_an_encoder_backbone_is_refused():
-    from test_prompted_backbone import tiny_bert
+    from conftest import tiny_bert
 
     with pytest.raises(ValueError, match=r"must be a KerasHub causal LM backbone .* Received: BertBackbone"):
         PromptCausalLM(tiny_bert())
 
 
 def test_too_long_sequences(model):
-    short = PromptCausalLM(tiny_gpt2(max_sequence_length=12), num_tokens=3)
+    short = PromptCausalLM(tiny_gpt2_lm(max_sequence_length=12), num_tokens=3)
     ids = np.ones((1, 10), "int32")
     with pytest.raises(ValueError, match=r"10 tokens plus the 3-token prompt exceeds the backbone's maximum of 12"):
         short({"token_ids": ids, "padding_mask": ids})
@@ -277,7 +272,7 @@ def test_generate_errors(model, kwargs, error, message):
 def test_base_model_logits_equal_keras_hubs_own_causal_lm():
     # An independent reference for positions and masks: KerasHub's GPT2CausalLM
     # on right-padded rows (whose positions are simply 0..len-1).
-    backbone = tiny_gpt2()
+    backbone = tiny_gpt2_lm()
     reference = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
     ours = PromptCausalLM(backbone, num_tokens=0)
     expected = _np(reference({"token_ids": TOKEN_IDS, "padding_mask": MASK}))
@@ -287,3 +282,24 @@ def test_base_model_logits_equal_keras_hubs_own_causal_lm():
     left_ids, left_mask = _left(TOKEN_IDS, MASK)
     left = _np(ours({"token_ids": left_ids, "padding_mask": left_mask}))
     np.testing.assert_allclose(left[left_mask.astype(bool)], expected[real], atol=1e-4, rtol=1e-4)
+
+
+def test_gemma3_base_model_logits_equal_keras_hubs_own_forward_pass():
+    # Gemma 3 runs through our decoder (per-example rotary positions, the
+    # sliding window counted in positions); KerasHub's functional backbone is
+    # the reference on right-padded rows, whose positions are 0..len-1. The
+    # 4-position window is shorter than the rows, so local layers are tested.
+    backbone = tiny_gemma3_lm()
+    reference = keras_hub.models.Gemma3CausalLM(backbone=backbone, preprocessor=None)
+    ours = PromptCausalLM(backbone, num_tokens=0)
+    ids = np.array([[11, 12, 13, 14, 15, 16, 17, 18], [21, 22, 23, 24, 25, 0, 0, 0]], "int32")
+    mask = (ids > 0).astype("int32")
+    expected = _np(reference({"token_ids": ids, "padding_mask": mask}))
+    real = mask.astype(bool)
+    np.testing.assert_allclose(_np(ours({"token_ids": ids, "padding_mask": mask}))[real], expected[real], atol=1e-5)
+    left_ids, left_mask = _left(ids, mask)
+    left = _np(ours({"token_ids": left_ids, "padding_mask": left_mask}))
+    np.testing.assert_allclose(left[left_mask.astype(bool)], expected[real], atol=1e-4)
+    # A window as long as the rows changes the local layers, so the window was in use.
+    wide = PromptCausalLM(tiny_gemma3_lm(sliding_window_size=16), num_tokens=0)
+    assert np.abs(_np(wide({"token_ids": ids, "padding_mask": mask}))[real] - expected[real]).max() > 1e-2

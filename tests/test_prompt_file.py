@@ -6,13 +6,14 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from conftest import tiny_gemma3_lm, tiny_gpt2_lm
 from safetensors.numpy import save as save_safetensors
 from test_prompt_causal_lm import MASK as LM_MASK
 from test_prompt_causal_lm import TOKEN_IDS as LM_IDS
-from test_prompt_causal_lm import tiny_gpt2
 
 import tf_prompt_tuning
 from tf_prompt_tuning import PromptCausalLM, make_train_step
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
 from tf_prompt_tuning.prompt_file import (
     FORMAT_VERSION,
     PromptFileError,
@@ -21,7 +22,6 @@ from tf_prompt_tuning.prompt_file import (
     restore_prompts,
     save_prompts,
 )
-from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
 
 INPUTS = {
     "token_ids": np.array([[2, 5, 6, 7, 3, 0], [2, 9, 3, 0, 0, 0]], "int32"),
@@ -436,15 +436,16 @@ def test_p_tuning_file_serves_without_encoder_and_resumes_with_it(tmp_path):
         restore_prompts(PromptTextClassifier(backbone, 2, num_tokens=3, prompt_encoder="lstm"), path)
 
 
-def test_causal_lm_prompt_file_round_trip(tmp_path):
-    backbone = tiny_gpt2()
-    source = PromptCausalLM(backbone, num_tokens=3, seed=1)
+@pytest.mark.parametrize("make_backbone, backbone_class", [(tiny_gpt2_lm, "GPT2Backbone"), (tiny_gemma3_lm, "Gemma3Backbone")])
+def test_causal_lm_prompt_file_round_trip(make_backbone, backbone_class, tmp_path):
+    backbone = make_backbone()
+    source = PromptCausalLM(backbone, num_tokens=3, seed=1, prompt_initializer="vocab")
     path = save_prompts(source, str(tmp_path / "lm.safetensors"), extra={"task": "greeting"})
     loaded = load_prompts(path)
     assert set(loaded.tensors) == {"prompt"}
     metadata = loaded.metadata
     assert (metadata["kind"], metadata["num_tokens"], metadata["dim"], metadata["task"]) == ("causal_lm", 3, 32, "greeting")
-    assert metadata["backbone_class"] == "GPT2Backbone" and "num_classes" not in metadata
+    assert metadata["backbone_class"] == backbone_class and "num_classes" not in metadata
     target = PromptCausalLM(backbone, num_tokens=3, seed=2)
     restore_prompts(target, path)
     inputs = {"token_ids": LM_IDS, "padding_mask": LM_MASK}
@@ -453,7 +454,7 @@ def test_causal_lm_prompt_file_round_trip(tmp_path):
 
 
 def test_causal_lm_prompt_file_errors(model, tmp_path):
-    backbone = tiny_gpt2()
+    backbone = tiny_gpt2_lm()
     lm = PromptCausalLM(backbone, num_tokens=3)
     with pytest.raises(ValueError, match=r"takes no `label_names`. Received: num_tokens=3, label_names=\['a'\]"):
         save_prompts(lm, str(tmp_path / "x.safetensors"), label_names=["a"])
@@ -467,7 +468,7 @@ def test_causal_lm_prompt_file_errors(model, tmp_path):
     with pytest.raises(PromptFileError, match=r"holds a classifier prompt, not a causal_lm one"):
         restore_prompts(lm, classifier_path)
     with pytest.raises(PromptFileError, match=r"was trained on another backbone"):
-        restore_prompts(PromptCausalLM(tiny_gpt2(seed=1), num_tokens=3), lm_path)
+        restore_prompts(PromptCausalLM(tiny_gpt2_lm(seed=1), num_tokens=3), lm_path)
     with pytest.raises(PromptFileError, match=r"prompt has shape \(3, 32\), the model's has \(4, 32\)"):
         restore_prompts(PromptCausalLM(backbone, num_tokens=4), lm_path)
 

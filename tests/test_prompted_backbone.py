@@ -1,37 +1,15 @@
 import re
 
 import keras
-import keras_hub
 import numpy as np
 import pytest
+from conftest import bert_inputs, tiny_bert, tiny_gpt2
 
 from tf_prompt_tuning import PromptLayer
 from tf_prompt_tuning.initializers import FromArray
 from tf_prompt_tuning.prompted_backbone import prompted_backbone
 
 NUM_TOKENS = 3
-
-
-def tiny_bert():
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=40, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
-        max_sequence_length=24, dropout=0.0,
-    )  # fmt: skip
-
-
-def tiny_gpt2():
-    return keras_hub.models.GPT2Backbone(
-        vocabulary_size=40, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
-        max_sequence_length=24, dropout=0.0,
-    )  # fmt: skip
-
-
-def bert_inputs():
-    return {
-        "token_ids": np.array([[2, 5, 6, 3, 0, 0], [2, 7, 8, 9, 10, 3]], "int32"),
-        "segment_ids": np.zeros((2, 6), "int32"),
-        "padding_mask": np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], "int32"),
-    }
 
 
 def _np(x):

@@ -2,10 +2,10 @@ import ast
 import importlib
 import inspect
 import pathlib
-import tomllib
 
 import keras
 import pytest
+import tomllib
 from packaging.version import Version
 
 import tf_prompt_tuning

@@ -7,17 +7,15 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import bert_inputs, tiny_bert, tiny_gpt2_lm
 from test_prompt_causal_lm import MASK as LM_MASK
 from test_prompt_causal_lm import TOKEN_IDS as LM_IDS
-from test_prompt_causal_lm import tiny_gpt2
-from test_prompted_backbone import bert_inputs, tiny_bert
 
 import tf_prompt_tuning as tpt
 from tf_prompt_tuning.models.task import PromptTask
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data"))
 from make_prompt_fixtures import _randomize  # noqa: E402
-
 
 CLASSIFIERS = {
     "prompt": dict(num_tokens=3),
@@ -50,7 +48,7 @@ def test_classifier_from_prompt_file_round_trip(kind, tmp_path):
 
 
 def test_causal_lm_from_prompt_file_round_trip(tmp_path):
-    backbone = tiny_gpt2()
+    backbone = tiny_gpt2_lm()
     model = tpt.PromptCausalLM(backbone, num_tokens=3)
     _randomize(model, 0)
     path = tpt.save_prompts(model, str(tmp_path / "lm.safetensors"))
@@ -60,7 +58,7 @@ def test_causal_lm_from_prompt_file_round_trip(tmp_path):
 
 
 def test_a_file_of_the_wrong_kind_names_the_class_to_use(tmp_path):
-    backbone = tiny_gpt2()
+    backbone = tiny_gpt2_lm()
     path = tpt.save_prompts(tpt.PromptCausalLM(backbone, num_tokens=3), str(tmp_path / "lm.safetensors"))
     with pytest.raises(tpt.PromptFileError, match=r"holds a causal_lm prompt, not a classifier one. Load it into a PromptCausalLM"):
         tpt.PromptTextClassifier.from_prompt_file(path, backbone)
@@ -75,7 +73,7 @@ def test_banks_are_not_one_task_files(tmp_path):
 
 @pytest.mark.parametrize("make", [
     lambda: tpt.PromptTextClassifier(tiny_bert(), 2, num_tokens=2, label_names=["n", "p"], seed=3),
-    lambda: tpt.PromptCausalLM(tiny_gpt2(), num_tokens=2, seed=3),
+    lambda: tpt.PromptCausalLM(tiny_gpt2_lm(), num_tokens=2, seed=3),
     lambda: tpt.PromptBank(tiny_bert(), num_tokens=2, tasks=[{"name": "t", "num_classes": 2}]),
 ], ids=["classifier", "causal_lm", "bank"])  # fmt: skip
 def test_config_round_trip_through_the_base(make):

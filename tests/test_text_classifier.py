@@ -1,12 +1,10 @@
 import keras
 import numpy as np
 import pytest
-from conftest import assert_keras_save_load_parity
-from test_prompted_backbone import bert_inputs, tiny_bert, tiny_gpt2
+from conftest import assert_keras_save_load_parity, bert_inputs, tiny_bert, tiny_gemma3_lm, tiny_gpt2
 
 from tf_prompt_tuning import make_train_step, parameter_summary
-from tf_prompt_tuning.initializers import FromArray
-from tf_prompt_tuning.initializers import make_prompt_initializer
+from tf_prompt_tuning.initializers import FromArray, make_prompt_initializer
 from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier, pool
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -23,11 +21,13 @@ def gpt2_inputs():
     }
 
 
-# The encoder keeps [CLS] first; the decoder takes the prompt in front and
-# pools its last real token (the only one that has seen the whole text).
+# The encoder keeps [CLS] first; the decoders take the prompt in front and
+# pool their last real token (the only one that has seen the whole text).
+# Gemma 3 adds rotary positions, sliding-window layers and embedding scaling.
 BACKBONES = {
     "bert": (tiny_bert, bert_inputs, {}),
     "gpt2": (tiny_gpt2, gpt2_inputs, {"placement": "prepend", "pooling": "last"}),
+    "gemma3": (tiny_gemma3_lm, gpt2_inputs, {"placement": "prepend", "pooling": "last"}),
 }
 
 
@@ -93,7 +93,8 @@ def test_pooling_variants():
 @pytest.mark.parametrize(
     "kind, pooling, deep",
     [("bert", "mean", False), ("bert", "cls", False), ("bert", "mean", "hidden"),
-     ("gpt2", "last", False), ("gpt2", "mean", False), ("gpt2", "last", "hidden")],
+     ("gpt2", "last", False), ("gpt2", "mean", False), ("gpt2", "last", "hidden"),
+     ("gemma3", "last", False), ("gemma3", "mean", False), ("gemma3", "last", "hidden")],
 )  # fmt: skip
 def test_right_padding_does_not_change_the_logits(kind, pooling, deep):
     model, inputs = classifier(kind, num_tokens=3, pooling=pooling, deep=deep)
@@ -106,7 +107,8 @@ def test_right_padding_does_not_change_the_logits(kind, pooling, deep):
 
 
 @pytest.mark.parametrize(
-    "kind, pooling", [("bert", "mean"), ("bert", "cls"), ("gpt2", "last"), ("gpt2", "mean")]
+    "kind, pooling",
+    [("bert", "mean"), ("bert", "cls"), ("gpt2", "last"), ("gpt2", "mean"), ("gemma3", "last")],
 )
 def test_keras_save_load_parity(kind, pooling, tmp_path):
     model, inputs = classifier(kind, num_tokens=3, pooling=pooling, prompt_initializer="vocab")
@@ -191,7 +193,8 @@ def test_prompt_from_array():
 def test_deep_prompts_train_and_keep_backbone_frozen(kind, tmp_path):
     model, inputs = classifier(kind, num_tokens=4, deep="hidden")
     summary = parameter_summary(model)
-    assert summary.by_layer == {"prompt": 2 * 4 * 8, "head": 18}  # one prompt per layer
+    layers, dim = len(model.backbone.transformer_layers), model.backbone.hidden_dim
+    assert summary.by_layer == {"prompt": layers * 4 * dim, "head": dim * 2 + 2}  # one prompt per layer
     frozen = [_np(v).copy() for v in model.backbone.weights]
     prompt, deep = _np(model.prompt.prompt).copy(), _np(model.prompt.deep_prompts).copy()
     step = make_train_step(model, loss=LOSS, optimizer=keras.optimizers.Adam(0.05))

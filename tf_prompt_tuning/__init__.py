@@ -2,7 +2,8 @@
 
 The layout: `layers/` (prompt layers, one a module), `models/` (task models
 and banks on the `PromptTask` base), the modules here (prompt files, export,
-training, freezing, backbones, the text pipeline), and `app/` (the command
+training, freezing, backbones and their conversion, causal decoder families,
+the text pipeline), and `app/` (the command
 line, the training job, built-in data, plots), which the library never
 imports.
 """
@@ -21,11 +22,13 @@ _import_tensorflow()  # quietly for the command line (see _startup)
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning.backbone import load_backbone
+from tf_prompt_tuning.causal_decoder import CausalDecoder
 from tf_prompt_tuning.distribution import make_strategy
 from tf_prompt_tuning.export import export_saved_model
 from tf_prompt_tuning.freezing import ParameterSummary
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.freezing import parameter_summary
+from tf_prompt_tuning.gemma3_gguf import convert_gemma3_gguf
 from tf_prompt_tuning.initializers import make_prompt_initializer
 from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
 from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
@@ -53,6 +56,7 @@ from tf_prompt_tuning.training import make_train_step
 from tf_prompt_tuning.training import train
 
 __all__ = [
+    "CausalDecoder",
     "DeepPromptLayer",
     "ParameterSummary",
     "PrefixBankLayer",
@@ -69,6 +73,7 @@ __all__ = [
     "TrainStep",
     "TrainingHistory",
     "causal_lm_batch",
+    "convert_gemma3_gguf",
     "encode_texts",
     "ensemble_probabilities",
     "export_saved_model",

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never half."""
+"""Files: atomic writes (a reader sees the old file or the whole new one,
+never half), a directory lock, and the cache directory."""
 
 from __future__ import annotations
 
@@ -56,3 +57,11 @@ class DirectoryLock:
 
     def __exit__(self, *exc):
         os.close(self._fd)  # releases the lock
+
+
+def cache_dir() -> str:
+    """`$TF_PROMPT_TUNING_CACHE`, else `$XDG_CACHE_HOME/tf_prompt_tuning` (~/.cache)."""
+    if os.environ.get("TF_PROMPT_TUNING_CACHE"):
+        return os.environ["TF_PROMPT_TUNING_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tf_prompt_tuning")

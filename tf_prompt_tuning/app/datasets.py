@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tf_prompt_tuning._io import write_atomically
+from tf_prompt_tuning._io import cache_dir, write_atomically
 
 SOURCE_PACKAGE = "vaderSentiment==3.3.2"
 _SDIST_NAME = "vaderSentiment-3.3.2.tar.gz"
@@ -121,14 +121,6 @@ class TextDataset:
         n_dev = round(len(self) * dev_fraction)
         test, dev, train = np.split(order, [n_test, n_test + n_dev])
         return self.subset(train), self.subset(dev), self.subset(test)
-
-
-def cache_dir() -> str:
-    """`$TF_PROMPT_TUNING_CACHE`, else `$XDG_CACHE_HOME/tf_prompt_tuning` (~/.cache)."""
-    if os.environ.get("TF_PROMPT_TUNING_CACHE"):
-        return os.environ["TF_PROMPT_TUNING_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "tf_prompt_tuning")
 
 
 def _sha256(data: bytes) -> str:

@@ -25,6 +25,7 @@ import tensorflow as tf
 from keras import ops
 
 from tf_prompt_tuning._checks import check_choice, check_positive_int
+from tf_prompt_tuning.causal_decoder import causal_decoder
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.layers.prompt_layer import PromptLayer
 from tf_prompt_tuning.initializers import make_prompt_initializer
@@ -71,39 +72,6 @@ def causal_lm_batch(token_ids, padding_mask, target_mask=None):
     return {"token_ids": token_ids, "padding_mask": mask}, labels, ops.cast(weights, "float32")
 
 
-def _position_embedding(backbone):
-    """The learned position table layer of a GPT-2 or OPT style backbone."""
-    layer = getattr(backbone, "position_embedding", None)
-    if layer is None:  # OPT embeds tokens and positions in one layer
-        layer = getattr(getattr(backbone, "embeddings", None), "position_embedding", None)
-    return layer
-
-
-def check_decoder_backbone(backbone):
-    """Raises unless `backbone` is a KerasHub decoder this module can run.
-
-    It needs a reversible token embedding (its transpose gives the logits),
-    a learned position table, `TransformerDecoder` layers (whose key/value
-    cache this module drives) and a final layer norm: GPT-2 and OPT.
-    """
-    from keras_hub.layers import PositionEmbedding, TransformerDecoder
-
-    layers = getattr(backbone, "transformer_layers", None) or []
-    fits = (
-        isinstance(getattr(backbone, "token_embedding", None), keras.layers.ReversibleEmbedding)
-        and isinstance(_position_embedding(backbone), PositionEmbedding)
-        and layers
-        and all(isinstance(layer, TransformerDecoder) for layer in layers)
-        and getattr(backbone, "layer_norm", None) is not None
-    )
-    if not fits:
-        raise ValueError(
-            "`backbone` must be a KerasHub causal LM backbone with a reversible token "
-            "embedding, learned position embeddings and TransformerDecoder layers "
-            f"(GPT2Backbone, OPTBackbone). Received: {type(backbone).__name__}."
-        )
-
-
 def generation_options(
     model, max_new_tokens, strategy="greedy", temperature=1.0, top_k=None, end_token_ids=None
 ) -> dict:
@@ -148,13 +116,13 @@ class PromptCausalLM(PromptTask):
     model once, in the prefill. With `num_tokens=0` there is no prompt: the
     frozen base model through the same code.
 
-    Works with GPT-2 and OPT backbones (learned position tables and
-    KerasHub `TransformerDecoder` layers); families with rotary positions
-    would need their own position handling.
+    Works with GPT-2 and OPT (learned position tables) and text-only
+    Gemma 3 (rotary positions, sliding-window layers) backbones; a family
+    is one `causal_decoder.CausalDecoder`.
 
     Args:
-        backbone: a KerasHub `GPT2Backbone` or `OPTBackbone`, e.g.
-            `keras_hub.models.GPT2Backbone.from_preset("gpt2_base_en")`.
+        backbone: a KerasHub `GPT2Backbone`, `OPTBackbone` or
+            `Gemma3Backbone`, e.g. `load_backbone("gemma3_270m")[0]`.
         num_tokens: prompt length (0 for none).
         prompt_initializer: "uniform" (default, [-0.5, 0.5]), "vocab", or an
             initializer or array (`make_prompt_initializer` resolves "text").
@@ -173,7 +141,7 @@ class PromptCausalLM(PromptTask):
         super().__init__(**kwargs)
         if num_tokens != 0:
             num_tokens = check_positive_int("num_tokens", num_tokens)
-        check_decoder_backbone(backbone)
+        self.decoder = causal_decoder(backbone)
         self.backbone = backbone
         self.num_tokens = num_tokens
         self.seed = seed
@@ -210,7 +178,9 @@ class PromptCausalLM(PromptTask):
 
     def check_generation_fits(self, input_length: int, max_new_tokens: int):
         """Raises if prompt, input and new tokens exceed the position table."""
-        limit = self.backbone.max_sequence_length
+        limit = self.decoder.max_positions
+        if limit is None:
+            return
         needed = self.num_tokens + input_length + max_new_tokens
         if needed > limit:
             room = limit - self.num_tokens - input_length
@@ -226,50 +196,31 @@ class PromptCausalLM(PromptTask):
             )
 
     def _embed(self, token_ids, padding_mask, task_id=None):
-        """The embedded `[prompt, tokens]` and its key mask `(batch, n + seq)`."""
+        """The decoder input for `[prompt, tokens]`, its key mask and positions,
+        each `(batch, n + seq, ...)`."""
         mask = ops.cast(padding_mask, "int32")
         # Real tokens take consecutive positions after the prompt, whatever
         # the padding; a pad's position does not matter (nothing attends to it).
         positions = self.num_tokens + ops.maximum(ops.cumsum(mask, axis=1) - 1, 0)
-        x = self.backbone.token_embedding(token_ids)
+        x = self.decoder.embed_tokens(token_ids)
         if self.prompt is not None:
             x = self.prompt(x, **self.prompt_arguments(task_id))
             prompt_positions = ops.zeros_like(mask[:, :1]) + ops.arange(self.num_tokens, dtype="int32")
             positions = ops.concatenate([prompt_positions, positions], axis=1)
             mask = ops.concatenate([ops.ones_like(prompt_positions), mask], axis=1)
-        return self._add_positions(x, positions), mask
+        return self.decoder.start(x, positions), mask, positions
 
-    def _add_positions(self, x, positions):
-        return x + _position_embedding(self.backbone)(x, positions=positions)
-
-    def _decode(self, x, key_mask, caches=None, cache_index=None):
-        """Runs the transformer layers; with caches, reads and updates them.
-
-        `key_mask` `(batch, keys)` marks the keys that may be attended to;
-        each layer adds causality (offset by `cache_index` with a cache).
-        """
-        attention_mask = key_mask[:, None, :]
-        updated = []
-        for i, layer in enumerate(self.backbone.transformer_layers):
-            if caches is None:
-                x = layer(x, decoder_attention_mask=attention_mask, training=False)
-            else:
-                x, cache = layer(
-                    x, decoder_attention_mask=attention_mask, self_attention_cache=caches[i],
-                    self_attention_cache_update_index=cache_index, training=False,
-                )  # fmt: skip
-                updated.append(cache)
-        return self.backbone.layer_norm(x), updated
-
-    def _logits(self, hidden):
-        return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
-
-    def call(self, inputs, training=None):
+    def hidden_states(self, inputs):
+        """Final hidden states at the input positions (never the prompt's),
+        `(batch, seq, hidden_dim)`: what `call` turns into logits."""
         token_ids = inputs["token_ids"]
         self.check_input_length(token_ids.shape[1])
-        x, key_mask = self._embed(token_ids, inputs["padding_mask"], inputs.get("task_id"))
-        hidden, _ = self._decode(x, key_mask)
-        return self._logits(hidden[:, self.num_tokens :])
+        x, key_mask, positions = self._embed(token_ids, inputs["padding_mask"], inputs.get("task_id"))
+        hidden, _ = self.decoder.run(x, positions, positions, key_mask)
+        return hidden[:, self.num_tokens :]
+
+    def call(self, inputs, training=None):
+        return self.decoder.logits(self.hidden_states(inputs))
 
     def generation_function(self, **options):
         """A plain TensorFlow function `(token_ids, padding_mask, task_id, seed)`
@@ -279,8 +230,8 @@ class PromptCausalLM(PromptTask):
         n = self.num_tokens
         max_new = options["max_new_tokens"]
         end_ids = tf.constant(options["end_token_ids"] or (-1,), "int32")
-        decoder = self.backbone.transformer_layers
-        head_dim = self.backbone.hidden_dim // self.backbone.num_heads
+        decoder = self.decoder
+        limit = decoder.max_positions
 
         def pick(logits, step, seed):
             if options["strategy"] == "greedy":
@@ -307,12 +258,13 @@ class PromptCausalLM(PromptTask):
             token_ids = tf.cast(token_ids, tf.int32)
             mask = tf.cast(padding_mask, tf.int32)
             batch, length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
-            # A served graph has no Python check in front of it, and a position
-            # past the table would read zeros on some devices, not fail.
-            tf.debugging.assert_less_equal(
-                n + length + max_new, self.backbone.max_sequence_length,
-                message="The prompt, the input and max_new_tokens exceed the backbone position table",
-            )  # fmt: skip
+            if limit is not None:
+                # A served graph has no Python check in front of it, and a position
+                # past the table would read zeros on some devices, not fail.
+                tf.debugging.assert_less_equal(
+                    n + length + max_new, limit,
+                    message="The prompt, the input and max_new_tokens exceed the backbone position table",
+                )  # fmt: skip
             if self.takes_task_id:
                 # Out of range, a gather would clamp (XLA) or read zeros (GPU): a wrong task, silently.
                 tf.debugging.assert_equal(
@@ -322,16 +274,18 @@ class PromptCausalLM(PromptTask):
             # Cache slots: prompt, input, then each new token but the last,
             # which is returned and never fed back.
             slots = n + length + max_new - 1
-            x, key_mask = self._embed(token_ids, mask, task_id if self.takes_task_id else None)
+            x, key_mask, positions = self._embed(token_ids, mask, task_id if self.takes_task_id else None)
             key_mask = tf.concat([key_mask, tf.ones([batch, max_new - 1], tf.int32)], axis=1)
-            empty = tf.zeros(
-                [batch, 2, slots, self.backbone.num_heads, head_dim], decoder[0].compute_dtype
+            lengths = tf.reduce_sum(mask, axis=1)
+            # New token i (from 0) sits in slot n + length + i at position n + lengths + i.
+            new_positions = n + lengths[:, None] + tf.range(max_new - 1)[None, :]
+            key_positions = tf.concat([positions, new_positions], axis=1)
+            hidden, caches = decoder.run(
+                x, positions, key_positions, key_mask, decoder.empty_caches(batch, slots), 0
             )
-            hidden, caches = self._decode(x, key_mask, [empty] * len(decoder), 0)
             # The last real token, or the prompt's last vector for an empty input.
             last = n - 1 + tf.reduce_max(mask * tf.range(1, length + 1)[None, :], axis=1)
-            logits = self._logits(tf.gather(hidden, last, axis=1, batch_dims=1))
-            lengths = tf.reduce_sum(mask, axis=1)
+            logits = decoder.logits(tf.gather(hidden, last, axis=1, batch_dims=1))
             state = record(
                 pick(logits, 0, seed), 0, tf.zeros([batch, max_new], tf.int32),
                 tf.zeros([batch, max_new], tf.bool), tf.zeros([batch], tf.bool),
@@ -341,11 +295,10 @@ class PromptCausalLM(PromptTask):
                 return (step < max_new) & ~tf.reduce_all(done)
 
             def step_fn(step, token, tokens, valid, done, caches):
-                x = self._add_positions(
-                    self.backbone.token_embedding(token[:, None]), (n + lengths + step - 1)[:, None]
-                )
-                hidden, caches = self._decode(x, key_mask, caches, n + length + step - 1)
-                state = record(pick(self._logits(hidden[:, 0]), step, seed), step, tokens, valid, done)
+                position = (n + lengths + step - 1)[:, None]
+                x = decoder.start(decoder.embed_tokens(token[:, None]), position)
+                hidden, caches = decoder.run(x, position, key_positions, key_mask, caches, n + length + step - 1)
+                state = record(pick(decoder.logits(hidden[:, 0]), step, seed), step, tokens, valid, done)
                 return (step + 1, *state, caches)
 
             _, _, tokens, valid, _, _ = tf.while_loop(not_done, step_fn, (1, *state, caches))

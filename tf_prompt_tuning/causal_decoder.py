@@ -1,0 +1,220 @@
+"""`causal_decoder`: how to run one family of KerasHub causal LM step by step.
+
+`PromptCausalLM` inserts the prompt between a backbone's token embedding and
+its transformer layers, gives every real token its own position whatever
+the padding, and decodes from a key/value cache it owns. Those three things
+differ by family: where positions enter (a learned table added to the
+embeddings, or rotary inside attention), how the embeddings are scaled, and
+how a layer reads and writes the cache. A `CausalDecoder` holds exactly
+that, using the backbone's own layers and weights. Supporting a new family
+means one subclass here and one entry in `DECODERS`.
+
+Every decoder takes the same arguments:
+- `positions` `(batch, seq)`: the position of each query token;
+- `key_positions` `(batch, keys)`: the position of each key (with a cache,
+  of every cache slot);
+- `key_mask` `(batch, keys)`: 1 at the keys that may be attended to;
+- `caches`, `cache_index`: a list of per-layer caches, `(batch, 2, keys,
+  kv_heads, head_dim)`, and the slot of the first query token.
+Causality is by slot (a query sees keys up to its own slot).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+class CausalDecoder:
+    """Runs a KerasHub causal LM backbone with explicit positions and a cache."""
+
+    def __init__(self, backbone):
+        self.backbone = backbone
+        self.layers = backbone.transformer_layers
+
+    @classmethod
+    def fits(cls, backbone) -> bool:
+        raise NotImplementedError
+
+    @property
+    def max_positions(self) -> int | None:
+        """The most positions the backbone can take (None: no fixed limit)."""
+        return None
+
+    def embed_tokens(self, token_ids):
+        """Token embeddings, in the space the prompt lives in."""
+        return self.backbone.token_embedding(token_ids)
+
+    def start(self, x, positions):
+        """The transformer layers' input from the (prompted) embeddings."""
+        raise NotImplementedError
+
+    def run(self, x, positions, key_positions, key_mask, caches=None, cache_index=None):
+        """Runs every transformer layer and the final norm; returns
+        `(hidden, updated caches)` (an empty list without caches)."""
+        raise NotImplementedError
+
+    def empty_caches(self, batch, slots) -> list:
+        raise NotImplementedError
+
+    def logits(self, hidden):
+        """Logits over the vocabulary, float32."""
+        return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
+
+    def label_logits(self, hidden, token_ids):
+        """Logits of the given vocabulary rows only, float32 `(..., len(token_ids))`:
+        scoring a few label words skips the full output layer."""
+        rows = ops.take(self.backbone.token_embedding.embeddings, ops.convert_to_tensor(token_ids), axis=0)
+        rows = ops.cast(rows, hidden.dtype)
+        return ops.cast(ops.einsum("...d,vd->...v", hidden, rows), "float32")
+
+
+def _slot_causal(key_mask, num_queries, cache_index):
+    """`(batch, queries, keys)` bool: key slot <= query slot, and the key is real."""
+    keys = ops.shape(key_mask)[1]
+    start = 0 if cache_index is None else cache_index
+    query_slots = ops.arange(num_queries, dtype="int32")[:, None] + start
+    allowed = ops.arange(keys, dtype="int32")[None, :] <= query_slots
+    return ops.logical_and(allowed[None], ops.cast(key_mask, "bool")[:, None, :])
+
+
+class LearnedPositionDecoder(CausalDecoder):
+    """GPT-2 and OPT: a learned position table added to the token embeddings,
+    KerasHub `TransformerDecoder` layers, a final layer norm."""
+
+    @staticmethod
+    def _position_table(backbone):
+        layer = getattr(backbone, "position_embedding", None)
+        if layer is None:  # OPT embeds tokens and positions in one layer
+            layer = getattr(getattr(backbone, "embeddings", None), "position_embedding", None)
+        return layer
+
+    @classmethod
+    def fits(cls, backbone) -> bool:
+        from keras_hub.layers import PositionEmbedding, TransformerDecoder
+
+        layers = getattr(backbone, "transformer_layers", None) or []
+        return bool(
+            isinstance(getattr(backbone, "token_embedding", None), keras.layers.ReversibleEmbedding)
+            and isinstance(cls._position_table(backbone), PositionEmbedding)
+            and layers
+            and all(isinstance(layer, TransformerDecoder) for layer in layers)
+            and getattr(backbone, "layer_norm", None) is not None
+        )
+
+    @property
+    def max_positions(self):
+        return self.backbone.max_sequence_length
+
+    def start(self, x, positions):
+        return x + self._position_table(self.backbone)(x, positions=positions)
+
+    def run(self, x, positions, key_positions, key_mask, caches=None, cache_index=None):
+        # The layers add causality themselves, offset by `cache_index`.
+        attention_mask = key_mask[:, None, :]
+        updated = []
+        for i, layer in enumerate(self.layers):
+            if caches is None:
+                x = layer(x, decoder_attention_mask=attention_mask, training=False)
+            else:
+                x, cache = layer(
+                    x, decoder_attention_mask=attention_mask, self_attention_cache=caches[i],
+                    self_attention_cache_update_index=cache_index, training=False,
+                )  # fmt: skip
+                updated.append(cache)
+        return self.backbone.layer_norm(x), updated
+
+    def empty_caches(self, batch, slots):
+        head_dim = self.backbone.hidden_dim // self.backbone.num_heads
+        shape = [batch, 2, slots, self.backbone.num_heads, head_dim]
+        return [ops.zeros(shape, self.layers[0].compute_dtype) for _ in self.layers]
+
+
+class Gemma3Decoder(CausalDecoder):
+    """Gemma 3: embeddings scaled by sqrt(hidden_dim), rotary positions in
+    every attention layer, local (sliding-window) and global layers.
+
+    KerasHub's `Gemma3DecoderBlock` takes a start index, not per-example
+    positions, so this runs each block's own sublayers with the rotary
+    angles of each token's position: left- and right-padded rows get the
+    same positions, and the sliding window counts positions, not slots.
+    """
+
+    @classmethod
+    def fits(cls, backbone) -> bool:
+        from keras_hub.models import Gemma3Backbone
+
+        return isinstance(backbone, Gemma3Backbone) and backbone.vision_encoder is None
+
+    def start(self, x, positions):
+        return x * ops.cast(ops.sqrt(self.backbone.hidden_dim), x.dtype)
+
+    def run(self, x, positions, key_positions, key_mask, caches=None, cache_index=None):
+        causal = _slot_causal(key_mask, ops.shape(x)[1], cache_index)
+        distance = ops.cast(positions, "int32")[:, :, None] - ops.cast(key_positions, "int32")[:, None, :]
+        updated = []
+        for i, block in enumerate(self.layers):
+            attention = block.attention
+            mask = causal
+            if attention.use_sliding_window_attention:
+                mask = ops.logical_and(mask, distance < attention.sliding_window_size)
+            cache = None if caches is None else caches[i]
+            h = block.pre_attention_norm(x)
+            h, cache = self._attend(attention, h, positions, mask, cache, cache_index)
+            x = x + block.post_attention_norm(h)
+            h = block.pre_ffw_norm(x)
+            h = keras.activations.gelu(block.gating_ffw(h), approximate=True) * block.gating_ffw_2(h)
+            x = x + block.post_ffw_norm(block.ffw_linear(h))
+            if cache is not None:
+                updated.append(cache)
+        return self.backbone.layer_norm(x), updated
+
+    @staticmethod
+    def _attend(attention, x, positions, mask, cache, cache_index):
+        query = attention.rope_layer(attention.query_norm(attention.query_dense(x)), positions=positions)
+        key = attention.rope_layer(attention.key_norm(attention.key_dense(x)), positions=positions)
+        value = attention.value_dense(x)
+        if cache is not None:
+            start = [0, cache_index, 0, 0]
+            key = ops.slice_update(cache[:, 0], start, key)
+            value = ops.slice_update(cache[:, 1], start, value)
+            cache = ops.stack([key, value], axis=1)
+        if attention.query_head_dim_normalize:
+            scale = 1 / np.sqrt(attention.head_dim)
+        else:
+            scale = 1 / np.sqrt(attention.hidden_dim // attention.num_query_heads)
+        batch, length = ops.shape(query)[0], ops.shape(query)[1]
+        # Grouped-query attention: each key/value head serves `groups` query heads.
+        groups = attention.num_query_heads // attention.num_key_value_heads
+        query = ops.reshape(query * ops.cast(scale, query.dtype), (batch, length, attention.num_key_value_heads, groups, attention.head_dim))
+        scores = ops.einsum("btkgh,bskh->bkgts", query, key)
+        if attention.logit_soft_cap is not None:
+            cap = attention.logit_soft_cap
+            scores = ops.tanh(scores / cap) * cap
+        scores = ops.where(mask[:, None, None], ops.cast(scores, "float32"), -1e9)
+        weights = ops.cast(ops.softmax(scores, axis=-1), value.dtype)
+        output = ops.einsum("bkgts,bskh->btkgh", weights, value)
+        output = ops.reshape(output, (batch, length, attention.num_query_heads, attention.head_dim))
+        return attention.output_dense(output), cache
+
+    def empty_caches(self, batch, slots):
+        attention = self.layers[0].attention
+        shape = [batch, 2, slots, attention.num_key_value_heads, attention.head_dim]
+        return [ops.zeros(shape, self.layers[0].compute_dtype) for _ in self.layers]
+
+
+# Tried in order; the first that fits a backbone runs it.
+DECODERS = (LearnedPositionDecoder, Gemma3Decoder)
+
+
+def causal_decoder(backbone) -> CausalDecoder:
+    """The `CausalDecoder` for `backbone`; raises if no family fits."""
+    for decoder in DECODERS:
+        if decoder.fits(backbone):
+            return decoder(backbone)
+    raise ValueError(
+        "`backbone` must be a KerasHub causal LM backbone of a supported family: GPT-2 or OPT "
+        "(a reversible token embedding, learned positions, TransformerDecoder layers), or "
+        f"a text-only Gemma 3. Received: {type(backbone).__name__}."
+    )
