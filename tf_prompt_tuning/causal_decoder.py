@@ -153,12 +153,14 @@ class Gemma3Decoder(CausalDecoder):
     def run(self, x, positions, key_positions, key_mask, caches=None, cache_index=None):
         causal = _slot_causal(key_mask, ops.shape(x)[1], cache_index)
         distance = ops.cast(positions, "int32")[:, :, None] - ops.cast(key_positions, "int32")[:, None, :]
+        masks = {}  # per window size (None: global), made once for all layers
         updated = []
         for i, block in enumerate(self.layers):
             attention = block.attention
-            mask = causal
-            if attention.use_sliding_window_attention:
-                mask = ops.logical_and(mask, distance < attention.sliding_window_size)
+            window = attention.sliding_window_size if attention.use_sliding_window_attention else None
+            if window not in masks:
+                masks[window] = causal if window is None else ops.logical_and(causal, distance < window)
+            mask = masks[window]
             cache = None if caches is None else caches[i]
             h = block.pre_attention_norm(x)
             h, cache = self._attend(attention, h, positions, mask, cache, cache_index)

