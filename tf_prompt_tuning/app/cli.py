@@ -39,6 +39,19 @@ def _train(args) -> int:
     return 0
 
 
+def _label_generation(args) -> int:
+    from tf_prompt_tuning.app.label_generation_job import METHODS, LabelGenerationConfig, run_label_generation
+
+    config = LabelGenerationConfig(
+        backbone=args.backbone, data=args.data, num_tokens=args.num_tokens, initializer=args.init,
+        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        max_text_tokens=args.max_text_tokens, eval_size=args.eval_size, shots=args.shots,
+        seed=args.seed, output_dir=args.output_dir,
+    )  # fmt: skip
+    run_label_generation(config, methods=tuple(args.method or METHODS))
+    return 0
+
+
 def _prompt_path(prompt: str, task: str | None) -> str:
     """A prompt file, or the file of `task` in a bank directory."""
     from tf_prompt_tuning.app.classification_job import bank_files
@@ -192,6 +205,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--output-dir", default=defaults.output_dir)
     train.set_defaults(run=_train)
+
+    from tf_prompt_tuning.app.label_generation_job import INITIALIZERS, METHODS, LabelGenerationConfig
+
+    generation = LabelGenerationConfig()
+    labels = commands.add_parser(
+        "generate-labels",
+        help="a causal LM (Gemma 3 270M) writes each text's label as a word: zero-shot, few-shot, soft prompt",
+        description='Each example becomes "Review: TEXT\nSentiment:" -> " positive"/" negative". Scores '
+        "the base model with a hand-written instruction (zero_shot), with solved examples too (few_shot), "
+        "and a trained soft prompt (soft_prompt) on the same held-out examples; writes results.json.",
+    )
+    labels.add_argument("--backbone", default=generation.backbone, help="gemma3_270m (default) or a causal LM preset")
+    labels.add_argument("--data", default=generation.data, help="a built-in set or a .csv/.tsv/.jsonl file")
+    labels.add_argument("--method", action="append", choices=METHODS, help="repeat for several (default: all)")
+    labels.add_argument("--num-tokens", type=int, default=generation.num_tokens, help="soft prompt length")
+    labels.add_argument("--init", default=generation.initializer, choices=INITIALIZERS,
+                        help="soft prompt initialization; text: the zero-shot instruction's embeddings")
+    labels.add_argument("--steps", type=int, default=generation.steps)
+    labels.add_argument("--batch-size", type=int, default=generation.batch_size)
+    labels.add_argument("--learning-rate", type=float, default=generation.learning_rate)
+    labels.add_argument("--max-text-tokens", type=int, default=generation.max_text_tokens,
+                        help="each text is cut to this many tokens")
+    labels.add_argument("--eval-size", type=int, default=generation.eval_size, help="held-out examples scored")
+    labels.add_argument("--shots", type=int, default=generation.shots, help="solved examples of few_shot")
+    labels.add_argument("--seed", type=int, default=generation.seed)
+    labels.add_argument("--output-dir", default=generation.output_dir)
+    labels.set_defaults(run=_label_generation)
 
     for name, run, help_text in [
         ("evaluate", _evaluate, "accuracy of a saved prompt on a data set"),

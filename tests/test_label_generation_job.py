@@ -1,0 +1,92 @@
+"""Text-to-label generation (zero-shot, few-shot, soft prompt) on a tiny
+Gemma 3 converted from a GGUF file the tests write, with its tokenizer."""
+
+import contextlib
+import json
+import os
+
+import numpy as np
+import pytest
+from test_gemma3_gguf import write_tiny_gemma3_gguf
+
+from tf_prompt_tuning.app import datasets
+from tf_prompt_tuning.app import label_generation_job as job
+from tf_prompt_tuning.app.cli import main
+from tf_prompt_tuning.gemma3_gguf import convert_gemma3_gguf
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory):
+    return convert_gemma3_gguf(write_tiny_gemma3_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf"))
+
+
+def _data(size=120):
+    # Words of the tiny vocabulary; the label names are single pieces there.
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(["the", "cat", "sat", "user"], 4)) for _ in range(size)]
+    labels = np.array(["cat" in text for text in texts], "int32")
+    return datasets.TextDataset(texts, labels, ("sat", "cat"))
+
+
+@pytest.fixture
+def tiny_job(gemma, monkeypatch):
+    monkeypatch.setattr(job, "load_backbone", lambda name: gemma)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name: _data())
+
+
+def test_every_method_is_scored_on_the_same_held_out_examples(tiny_job, tmp_path):
+    config = job.LabelGenerationConfig(
+        backbone="tiny", num_tokens=4, steps=30, batch_size=8, learning_rate=0.1, eval_size=10,
+        shots=2, max_text_tokens=8, output_dir=str(tmp_path / "out"),
+    )  # fmt: skip
+    results = job.run_label_generation(config, print_fn=lambda *a: None)
+    with open(tmp_path / "out" / "results.json") as f:
+        assert json.load(f)["methods"].keys() == set(job.METHODS)
+    for method in job.METHODS:
+        result = results["methods"][method]
+        assert result["examples"] == 10
+        assert 0 <= result["accuracy"] <= 1 - result["invalid"] + 1e-9
+    losses = results["methods"]["soft_prompt"]["losses"]
+    assert len(losses) == 30 and np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+def test_first_word_reads_the_label_and_nothing_else():
+    assert job.first_word(" Positive.\n\nReview") == "positive"
+    assert job.first_word("\n negative, I think") == "negative"
+    assert job.first_word("   ") == ""
+
+
+def test_generation_accuracy_counts_invalid_words_as_wrong(gemma):
+    backbone, tokenizer = gemma
+
+    class Fixed:  # generates " cat" then "\n" for every row
+        def generate(self, ids, mask, new_tokens, end_token_ids):
+            row = [job._ids(tokenizer, " cat")[0], job._ids(tokenizer, "\n")[0], 0]
+            return {"token_ids": np.array([row] * len(ids)), "padding_mask": np.array([[True, True, False]] * len(ids))}
+
+    result = job.generation_accuracy(Fixed(), tokenizer, [[2, 5], [2, 6], [2]], [1, 0, 1], ["sat", "cat"])
+    assert result == {"accuracy": 2 / 3, "invalid": 0.0, "examples": 3}
+    result = job.generation_accuracy(Fixed(), tokenizer, [[2, 5]], [0], ["positive", "negative"])
+    assert result == {"accuracy": 0.0, "invalid": 1.0, "examples": 1}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "0"], "`steps` must be a positive integer. Received: steps=0."),
+        (["--eval-size", "-1"], "`eval_size` must be a positive integer"),
+        (["--learning-rate", "0"], "`learning_rate` must be positive"),
+        (["--method", "beam"], "argument --method: invalid choice: 'beam'"),
+        (["--init", "labels"], "argument --init: invalid choice: 'labels'"),
+    ],
+)
+def test_cli_errors_are_one_line_and_write_nothing(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    usage = "invalid choice" in message  # argparse's own errors exit
+    with pytest.raises(SystemExit) if usage else contextlib.nullcontext():
+        code = main(["generate-labels", *argv, "--output-dir", str(out)])
+        assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not os.path.exists(out)
+

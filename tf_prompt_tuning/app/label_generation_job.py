@@ -1,0 +1,201 @@
+"""Text-to-label generation on a causal LM: zero-shot, few-shot and soft prompts.
+
+As in PEFT's prompt-tuning example, a classification set becomes a
+generation task: `"Review: <text>\\nSentiment:"` -> `" positive"` or
+`" negative"`. Three ways to steer a frozen LM, scored the same way on the
+same held-out examples (the first word generated greedily must be the label;
+anything else, an invalid output included, counts as wrong):
+
+- zero-shot: a hand-written instruction in front of the input;
+- few-shot: the instruction and `shots` solved training examples;
+- soft prompt: `PromptCausalLM` with `num_tokens` trained vectors in front of
+  the bare input, trained on the label word's next-token loss (the full
+  vocabulary's softmax at the last input position, so the label must win
+  against every word, as generation needs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from tf_prompt_tuning._checks import check_choice, check_positive_int
+from tf_prompt_tuning._io import write_atomically
+from tf_prompt_tuning.backbone import load_backbone
+from tf_prompt_tuning.initializers import make_prompt_initializer
+from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
+from tf_prompt_tuning.training import make_train_step
+
+INSTRUCTION = "Classify the sentiment of the movie review as positive or negative.\n\n"
+TEMPLATE = "Review: {text}\nSentiment:"
+ANSWER = " {label}\n\n"
+NEW_TOKENS = 3  # enough for a label word and what follows it
+METHODS = ("zero_shot", "few_shot", "soft_prompt")
+INITIALIZERS = ("text", "vocab", "uniform")
+
+
+@dataclasses.dataclass
+class LabelGenerationConfig:
+    backbone: str = "gemma3_270m"
+    data: str = "movie_reviews"
+    num_tokens: int = 20
+    initializer: str = "text"  # "text": the instruction's embeddings; or "vocab", "uniform"
+    steps: int = 60
+    batch_size: int = 8
+    learning_rate: float = 0.05
+    max_text_tokens: int = 48
+    eval_size: int = 200
+    shots: int = 4
+    seed: int = 0
+    output_dir: str = "outputs/label_generation"
+
+    def __post_init__(self):
+        for name in ("num_tokens", "steps", "batch_size", "max_text_tokens", "eval_size", "shots"):
+            check_positive_int(name, getattr(self, name))
+        check_choice("initializer", self.initializer, INITIALIZERS)
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate}.")
+
+
+def _ids(tokenizer, text) -> list[int]:
+    return [int(i) for i in np.asarray(tokenizer(text)).reshape(-1)]
+
+
+class _Encoder:
+    """Token ids of templated examples: `<bos>`, an optional fixed prefix,
+    the text cut to `max_text_tokens`, the template's end."""
+
+    def __init__(self, tokenizer, max_text_tokens, prefix=""):
+        self.tokenizer = tokenizer
+        self.max_text_tokens = max_text_tokens
+        head, tail = TEMPLATE.split("{text}")
+        self.head = [tokenizer.start_token_id] + _ids(tokenizer, prefix + head)
+        self.tail = _ids(tokenizer, tail)
+
+    def __call__(self, text) -> list[int]:
+        return self.head + _ids(self.tokenizer, text)[: self.max_text_tokens] + self.tail
+
+
+def _pad(rows, length=None):
+    """Right-padded `(ids, mask)`, all rows to `length` (one shape: one trace)."""
+    length = length or max(map(len, rows))
+    ids = np.zeros((len(rows), length), "int32")
+    mask = np.zeros((len(rows), length), "int32")
+    for i, row in enumerate(rows):
+        ids[i, : len(row)], mask[i, : len(row)] = row, 1
+    return ids, mask
+
+
+def first_word(text: str) -> str:
+    words = text.strip().split()
+    return words[0].strip(".,;:!?\"'").lower() if words else ""
+
+
+def generation_accuracy(model, tokenizer, rows, labels, label_names, batch_size=16) -> dict:
+    """Share of rows whose first generated word is their label's name."""
+    length = max(map(len, rows))
+    words = []
+    for start in range(0, len(rows), batch_size):
+        ids, mask = _pad(rows[start : start + batch_size], length)
+        out = model.generate(ids, mask, NEW_TOKENS, end_token_ids=[tokenizer.end_token_id])
+        for tokens, valid in zip(out["token_ids"], out["padding_mask"]):
+            words.append(first_word(str(tokenizer.detokenize(tokens[valid]))))
+    names = [name.lower() for name in label_names]
+    correct = sum(word == names[label] for word, label in zip(words, labels))
+    invalid = sum(word not in names for word in words)
+    return {"accuracy": correct / len(rows), "invalid": invalid / len(rows), "examples": len(rows)}
+
+
+class _LastTokenLogits(keras.Model):
+    """Full-vocabulary logits at each row's last real token: the next-token
+    prediction that generation will make, without logits at every position."""
+
+    def __init__(self, lm, **kwargs):
+        super().__init__(**kwargs)
+        self.lm = lm
+
+    def call(self, inputs):
+        hidden = self.lm.hidden_states(inputs)
+        last = keras.ops.sum(keras.ops.cast(inputs["padding_mask"], "int32"), axis=1) - 1
+        hidden = keras.ops.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+        return self.lm.decoder.logits(hidden)
+
+
+def train_soft_prompt(lm, tokenizer, rows, labels, label_names, config, print_fn=print) -> list[float]:
+    """Trains `lm`'s prompt on the label word after each row; returns the losses."""
+    label_ids = []
+    for name in label_names:
+        ids = _ids(tokenizer, ANSWER.format(label=name))
+        label_ids.append(ids[0])
+    if len(set(label_ids)) != len(label_ids):
+        raise ValueError(f"The label words {label_names} start with the same token; they must differ.")
+    model = _LastTokenLogits(lm, name="last_token_logits")
+    step = make_train_step(
+        model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+    )  # fmt: skip
+    rng = np.random.default_rng(config.seed)
+    length = max(map(len, rows))
+    losses = []
+    for i in range(config.steps):
+        batch = rng.choice(len(rows), config.batch_size, replace=False)
+        ids, mask = _pad([rows[j] for j in batch], length)
+        targets = np.array([label_ids[labels[j]] for j in batch], "int32")
+        losses.append(float(step({"token_ids": ids, "padding_mask": mask}, targets)))
+        if (i + 1) % 10 == 0:
+            print_fn(f"  step {i + 1}/{config.steps}  loss {np.mean(losses[-10:]):.4f}")
+    return losses
+
+
+def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_fn=print) -> dict:
+    """Runs and scores each method on the same held-out split; writes
+    `results.json` to `config.output_dir` at the end (nothing before)."""
+    from tf_prompt_tuning.app.datasets import load_dataset
+
+    for method in methods:
+        check_choice("method", method, METHODS)
+    if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
+        raise ValueError(f"`output_dir` {config.output_dir!r} is a file; pass a directory.")
+    backbone, tokenizer = load_backbone(config.backbone)
+    train, _, test = load_dataset(config.data).split(seed=config.seed)
+    test = test.subset(np.arange(min(config.eval_size, len(test))))
+    names = list(train.label_names)
+    results = {"config": dataclasses.asdict(config), "label_names": names, "methods": {}}
+    base = PromptCausalLM(backbone, num_tokens=0)
+    for method in methods:
+        start = time.time()
+        if method == "zero_shot":
+            encode = _Encoder(tokenizer, config.max_text_tokens, INSTRUCTION)
+            result = generation_accuracy(base, tokenizer, [encode(t) for t in test.texts], test.labels, names)
+        elif method == "few_shot":
+            rng = np.random.default_rng(config.seed)
+            # Balanced shots, in random order.
+            picks = [int(rng.choice(np.flatnonzero(train.labels == label))) for label in range(len(names))]
+            picks = [int(i) for i in rng.permutation(np.resize(picks, config.shots))]
+            shots = "".join(
+                TEMPLATE.format(text=train.texts[i]) + ANSWER.format(label=names[train.labels[i]]) for i in picks
+            )
+            encode = _Encoder(tokenizer, config.max_text_tokens, INSTRUCTION + shots)
+            result = generation_accuracy(base, tokenizer, [encode(t) for t in test.texts], test.labels, names)
+        elif method == "soft_prompt":
+            initializer = config.initializer
+            if initializer == "text":
+                initializer = make_prompt_initializer(
+                    "text", backbone=backbone, num_tokens=config.num_tokens, tokenizer=tokenizer, text=INSTRUCTION
+                )
+            lm = PromptCausalLM(backbone, num_tokens=config.num_tokens, prompt_initializer=initializer, seed=config.seed)
+            encode = _Encoder(tokenizer, config.max_text_tokens)
+            rows = [encode(t) for t in train.texts[: config.steps * config.batch_size * 2]]
+            losses = train_soft_prompt(lm, tokenizer, rows, train.labels, names, config, print_fn)
+            result = generation_accuracy(lm, tokenizer, [encode(t) for t in test.texts], test.labels, names)
+            result["losses"] = losses
+        result["seconds"] = round(time.time() - start, 1)
+        results["methods"][method] = result
+        print_fn(f"{method}: accuracy {result['accuracy']:.3f}  invalid {result['invalid']:.3f}  ({result['seconds']} s)")
+    write_atomically(os.path.join(config.output_dir, "results.json"), json.dumps(results, indent=1).encode())
+    return results
