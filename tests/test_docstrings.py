@@ -5,7 +5,30 @@ import importlib
 
 import pytest
 
-MODULES = ["freezing", "initializers", "layers.prompt_layer"]
+MODULES = [
+    "backbone",
+    "causal_decoder",
+    "distribution",
+    "export",
+    "freezing",
+    "initializers",
+    "layers.deep_prompt_layer",
+    "layers.prefix_bank_layer",
+    "layers.prefix_layer",
+    "layers.prompt_bank_layer",
+    "layers.prompt_encoder_layer",
+    "layers.prompt_layer",
+    "layers.text_preprocessor",
+    "models.prompt_bank",
+    "models.prompt_causal_lm",
+    "models.prompt_causal_lm_bank",
+    "models.prompt_text_classifier",
+    "models.task",
+    "prompt_file",
+    "prompted_backbone",
+    "text_pipeline",
+    "training",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

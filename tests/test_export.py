@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import tiny_bert, tiny_gemma3_lm, tiny_gpt2_lm
 
-from tf_prompt_tuning import PromptTextClassifier
+from tf_prompt_tuning import PromptTextClassifier, TextPreprocessor
 from tf_prompt_tuning.export import export_saved_model
 from tf_prompt_tuning.models.prompt_bank import PromptBank
 from tf_prompt_tuning.text_pipeline import encode_texts
@@ -93,6 +93,14 @@ def test_bank_export_serves_mixed_task_batches(tokenizer, tmp_path, deep):
     full, text = _serve(tmp_path / "sm", requests)
     np.testing.assert_allclose(full, expected, atol=1e-5)
     np.testing.assert_allclose(text, expected[:2, :], atol=1e-5)
+
+
+def test_a_classifier_with_a_preprocessor_serves_text_without_more_arguments(tokenizer, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3, preprocessor=TextPreprocessor(tokenizer, 12))
+    export_saved_model(model, str(tmp_path / "sm"))
+    (served,) = _serve(tmp_path / "sm", [{"signature": "serve_text", "text": TEXTS}])
+    np.testing.assert_allclose(served, keras.ops.softmax(model.predict(TEXTS, verbose=0)).numpy(), atol=1e-5)
 
 
 def test_text_export_needs_a_sequence_length(tokenizer, tmp_path):

@@ -50,6 +50,7 @@ from tf_prompt_tuning.prompt_file import save_prompts
 from tf_prompt_tuning.prompted_backbone import prompted_backbone
 from tf_prompt_tuning.text_pipeline import encode_texts
 from tf_prompt_tuning.text_pipeline import make_text_dataset
+from tf_prompt_tuning.layers.text_preprocessor import TextPreprocessor
 from tf_prompt_tuning.training import TrainStep
 from tf_prompt_tuning.training import TrainingHistory
 from tf_prompt_tuning.training import make_train_step
@@ -70,6 +71,7 @@ __all__ = [
     "PromptLayer",
     "PromptTask",
     "PromptTextClassifier",
+    "TextPreprocessor",
     "TrainStep",
     "TrainingHistory",
     "causal_lm_batch",

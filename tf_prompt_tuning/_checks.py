@@ -26,12 +26,11 @@ def check_choice(name: str, value, choices, hint: str = ""):
     return value
 
 
-def check_deep(deep):
-    """`deep` as False, "hidden" or "prefix" (`True` means "hidden")."""
+def check_deep(deep, spellings):
+    """`deep` as False or one of `spellings` (`True` means the first)."""
     if not isinstance(deep, str):
-        return "hidden" if deep else False
-    if deep in ("hidden", "prefix"):
+        return spellings[0] if deep else False
+    if deep in spellings:
         return deep
-    raise ValueError(
-        f'`deep` must be False, "hidden" (or True) or "prefix". Received: deep={deep!r}.'
-    )
+    choices = " or ".join(f'"{s}"' + (" (or True)" if i == 0 else "") for i, s in enumerate(spellings))
+    raise ValueError(f"`deep` must be False, {choices}. Received: deep={deep!r}.")

@@ -110,6 +110,18 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE):
     Returns:
         `(backbone, tokenizer)`: a `keras_hub.models.Backbone` and its
         `keras_hub.tokenizers.Tokenizer`.
+
+    Example:
+
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone, tokenizer = tpt.load_backbone()  # all-MiniLM-L6-v2, offline
+    >>> type(backbone).__name__, type(tokenizer).__name__
+    ('ExactGeluBertBackbone', 'BertTokenizer')
+    >>> backbone.num_layers, backbone.hidden_dim, tokenizer.vocabulary_size()
+    (6, 384, 30522)
+    >>> inputs = tpt.encode_texts(tokenizer, ["A gripping, funny film."], sequence_length=16)
+    >>> backbone({**inputs, "segment_ids": 0 * inputs["token_ids"]})["sequence_output"].shape
+    TensorShape([1, 8, 384])
     """
     _require_keras_hub()
     if name_or_path == GEMMA3_270M:

@@ -27,7 +27,24 @@ from keras import ops
 
 
 class CausalDecoder:
-    """Runs a KerasHub causal LM backbone with explicit positions and a cache."""
+    """Runs a KerasHub causal LM backbone with explicit positions and a cache.
+
+    Example:
+
+    >>> import keras_hub, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> from tf_prompt_tuning.causal_decoder import causal_decoder
+    >>> backbone = keras_hub.models.GPT2Backbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> decoder = causal_decoder(backbone)  # the family's subclass
+    >>> isinstance(decoder, tpt.CausalDecoder), type(decoder).__name__, decoder.max_positions
+    (True, 'LearnedPositionDecoder', 24)
+    >>> positions, mask = np.array([[0, 1, 2]]), np.ones((1, 3), "int32")
+    >>> x = decoder.start(decoder.embed_tokens(np.array([[5, 6, 7]])), positions)
+    >>> hidden, caches = decoder.run(x, positions, positions, mask)  # no cache: caches == []
+    >>> decoder.logits(hidden).shape
+    TensorShape([1, 3, 40])
+    """
 
     def __init__(self, backbone):
         self.backbone = backbone

@@ -22,6 +22,17 @@ def make_strategy(name: str = "default") -> tf.distribute.Strategy:
       if unset).
 
     Build the model and optimizer inside `with strategy.scope():`.
+
+    Example:
+
+    >>> import keras
+    >>> import tf_prompt_tuning as tpt
+    >>> strategy = tpt.make_strategy("default")  # or "mirrored", "multi-worker", "tpu"
+    >>> with strategy.scope():
+    ...     model = keras.Sequential([keras.Input((4, 8)), tpt.PromptLayer(2)])
+    ...     optimizer = keras.optimizers.Adam()
+    >>> strategy.num_replicas_in_sync
+    1
     """
     check_choice("strategy", name, STRATEGIES)
     if name == "default":

@@ -13,7 +13,7 @@ from tf_prompt_tuning.models.prompt_bank import PromptBank
 
 from tf_prompt_tuning.models.prompt_causal_lm_bank import PromptCausalLMBank
 from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
-from tf_prompt_tuning.text_pipeline import encode_texts
+from tf_prompt_tuning.text_pipeline import encode_texts, ready_for_graphs
 
 
 def export_saved_model(
@@ -35,8 +35,9 @@ def export_saved_model(
     - `serving_default` (also `serve`): `token_ids` and `padding_mask`,
       int32 `(batch, seq)`, plus `task_id` int32 `(batch,)` for a
       `PromptBank`. Segment ids, where the backbone takes them, are zeros.
-    - `serve_text`, when `tokenizer` is given: raw strings `text` (batch,)
-      (plus `task_id`), tokenized inside the graph with the backbone's own
+    - `serve_text`, when the model has a preprocessor (`TextPreprocessor`)
+      or `tokenizer` is given: raw strings `text` (batch,) (plus
+      `task_id`), tokenized inside the graph with the backbone's own
       tokenizer and truncated to `sequence_length`. Loading it needs
       `import tensorflow_text` (for the tokenizer ops), nothing from this
       library.
@@ -47,27 +48,45 @@ def export_saved_model(
         model: a `PromptTextClassifier`, `PromptBank`, `PromptCausalLM` or
             `PromptCausalLMBank`.
         path: the directory to write.
-        tokenizer: the backbone's tokenizer, to add `serve_text` (classifiers).
-        sequence_length: the longest token sequence for `serve_text`.
+        tokenizer: the backbone's tokenizer, to add `serve_text` to a
+            classifier without a preprocessor.
+        sequence_length: the longest token sequence for `serve_text` (by
+            default the preprocessor's).
         generate_options: the generation settings (causal LMs).
         overwrite: replace an existing, non-empty `path` (otherwise an
             error). The SavedModel is written beside it first and then put
             in its place, so `path` never holds a mix of old and new files.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import keras_hub, tensorflow as tf
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> model = tpt.PromptTextClassifier(backbone, num_classes=2, num_tokens=4)
+    >>> path = tpt.export_saved_model(model, os.path.join(tempfile.mkdtemp(), "classifier"))
+    >>> served = tf.saved_model.load(path)  # no tf_prompt_tuning needed to serve
+    >>> sorted(served.signatures)
+    ['serve', 'serving_default']
+    >>> ids = tf.constant([[2, 5, 6, 3]])
+    >>> served.serve(token_ids=ids, padding_mask=tf.ones_like(ids))["probabilities"].shape
+    TensorShape([1, 2])
     """
     _check_destination(path, overwrite)
     if isinstance(model, PromptCausalLM):
         return _export_generation(model, path, generate_options)
     bank = isinstance(model, PromptBank)
-    takes_segments = "segment_ids" in model.backbone.input
-    if tokenizer is not None:
-        if sequence_length is None:
+    preprocessor = model.preprocessor
+    if tokenizer is not None or preprocessor is not None:
+        if sequence_length is None and preprocessor is None:
             raise ValueError("`sequence_length` is needed to export `serve_text` with a tokenizer.")
+        tokenizer = ready_for_graphs(tokenizer or preprocessor.tokenizer)
+        sequence_length = sequence_length or preprocessor.sequence_length
         model.check_input_length(sequence_length)
 
     def probabilities(token_ids, padding_mask, task_id=None):
         inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
-        if takes_segments:
-            inputs["segment_ids"] = tf.zeros_like(token_ids)
         if bank:
             inputs["task_id"] = task_id
         return {"probabilities": tf.nn.softmax(model(inputs, training=False))}

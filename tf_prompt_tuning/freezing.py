@@ -18,6 +18,16 @@ class ParameterSummary:
     """Trainable and total parameter counts of a model.
 
     `str()` gives a PEFT-style line plus a breakdown by trainable layer.
+
+    Example:
+
+    >>> import tf_prompt_tuning as tpt
+    >>> summary = tpt.ParameterSummary(trainable=16, total=80, by_layer={"prompt": 16})
+    >>> summary.frozen, summary.trainable_percent
+    (64, 20.0)
+    >>> print(summary)
+    trainable params: 16 || frozen params: 64 || all params: 80 || trainable%: 20.0000
+      trainable prompt: 16
     """
 
     trainable: int
@@ -46,7 +56,18 @@ def _count(variables) -> int:
 
 
 def parameter_summary(model: keras.layers.Layer) -> ParameterSummary:
-    """Counts trainable and total parameters, and who owns the trainable ones."""
+    """Counts trainable and total parameters, and who owns the trainable ones.
+
+    Example:
+
+    >>> import keras
+    >>> import tf_prompt_tuning as tpt
+    >>> model = keras.Sequential([keras.Input((4, 8)), tpt.PromptLayer(2, name="prompt"),
+    ...                           keras.layers.Dense(3, name="head")])
+    >>> summary = tpt.parameter_summary(model)  # before freezing: everything trains
+    >>> summary.trainable, summary.total, summary.by_layer
+    (43, 43, {'prompt': 16, 'head': 27})
+    """
     by_layer: dict[str, int] = {}
     for layer in model._flatten_layers(include_self=False):
         own = [v for v in layer._trainable_variables if v.trainable and layer.trainable]

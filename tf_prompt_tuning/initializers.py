@@ -223,6 +223,22 @@ def make_prompt_initializer(
         label_names: class names ("labels").
         text: the text ("text").
         seed: seed of the random schemes.
+
+    Example:
+
+    >>> import keras_hub
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> tokenizer = keras_hub.models.BertTokenizer(
+    ...     vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "bad", "good"])
+    >>> init = tpt.make_prompt_initializer("labels", backbone=backbone, num_tokens=4,
+    ...     tokenizer=tokenizer, label_names=["bad", "good"], seed=0)
+    >>> type(init).__name__, init((4, 8)).shape
+    ('FromArray', TensorShape([4, 8]))
+    >>> embeddings = backbone.token_embedding.embeddings.numpy()
+    >>> bool((init.value[:2] == embeddings[[5, 6]]).all())  # the label words' own vectors
+    True
     """
     check_choice("kind", kind, SCHEMES)
     if kind == "uniform":

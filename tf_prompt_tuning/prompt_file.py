@@ -27,6 +27,8 @@ import numpy as np
 
 from tf_prompt_tuning._io import write_atomically
 from tf_prompt_tuning._version import __version__
+from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
+from tf_prompt_tuning.mechanisms import MECHANISMS
 
 # The newest format this library reads; each task says which it writes
 # (`PromptTask.prompt_file_format`).
@@ -44,7 +46,19 @@ KINDS = {"classifier": "PromptTextClassifier", "causal_lm": "PromptCausalLM"}
 
 
 class PromptFileError(ValueError):
-    """A prompt file is missing, corrupt, newer than this library, or for another model."""
+    """A prompt file is missing, corrupt, newer than this library, or for another model.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import tf_prompt_tuning as tpt
+    >>> tpt.load_prompts(os.path.join(tempfile.mkdtemp(), "missing.prompt.safetensors"))
+    Traceback (most recent call last):
+    ...
+    tf_prompt_tuning.prompt_file.PromptFileError: Prompt file '...' does not exist. Check the path.
+    >>> issubclass(tpt.PromptFileError, ValueError)
+    True
+    """
 
 
 def check_kind(metadata: dict, kind: str, path: str):
@@ -116,6 +130,20 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
 
     Returns:
         `path`.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import keras_hub
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> model = tpt.PromptTextClassifier(backbone, num_classes=2, num_tokens=4)
+    >>> path = os.path.join(tempfile.mkdtemp(), "sentiment.prompt.safetensors")
+    >>> tpt.save_prompts(model, path, label_names=["negative", "positive"], extra={"epochs": 3})
+    '.../sentiment.prompt.safetensors'
+    >>> os.path.getsize(path) < 2000  # the prompt and head alone
+    True
     """
     from safetensors.numpy import save
 
@@ -187,6 +215,11 @@ def _is_optional_str(value) -> bool:
     return value is None or isinstance(value, str)
 
 
+
+def _deep_spellings() -> tuple:
+    """The registered mechanisms' spellings of `deep` ("hidden", "prefix")."""
+    return tuple(dict.fromkeys(m.deep for m in MECHANISMS.values() if m.deep))
+
 # Metadata fields this library reads, with the values each may take: a file
 # whose field is anything else is refused before the field is used.
 _FIELDS = {
@@ -199,8 +232,11 @@ _FIELDS = {
     "num_tokens": (lambda v: _is_int(v, 0, 1_000_000), "an integer >= 0"),
     "dim": (lambda v: _is_int(v, 1), "a positive integer"),
     "num_classes": (lambda v: _is_int(v, 2), "an integer >= 2"),
-    "deep": (lambda v: isinstance(v, bool) or v in ("hidden", "prefix"), 'false, true, "hidden" or "prefix"'),
-    "prompt_encoder": (lambda v: v in (None, "mlp", "lstm"), 'null, "mlp" or "lstm"'),
+    "deep": (
+        lambda v: isinstance(v, bool) or v in _deep_spellings(),
+        lambda: "false, true, " + " or ".join(f'"{v}"' for v in _deep_spellings()),
+    ),
+    "prompt_encoder": (lambda v: v is None or v in ENCODERS, "null, " + " or ".join(f'"{v}"' for v in ENCODERS)),
     "placement": (lambda v: v in ("prepend", "after_first"), '"prepend" or "after_first"'),
     "pooling": (lambda v: v in ("mean", "cls", "last"), '"mean", "cls" or "last"'),
     "initializer": (_is_optional_str, "null or a string"),
@@ -214,7 +250,8 @@ def check_metadata(metadata: dict, path: str):
     for name, (valid, expected) in _FIELDS.items():
         if name in metadata and not valid(metadata[name]):
             raise PromptFileError(
-                f"{path!r} has an invalid metadata field {name!r}: expected {expected}. "
+                f"{path!r} has an invalid metadata field {name!r}: "
+                f"expected {expected() if callable(expected) else expected}. "
                 f"Received: {name}={metadata[name]!r}. The file is corrupt or was edited."
             )
     names = metadata.get("label_names")
@@ -231,7 +268,24 @@ def check_metadata(metadata: dict, path: str):
 
 
 def load_prompts(path: str) -> PromptFile:
-    """Reads a prompt file written by `save_prompts`."""
+    """Reads a prompt file written by `save_prompts`.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import keras_hub
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> model = tpt.PromptTextClassifier(backbone, num_classes=2, num_tokens=4)
+    >>> path = os.path.join(tempfile.mkdtemp(), "task.prompt.safetensors")
+    >>> _ = tpt.save_prompts(model, path)
+    >>> loaded = tpt.load_prompts(path)
+    >>> {name: value.shape for name, value in sorted(loaded.tensors.items())}
+    {'head/bias': (2,), 'head/kernel': (8, 2), 'prompt': (4, 8)}
+    >>> loaded.metadata["kind"], loaded.metadata["num_tokens"], loaded.metadata["num_classes"]
+    ('classifier', 4, 2)
+    """
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
@@ -292,6 +346,21 @@ def restore_prompts(model, path: str) -> PromptFile:
     fingerprint recorded in the file, and its prompt (and head) the recorded
     shapes; anything else is an error. Training can resume from the
     restored values.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import keras_hub, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> trained = tpt.PromptTextClassifier(backbone, num_classes=2, num_tokens=4)
+    >>> path = os.path.join(tempfile.mkdtemp(), "task.prompt.safetensors")
+    >>> _ = tpt.save_prompts(trained, path)
+    >>> model = tpt.PromptTextClassifier(backbone, num_classes=2, num_tokens=4)  # same settings
+    >>> _ = tpt.restore_prompts(model, path)
+    >>> np.array_equal(model.prompt.prompt.numpy(), trained.prompt.prompt.numpy())
+    True
     """
     loaded = load_prompts(path)
     assign_prompt_file(model, loaded, path)

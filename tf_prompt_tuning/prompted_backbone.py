@@ -96,6 +96,24 @@ def prompted_backbone(
         prefixes: a `PrefixLayer` (key/value prefixes inside every
             attention layer, P-tuning v2), for backbones of KerasHub
             `TransformerEncoder` layers; it adds no positions.
+
+    Example:
+
+    >>> import keras_hub, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> prompt = tpt.PromptLayer(3, placement="after_first")
+    >>> model = tpt.prompted_backbone(backbone, prompt)
+    >>> x = {"token_ids": np.array([[2, 5, 6, 3]] * 2), "padding_mask": np.ones((2, 4), "int32"),
+    ...      "segment_ids": np.zeros((2, 4), "int32")}
+    >>> outputs = model(x)
+    >>> outputs["sequence_output"].shape, outputs["padding_mask"].shape
+    (TensorShape([2, 7, 8]), TensorShape([2, 7]))
+    >>> model.get_layer("token_embedding") is backbone.get_layer("token_embedding")  # shared
+    True
+    >>> prompt.prompt.shape  # the one new weight
+    TensorShape([3, 8])
     """
     backbone_inputs = getattr(backbone, "input", None)
     input_names = list(backbone_inputs) if isinstance(backbone_inputs, dict) else []
@@ -113,8 +131,8 @@ def prompted_backbone(
     # the extra inputs it reads, e.g. `task_id`.
     extra = {
         name: keras.Input(shape=shape, dtype=dtype, name=name)
-        for part in (prompt, prefixes)
-        for name, (shape, dtype) in getattr(part, "extra_inputs", {}).items()
+        for part in (prompt, prefixes) if part is not None
+        for name, (shape, dtype) in part.extra_inputs.items()
     }
     extended = dict(inputs)
     if prompt is not None:
@@ -130,7 +148,7 @@ def prompted_backbone(
     # A deep prompt (a DeepPromptLayer, or a bank that holds deep tasks) also
     # rewrites the prompt positions before every transformer layer after the first.
     deep_layers = {}
-    if getattr(prompt, "num_layers", None):
+    if prompt is not None and prompt.num_layers:
         deep_layers = {id(layer): i for i, layer in enumerate(backbone.transformer_layers)}
         if len(deep_layers) != prompt.num_layers:
             raise ValueError(

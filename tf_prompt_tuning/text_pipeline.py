@@ -14,6 +14,30 @@ from tf_prompt_tuning._checks import check_positive_int
 PAD_TO_MULTIPLE = 16
 
 
+def model_inputs(features: dict, input_names) -> dict:
+    """`features` as a model taking `input_names` wants them: zero
+    `segment_ids` (one text, one segment) added where taken, features it
+    does not take dropped. The one place segment ids are made."""
+    if "segment_ids" in input_names and "segment_ids" not in features:
+        features = dict(features, segment_ids=tf.zeros_like(features["token_ids"]))
+    return {name: value for name, value in features.items() if name in input_names}
+
+
+def ready_for_graphs(tokenizer):
+    """`tokenizer`, with its TensorFlow ops made again if they may be stale.
+
+    `tf.random.set_seed` (and so `keras.utils.set_random_seed`) clears
+    TensorFlow's kernel cache, which deletes the model a SentencePiece
+    tokenizer's op holds (Gemma, T5, ...): a `tf.data` pipeline or a graph
+    built afterwards fails with "Resource ... SentencepieceOp does not
+    exist". Making the op again, outside any graph as KerasHub requires,
+    costs a fraction of a second.
+    """
+    if getattr(tokenizer, "proto", None) is not None and hasattr(tokenizer, "set_proto"):
+        tokenizer.set_proto(tokenizer.proto)
+    return tokenizer
+
+
 def special_tokens(tokenizer, sequence_length):
     """`(start, end, pad, count)`: the ids framing each text (None if absent);
     raises if `sequence_length` leaves no room for text."""
@@ -30,12 +54,26 @@ def special_tokens(tokenizer, sequence_length):
     return start, end, pad, specials
 
 
-def encode_texts(tokenizer, texts, sequence_length: int) -> dict:
+def encode_texts(tokenizer, texts, sequence_length: int, *, pad_to_multiple_of: int = 1) -> dict:
     """Tokenizes a batch of strings into `token_ids` and `padding_mask`.
 
     The same framing as `make_text_dataset` (`[start] tokens [end]`,
-    truncated to `sequence_length`), padded to the batch's longest text. Pure
-    TensorFlow ops, so it also runs inside an exported serving graph.
+    truncated to `sequence_length`), padded to the batch's longest text
+    (rounded up to `pad_to_multiple_of`, at most `sequence_length`). Pure
+    TensorFlow ops, so it also runs inside `tf.data` and an exported
+    serving graph.
+
+    Example:
+
+    >>> import keras_hub
+    >>> import tf_prompt_tuning as tpt
+    >>> tokenizer = keras_hub.models.BertTokenizer(
+    ...     vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "dull", "mess"])
+    >>> inputs = tpt.encode_texts(tokenizer, ["a dull mess", "dull"], sequence_length=8)
+    >>> inputs["token_ids"].numpy().tolist()
+    [[2, 5, 6, 7, 3], [2, 6, 3, 0, 0]]
+    >>> inputs["padding_mask"].numpy().tolist()
+    [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     """
     start, end, pad, specials = special_tokens(tokenizer, sequence_length)
     ids = tokenizer(tf.convert_to_tensor(texts))
@@ -50,8 +88,11 @@ def encode_texts(tokenizer, texts, sequence_length: int) -> dict:
     parts = ([column * start] if start is not None else []) + [ids]
     parts += [column * end] if end is not None else []
     ids = tf.concat(parts, axis=1)
+    width = tf.cast(tf.reduce_max(tf.concat([ids.row_lengths(), [0]], 0)), tf.int32)  # 0 for no texts
+    width = tf.minimum(-(-width // pad_to_multiple_of) * pad_to_multiple_of, sequence_length)
     token_ids = ids.to_tensor(default_value=pad)
-    padding_mask = tf.sequence_mask(ids.row_lengths(), tf.shape(token_ids)[1], dtype=tf.int32)
+    token_ids = tf.pad(token_ids, [[0, 0], [0, width - tf.shape(token_ids)[1]]], constant_values=pad)
+    padding_mask = tf.sequence_mask(ids.row_lengths(), width, dtype=tf.int32)
     return {"token_ids": token_ids, "padding_mask": padding_mask}
 
 
@@ -89,9 +130,25 @@ def make_text_dataset(
 
     Returns:
         A dataset of `(inputs, labels)` with `inputs` a dict of int32 tensors.
+
+    Example:
+
+    >>> from types import SimpleNamespace
+    >>> import keras_hub
+    >>> import tf_prompt_tuning as tpt
+    >>> tokenizer = keras_hub.models.BertTokenizer(
+    ...     vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "dull", "mess"])
+    >>> data = SimpleNamespace(texts=["a dull mess", "dull", "a mess"], labels=[0, 0, 1])
+    >>> dataset = tpt.make_text_dataset(data, tokenizer=tokenizer, sequence_length=8,
+    ...                                 batch_size=2, bucket_by_length=False)
+    >>> for inputs, labels in dataset:
+    ...     print(sorted(inputs), inputs["token_ids"].shape, labels.numpy().tolist())
+    ['padding_mask', 'segment_ids', 'token_ids'] (2, 8) [0, 0]
+    ['padding_mask', 'segment_ids', 'token_ids'] (1, 8) [1]
     """
     batch_size = check_positive_int("batch_size", batch_size)
     start, end, pad, specials = special_tokens(tokenizer, sequence_length)
+    ready_for_graphs(tokenizer)
 
     def encode(text, label):
         ids = tf.cast(tokenizer(text), tf.int32)[: sequence_length - specials]
@@ -108,9 +165,7 @@ def make_text_dataset(
             name: tf.pad(value, [[0, 0], [0, padded - length]], constant_values=pad if name == "token_ids" else 0)
             for name, value in features.items()
         }
-        if "segment_ids" in input_names:
-            features["segment_ids"] = tf.zeros_like(features["token_ids"])
-        return features, labels
+        return model_inputs(features, input_names), labels
 
     dataset = tf.data.Dataset.from_tensor_slices((list(data.texts), data.labels))
     if shuffle:

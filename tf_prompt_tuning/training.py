@@ -79,6 +79,19 @@ class TrainStep:
     batches of `strategy.experimental_distribute_dataset(...)` (`train` does):
     each replica computes the gradients of its share, scaled by the global
     batch size; only the trainable variables' gradients are all-reduced.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> model = keras.Sequential([keras.Input((None, 8)), tpt.PromptLayer(2, name="prompt"),
+    ...     keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2, name="head")])
+    >>> loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    >>> step = tpt.make_train_step(model, loss=loss, optimizer="adam")
+    >>> for batch, length in [(2, 6), (3, 9)]:  # other shapes reuse the graph
+    ...     _ = step(np.ones((batch, length, 8), "float32"), np.zeros(batch, "int32"))
+    >>> step.tracing_count, [v.name for v in step.variables]
+    (1, ['prompt', 'kernel', 'bias'])
     """
 
     def __init__(self, model, loss, optimizer, jit_compile, strategy):
@@ -251,6 +264,21 @@ def make_train_step(
 
     Returns:
         A `TrainStep`: `loss = step(x, y[, sample_weight])`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> model = keras.Sequential([keras.Input((None, 8)), tpt.PromptLayer(2),
+    ...     keras.layers.Dense(8, name="frozen"), keras.layers.GlobalAveragePooling1D(),
+    ...     keras.layers.Dense(2, name="head")])
+    >>> _ = tpt.freeze(model, trainable_layers=["head"])  # the prompt and the head train
+    >>> loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    >>> step = tpt.make_train_step(model, loss=loss, optimizer=keras.optimizers.Adam(1e-2))
+    >>> frozen = model.get_layer("frozen").kernel.numpy()
+    >>> loss = step(np.ones((2, 5, 8), "float32"), np.array([0, 1]))
+    >>> loss.shape, loss.dtype, np.array_equal(frozen, model.get_layer("frozen").kernel.numpy())
+    (TensorShape([]), tf.float32, True)
     """
     return TrainStep(model, loss, optimizer, jit_compile, strategy)
 
@@ -259,7 +287,24 @@ def make_train_step(
 class TrainingHistory:
     """What `train` recorded: losses per step and per epoch, and `state`, a
     JSON-serializable dict an `on_epoch_end` callback may fill (it is saved
-    in and restored from checkpoints)."""
+    in and restored from checkpoints).
+
+    Example:
+
+    >>> import keras, numpy as np, tensorflow as tf
+    >>> import tf_prompt_tuning as tpt
+    >>> model = keras.Sequential([keras.Input((3, 8)), tpt.PromptLayer(2),
+    ...     keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2, name="head")])
+    >>> x = np.ones((4, 3, 8), "float32")
+    >>> data = tf.data.Dataset.from_tensor_slices((x, [0, 1, 0, 1])).batch(2)
+    >>> def remember_best(epoch, history):
+    ...     history.state["best_epoch"] = int(np.argmin(history.epoch_losses))
+    >>> loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    >>> history = tpt.train(model, data, loss=loss, optimizer="adam", epochs=3, verbose=0,
+    ...                     on_epoch_end=remember_best)
+    >>> len(history.step_losses), len(history.epoch_losses), sorted(history.state)
+    (6, 3, ['best_epoch'])
+    """
 
     step_losses: list[float] = dataclasses.field(default_factory=list)
     epoch_losses: list[float] = dataclasses.field(default_factory=list)
@@ -382,6 +427,25 @@ def train(
 
     Returns:
         The `TrainingHistory`.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import keras, keras_hub, numpy as np, tensorflow as tf
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> model = tpt.PromptTextClassifier(backbone, num_classes=2, num_tokens=4)
+    >>> x = {"token_ids": np.array([[2, 5, 6, 3]] * 4), "padding_mask": np.ones((4, 4), "int32")}
+    >>> data = tf.data.Dataset.from_tensor_slices((x, [0, 1, 0, 1])).batch(2)
+    >>> checkpoints = os.path.join(tempfile.mkdtemp(), "checkpoints")
+    >>> loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    >>> history = tpt.train(model, data, loss=loss, optimizer="adam", epochs=2, verbose=0,
+    ...                     checkpoint_dir=checkpoints)  # run it again: it resumes
+    >>> len(history.step_losses), len(history.epoch_losses)
+    (4, 2)
+    >>> tf.train.latest_checkpoint(checkpoints)
+    '.../checkpoints/ckpt-2'
     """
     epochs = check_positive_int("epochs", epochs)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)

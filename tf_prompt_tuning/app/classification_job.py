@@ -33,6 +33,7 @@ from tf_prompt_tuning.prompt_file import save_prompts
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits
 from tf_prompt_tuning.initializers import SCHEMES, make_prompt_initializer
 from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
+from tf_prompt_tuning.mechanisms import MECHANISMS, get_mechanism
 from tf_prompt_tuning.layers.prompt_layer import PLACEMENTS
 from tf_prompt_tuning.models.prompt_text_classifier import POOLINGS, PromptTextClassifier
 from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset, special_tokens
@@ -40,7 +41,7 @@ from tf_prompt_tuning.training import make_train_step, relaxed_spec, supports_ji
 
 PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
-METHODS = ("prompt", "deep", "prefix", "p-tuning")
+METHODS = tuple(MECHANISMS)
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 CHECKPOINTS = "checkpoints"
 
@@ -88,17 +89,21 @@ class TrainConfig:
             raise ValueError("`initializer='text'` needs `init_text` (--init-text), the words to start from.")
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("strategy", self.strategy, STRATEGIES)
-        check_choice("method", self.method, METHODS)
-        if self.method == "prefix" and self.initializer != "uniform":
+        check_choice("method", self.method, tuple(MECHANISMS))
+        check_choice("encoder", self.encoder, ENCODERS)
+        if not self.mechanism().word_initializers and self.initializer != "uniform":
             raise ValueError(
-                "`method='prefix'` starts its keys and values uniformly; vocabulary, text and "
+                f"`method={self.method!r}` starts its keys and values uniformly; vocabulary, text and "
                 f"label initializers make input-level prompts. Received: initializer={self.initializer!r}. "
                 "Use --init uniform, or --method deep for deep prompts that start from words."
             )
-        check_choice("encoder", self.encoder, ENCODERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("placement", self.placement, PLACEMENTS)
+
+    def mechanism(self):
+        """The prompt mechanism `method` names (see `tf_prompt_tuning.mechanisms`)."""
+        return get_mechanism(self.method, prompt_encoder=self.encoder)
 
 
 def _loss():
@@ -311,7 +316,8 @@ def run_training(
         # Every check runs before the first byte is written: a refused
         # command leaves the output directory as it was.
         # Key/value prefixes take no positions.
-        check_sequence_fits(backbone, 0 if config.method == "prefix" else config.num_tokens, config.max_length)
+        mechanism = config.mechanism()
+        check_sequence_fits(backbone, config.num_tokens if mechanism.takes_positions else 0, config.max_length)
         special_tokens(tokenizer, config.max_length)
         with strategy.scope():
             head_only = PromptTextClassifier(
@@ -324,9 +330,7 @@ def run_training(
             model = PromptTextClassifier(
                 backbone, len(label_names), num_tokens=config.num_tokens,
                 prompt_initializer=initializer, placement=config.placement, pooling=config.pooling,
-                deep={"deep": "hidden", "prefix": "prefix"}.get(config.method, False),
-                prompt_encoder=config.encoder if config.method == "p-tuning" else None,
-                label_names=label_names, seed=config.seed, name="prompt_tuned",
+                **mechanism.classifier_arguments(), label_names=label_names, seed=config.seed, name="prompt_tuned",
             )  # fmt: skip
         _check_output_dir(config.output_dir)
         # Only the chief writes outputs; in a multi-worker run the others share its directory.
@@ -334,9 +338,7 @@ def run_training(
         with lock:
             checkpoints = _resume_checkpoints(config, print_fn, chief=chief, restart=restart)
             results = {}
-            name = {"prompt": "prompt + head", "deep": "deep prompt + head", "prefix": "prefixes + head",
-                    "p-tuning": f"p-tuning ({config.encoder}) + head"}[config.method]  # fmt: skip
-            for title, classifier in [("head only", head_only), (name, model)]:
+            for title, classifier in [("head only", head_only), (mechanism.description, model)]:
                 if classifier is not None:
                     results[title] = _fit_one(
                         title, classifier, splits, tokenizer, config, print_fn, strategy,
@@ -399,8 +401,6 @@ def predict_texts(model, tokenizer, texts, *, sequence_length: int, label_names=
     model's own, else the class indices)."""
     model.check_input_length(sequence_length)
     inputs = encode_texts(tokenizer, list(texts), sequence_length)
-    if "segment_ids" in model.backbone.input:
-        inputs["segment_ids"] = tf.zeros_like(inputs["token_ids"])
     probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(model(inputs, training=False)))
     names = list(label_names or model.label_names or [str(i) for i in range(model.num_classes)])
     return [

@@ -34,6 +34,17 @@ class DeepPromptLayer(PromptLayer):
             (default "uniform").
         placement: as in `PromptLayer`.
         **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> import keras
+    >>> import tf_prompt_tuning as tpt
+    >>> layer = tpt.DeepPromptLayer(num_tokens=2, num_layers=3)
+    >>> hidden = layer(keras.ops.zeros((4, 5, 8)))  # layer 0: inserts the prompt
+    >>> hidden.shape, layer.deep_prompts.shape
+    (TensorShape([4, 7, 8]), TensorShape([2, 2, 8]))
+    >>> layer(hidden, layer_index=2).shape  # before layer 2: rewrites it in place
+    TensorShape([4, 7, 8])
     """
 
     def __init__(

@@ -21,6 +21,18 @@ class PrefixBankLayer(PrefixLayer):
         num_tokens: prefix length of every task.
         num_layers: the backbone's transformer layers.
         **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> bank = tpt.PrefixBankLayer(num_tokens=3, num_layers=2)
+    >>> bank.build((None, None, 8))
+    >>> _ = bank.add_prefixes("prefixed", enabled=True)
+    >>> _ = bank.add_prefixes("plain", enabled=False)  # a task without prefixes
+    >>> keys, values, visible = bank(keras.ops.zeros((2, 5, 8)), task_id=np.array([0, 1]))
+    >>> keys.shape, keras.ops.convert_to_numpy(visible).tolist()
+    (TensorShape([2, 3, 8]), [[True, True, True], [False, False, False]])
     """
 
     extra_inputs = {"task_id": ((), "int32")}

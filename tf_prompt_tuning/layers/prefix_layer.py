@@ -45,7 +45,21 @@ class PrefixLayer(keras.layers.Layer):
         `(keys, values, visible)`: two `(batch, num_tokens, dim)` tensors and
         a `(batch, num_tokens)` boolean mask of the prefix positions the
         text may attend to (all of them here; a bank hides other tasks').
+
+    Example:
+
+    >>> import keras
+    >>> import tf_prompt_tuning as tpt
+    >>> prefixes = tpt.PrefixLayer(num_tokens=3, num_layers=2)
+    >>> keys, values, visible = prefixes(keras.ops.zeros((4, 5, 8)), layer_index=1)
+    >>> keys.shape, values.shape, visible.shape, bool(keras.ops.all(visible))
+    (TensorShape([4, 3, 8]), TensorShape([4, 3, 8]), TensorShape([4, 3]), True)
     """
+
+    # As `PromptLayer.extra_inputs`; and whether any prefixes are in use (a
+    # bank's may not be yet: its layers then run as they are).
+    extra_inputs: dict = {}
+    active = True
 
     def __init__(self, num_tokens, num_layers, initializer="uniform", **kwargs):
         super().__init__(**kwargs)
@@ -166,7 +180,7 @@ class PrefixedTransformerLayer(keras.layers.Layer):
 
     def call(self, inputs, padding_mask=None, task_id=None, training=False):
         # A bank's prefixes are chosen per example by `task_id`.
-        if not getattr(self.prefixes, "active", True):
+        if not self.prefixes.active:
             return self.layer(inputs, padding_mask=padding_mask, training=training)
         extra = {} if task_id is None else {"task_id": task_id}
         keys, values, visible = self.prefixes(inputs, layer_index=self.layer_index, **extra)

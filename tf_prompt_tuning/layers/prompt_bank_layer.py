@@ -80,6 +80,18 @@ class PromptBankLayer(PromptLayer):
         task_id: int tensor `(batch,)`.
         layer_index: 0 to insert the prompts, `i > 0` to rewrite them
             before transformer layer `i` (deep banks).
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> prompts = tpt.PromptBankLayer(num_tokens=2)
+    >>> prompts.build((None, None, 8))
+    >>> _ = prompts.add_prompt("first", initializer="zeros")
+    >>> _ = prompts.add_prompt("second", initializer="ones")
+    >>> out = prompts(keras.ops.zeros((3, 4, 8)), task_id=np.array([1, 0, 1]))
+    >>> out.shape, keras.ops.convert_to_numpy(out[:, 0, 0]).tolist()
+    (TensorShape([3, 6, 8]), [1.0, 0.0, 1.0])
     """
 
     extra_inputs = {"task_id": ((), "int32")}
@@ -105,7 +117,7 @@ class PromptBankLayer(PromptLayer):
         A task with key/value prefixes (`deep="prefix"`) gets no variable here
         (`None`); its prefixes live in the bank's `PrefixBankLayer`.
         """
-        deep = check_deep(deep)
+        deep = check_deep(deep, ("hidden", "prefix"))  # the kinds of state this layer holds
         if deep == "prefix":
             self.prompts.append(None)
             self.deep_prompts.append(None)

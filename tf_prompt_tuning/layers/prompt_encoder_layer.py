@@ -30,6 +30,16 @@ class PromptEncoderLayer(PromptLayer):
         initializer: initializer of the seeds (default "uniform").
         placement: as in `PromptLayer`.
         **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> import keras
+    >>> import tf_prompt_tuning as tpt
+    >>> layer = tpt.PromptEncoderLayer(num_tokens=2, hidden_dim=16)  # an MLP over 2 seeds
+    >>> layer(keras.ops.zeros((3, 5, 8))).shape
+    TensorShape([3, 7, 8])
+    >>> layer.prompt_value().shape, [tuple(w.shape) for w in layer.encoder_weights]
+    (TensorShape([2, 8]), [(8, 16), (16,), (16, 8), (8,)])
     """
 
     def __init__(

@@ -68,6 +68,13 @@ class PromptLayer(keras.layers.Layer):
     TensorShape([3, 6, 8])
     """
 
+    # What `prompted_backbone` asks every prompt layer: the inputs it reads
+    # besides the hidden states (a bank's `task_id`), by name: (shape, dtype);
+    # and the transformer layers it rewrites the prompt before (None: the
+    # input only; see `DeepPromptLayer`).
+    extra_inputs: dict = {}
+    num_layers: int | None = None
+
     def __init__(self, num_tokens, initializer="uniform", placement="prepend", **kwargs):
         super().__init__(**kwargs)
         self.num_tokens = check_positive_int("num_tokens", num_tokens)

@@ -25,7 +25,8 @@ from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer, check_tas
 from tf_prompt_tuning.models.task import PromptTask
 from tf_prompt_tuning.prompt_file import assign_tensors, backbone_fingerprint, check_backbone, read_prompt_file
 from tf_prompt_tuning.prompted_backbone import prompted_backbone
-from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier, check_deep, check_pooling, pool
+from tf_prompt_tuning.mechanisms import mechanism_for
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier, check_pooling, pool
 
 # Logit given to the classes a task does not have, so softmax gives them 0.
 _ABSENT_CLASS_LOGIT = -1e9
@@ -61,10 +62,30 @@ class PromptBank(PromptTask):
             (`deep`: False, "hidden" or "prefix") to
             create (used when loading a saved bank).
         seed: unused; kept for the `PromptTask` config round trip.
+        preprocessor: a `TextPreprocessor`, so that `fit`, `predict` and
+            `evaluate` take `{"text": strings, "task_id": ids}`.
         **kwargs: standard model arguments.
+
+    Example:
+
+    >>> import keras_hub, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> bank = tpt.PromptBank(backbone, num_tokens=4)
+    >>> bank.add_classifier("sentiment", tpt.PromptTextClassifier(backbone, 2, num_tokens=4))
+    0
+    >>> topic = tpt.PromptTextClassifier(backbone, 3, num_tokens=4, deep=True)  # deep prompts
+    >>> bank.add_classifier("topic", topic)
+    1
+    >>> x = {"token_ids": np.array([[2, 5, 6, 3]] * 3), "padding_mask": np.ones((3, 4), "int32"),
+    ...      "task_id": np.array([0, 1, 0])}  # one batch, both tasks
+    >>> bank(x).shape, bank.task_names
+    (TensorShape([3, 3]), ['sentiment', 'topic'])
     """
 
     prompt_file_kind = None  # many tasks: each is saved from its own model
+    extra_input_names = ("task_id",)
 
     def __init__(
         self,
@@ -120,22 +141,14 @@ class PromptBank(PromptTask):
     ) -> int:
         """Adds an untrained task (with deep prompts if `deep`: "hidden" or
         "prefix", as in `PromptTextClassifier`); returns its id."""
-        deep = check_deep(deep)
-        if deep == "prefix" and self.prefixes is None:
-            raise ValueError(
-                f"Task {name!r} has key/value prefixes, but the bank's backbone "
-                f"{self.backbone.name!r} has no KerasHub TransformerEncoder layers to take them. "
-                "Train the task with deep='hidden' instead."
-            )
+        mechanism = mechanism_for(deep).bank_mechanism()
         if name in self.task_names:
             raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
         if label_names is not None and len(label_names) != num_classes:
             raise ValueError(
                 f"`label_names` has {len(label_names)} names for {num_classes} classes."
             )
-        self.prompts.add_prompt(name, prompt_initializer, deep=deep)
-        if self.prefixes is not None:
-            self.prefixes.add_prefixes(name, enabled=deep == "prefix", initializer=prompt_initializer)
+        mechanism.add_to_bank(self, name, prompt_initializer)
         head = keras.layers.Dense(num_classes, dtype="float32", name=f"head_{name}")
         head.build((None, self.hidden_dim))
         self._tracker.unlock()
@@ -144,8 +157,9 @@ class PromptBank(PromptTask):
         self.tasks.append(
             {"name": name, "num_classes": int(num_classes),
              "label_names": list(label_names) if label_names is not None else None,
-             "deep": deep}
+             "deep": mechanism.deep}
         )  # fmt: skip
+
         freeze(self, trainable_layers=[self.prompts, *self.heads])
         # Functions Keras compiled for `fit`/`predict`/`evaluate` hold the old
         # task list; they are rebuilt on next use.
@@ -180,14 +194,8 @@ class PromptBank(PromptTask):
     def task_variables(self, name: str) -> dict:
         """Task `name`'s variables, by their name in its prompt file."""
         task = self.task_id(name)
-        deep = self.tasks[task]["deep"]
         variables = {"head/kernel": self.heads[task].kernel, "head/bias": self.heads[task].bias}
-        if deep == "prefix":
-            variables["prefixes"] = self.prefixes.task_prefixes[task]
-        else:
-            variables["prompt"] = self.prompts.prompts[task]
-        if deep == "hidden":
-            variables["deep_prompts"] = self.prompts.deep_prompts[task]
+        variables.update(mechanism_for(self.tasks[task]["deep"]).bank_variables(self, task))
         return variables
 
     def prompt_layer(self):
@@ -204,9 +212,9 @@ class PromptBank(PromptTask):
         )
         check_backbone(loaded, self.backbone, fingerprint=self._fingerprint())
         task = self.add_task(name, metadata["num_classes"], metadata.get("label_names"), deep=metadata.get("deep", False))
-        # A P-tuning file's encoder is for resuming training; a bank serves its output.
-        encoder = {key for key in loaded.tensors if key.startswith("encoder/")}
-        assign_tensors(self.task_variables(name), loaded, optional=encoder)
+        # What the bank serves the task with (a P-tuning file: the encoder's output).
+        served = mechanism_for(metadata.get("deep", False), metadata.get("prompt_encoder")).bank_mechanism()
+        assign_tensors(self.task_variables(name), loaded, optional=served.optional_file_tensors(loaded.tensors))
         return task
 
     def _fingerprint(self) -> str:
@@ -220,7 +228,7 @@ class PromptBank(PromptTask):
         if not self.tasks:
             raise ValueError("The bank has no tasks. Add one with add_classifier or add_prompt_file.")
         inputs = dict(inputs, task_id=check_task_ids(inputs["task_id"], len(self.tasks)))
-        encoded = self.encoder(inputs, training=False)
+        encoded = self.encoder(self.backbone_inputs(inputs), training=False)
         pooled = pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling)
         width = max(task["num_classes"] for task in self.tasks)
         logits = []
@@ -255,6 +263,20 @@ def ensemble_probabilities(bank: PromptBank, inputs: dict, task_names: Sequence[
 
     Returns:
         `(batch, num_classes)` mean probabilities.
+
+    Example:
+
+    >>> import keras_hub, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> bank = tpt.PromptBank(backbone, num_tokens=4)
+    >>> for i in range(3):  # three prompts for one task
+    ...     _ = bank.add_task(f"member_{i}", num_classes=2)
+    >>> x = {"token_ids": np.array([[2, 5, 6, 3]] * 5), "padding_mask": np.ones((5, 4), "int32")}
+    >>> probabilities = tpt.ensemble_probabilities(bank, x, ["member_0", "member_1", "member_2"])
+    >>> probabilities.shape, np.allclose(np.sum(probabilities, axis=-1), 1.0)
+    (TensorShape([5, 2]), True)
     """
     ids = [bank.task_id(name) for name in task_names]
     classes = {bank.tasks[i]["num_classes"] for i in ids}

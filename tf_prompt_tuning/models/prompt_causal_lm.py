@@ -55,6 +55,16 @@ def causal_lm_batch(token_ids, padding_mask, target_mask=None):
         `({"token_ids", "padding_mask"}, labels, sample_weight)`, ready for
         `make_train_step` or `model.fit` with a sparse cross-entropy from
         logits.
+
+    Example:
+
+    >>> import tf_prompt_tuning as tpt
+    >>> x, y, sample_weight = tpt.causal_lm_batch(
+    ...     [[5, 6, 7, 8, 0]], padding_mask=[[1, 1, 1, 1, 0]], target_mask=[[0, 0, 1, 1, 0]])
+    >>> y.numpy().tolist()  # the next token at each position
+    [[6, 7, 8, 0, 0]]
+    >>> sample_weight.numpy().tolist()  # learn to predict 7 and 8 only
+    [[0.0, 1.0, 1.0, 0.0, 0.0]]
     """
     token_ids = ops.convert_to_tensor(token_ids, "int32")
     mask = ops.cast(ops.convert_to_tensor(padding_mask), "int32")
@@ -135,9 +145,30 @@ class PromptCausalLM(PromptTask):
 
     Output shape:
         `(batch, seq, vocabulary_size)` float32 logits.
+
+    Example:
+
+    >>> import keras_hub, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.GPT2Backbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> lm = tpt.PromptCausalLM(backbone, num_tokens=4)
+    >>> token_ids = np.array([[5, 6, 7], [0, 8, 9]])  # padded on either side
+    >>> padding_mask = np.array([[1, 1, 1], [0, 1, 1]])
+    >>> lm({"token_ids": token_ids, "padding_mask": padding_mask}).shape
+    TensorShape([2, 3, 40])
+    >>> out = lm.generate(token_ids, padding_mask, max_new_tokens=5, jit_compile=False)
+    >>> out["token_ids"].shape, out["padding_mask"].dtype
+    ((2, 5), dtype('bool'))
     """
 
     def __init__(self, backbone, *, num_tokens=20, prompt_initializer="uniform", seed=None, **kwargs):
+        if kwargs.get("preprocessor") is not None:
+            raise ValueError(
+                "`PromptCausalLM` takes token ids (see `causal_lm_batch`), not a preprocessor. "
+                f"Received: preprocessor={kwargs['preprocessor']!r}. Tokenize the texts with "
+                "the backbone's tokenizer instead."
+            )
         super().__init__(**kwargs)
         if num_tokens != 0:
             num_tokens = check_positive_int("num_tokens", num_tokens)

@@ -29,6 +29,23 @@ class PromptCausalLMBank(PromptCausalLM):
         num_tokens: prompt length of every task.
         tasks: names of the tasks to create (used when loading a saved bank).
         **kwargs: standard model arguments.
+
+    Example:
+
+    >>> import keras_hub, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.GPT2Backbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> bank = tpt.PromptCausalLMBank(backbone, num_tokens=4)
+    >>> bank.add_lm("titles", tpt.PromptCausalLM(backbone, num_tokens=4))  # a trained task
+    0
+    >>> bank.add_task("summaries")  # or a fresh one, to train
+    1
+    >>> token_ids = np.array([[5, 6, 7], [8, 9, 10]])
+    >>> out = bank.generate(token_ids, max_new_tokens=4, task_id=[0, bank.task_id("summaries")],
+    ...                     jit_compile=False)
+    >>> out["token_ids"].shape
+    (2, 4)
     """
 
     takes_task_id = True

@@ -6,12 +6,9 @@ import keras
 from keras import ops
 
 from tf_prompt_tuning import initializers
-from tf_prompt_tuning._checks import check_choice, check_deep, check_positive_int
+from tf_prompt_tuning._checks import check_choice, check_positive_int
 from tf_prompt_tuning.freezing import freeze
-from tf_prompt_tuning.layers.prefix_layer import PrefixLayer
-from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
-from tf_prompt_tuning.layers.prompt_encoder_layer import PromptEncoderLayer
-from tf_prompt_tuning.layers.prompt_layer import PromptLayer
+from tf_prompt_tuning.mechanisms import check_deep, mechanism_for
 from tf_prompt_tuning.models.task import PromptTask
 from tf_prompt_tuning.prompted_backbone import prompted_backbone
 
@@ -90,14 +87,33 @@ class PromptTextClassifier(PromptTask):
         label_names: the class names, in order (optional; saved in prompt
             files and used by `predict` on the command line).
         seed: seed of the random initializers.
+        preprocessor: a `TextPreprocessor`, so that `fit`, `predict`,
+            `evaluate` and `export_saved_model` take raw strings.
         **kwargs: standard model arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: the backbone's inputs, a dict with `token_ids` and
-            `padding_mask` (and `segment_ids` for BERT), each `(batch, seq)`.
+            `padding_mask`, each `(batch, seq)` (BERT's `segment_ids` are
+            zeros when left out).
 
     Output shape:
         `(batch, num_classes)` float32 logits.
+
+    Example:
+
+    >>> import keras_hub, numpy as np
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> tokenizer = keras_hub.models.BertTokenizer(
+    ...     vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "dull", "mess"])
+    >>> model = tpt.PromptTextClassifier(backbone, num_classes=3, num_tokens=4,
+    ...     preprocessor=tpt.TextPreprocessor(tokenizer, sequence_length=8))
+    >>> x = {"token_ids": np.array([[2, 5, 6, 3]] * 2), "padding_mask": np.ones((2, 4), "int32")}
+    >>> model(x).shape
+    TensorShape([2, 3])
+    >>> model.predict(["a dull mess", "dull"], verbose=0).shape  # raw strings
+    (2, 3)
     """
 
     def __init__(
@@ -141,42 +157,15 @@ class PromptTextClassifier(PromptTask):
         self.backbone = backbone
         self.prompt = None
         self.prefixes = None
+        self.mechanism = None  # head only
         if num_tokens:
+            self.mechanism = mechanism_for(deep, prompt_encoder)
             if isinstance(prompt_initializer, str) and prompt_initializer in ("uniform", "vocab"):
                 prompt_initializer = initializers.make_prompt_initializer(
                     prompt_initializer, backbone=backbone, num_tokens=num_tokens, seed=seed
                 )
-            if deep and prompt_encoder:
-                raise ValueError(
-                    f"Choose deep prompts or a prompt encoder, not both. Received: deep={deep!r}, "
-                    f"prompt_encoder={prompt_encoder!r}."
-                )
-            if prompt_encoder:
-                self.prompt = PromptEncoderLayer(
-                    num_tokens, encoder=prompt_encoder, initializer=prompt_initializer,
-                    placement=placement, name="prompt",
-                )  # fmt: skip
-            elif deep == "prefix":
-                if isinstance(initializers.get(prompt_initializer), initializers.FromArray):
-                    raise ValueError(
-                        "`prompt_initializer` of key/value prefixes must be random or constant "
-                        f"(\"uniform\", \"zeros\", a Keras initializer). Received: prompt_initializer={prompt_initializer!r} "
-                        "(vocabulary, text and label initializers make input-level vectors). "
-                        "Use deep=\"hidden\" to start deep prompts from words."
-                    )
-                self.prefixes = PrefixLayer(
-                    num_tokens, len(backbone.transformer_layers), initializer=prompt_initializer,
-                    name="prefixes",
-                )  # fmt: skip
-            elif deep:
-                self.prompt = DeepPromptLayer(
-                    num_tokens, len(backbone.transformer_layers), initializer=prompt_initializer,
-                    placement=placement, name="prompt",
-                )  # fmt: skip
-            else:
-                self.prompt = PromptLayer(
-                    num_tokens, initializer=prompt_initializer, placement=placement, name="prompt"
-                )
+            self.mechanism.check(backbone, prompt_initializer)
+            self.prompt, self.prefixes = self.mechanism.make_layers(backbone, num_tokens, prompt_initializer, placement)
         self.encoder = prompted_backbone(backbone, self.prompt, prefixes=self.prefixes)
         self.head_dropout_layer = keras.layers.Dropout(head_dropout, name="head_dropout")
         # float32 logits under mixed precision, for a stable softmax.
@@ -187,7 +176,7 @@ class PromptTextClassifier(PromptTask):
         self.placement = placement
         self.pooling = pooling
         self.head_dropout = head_dropout
-        self.deep = deep if num_tokens else False
+        self.deep = self.mechanism.deep if self.mechanism else False
         self.prompt_encoder = prompt_encoder
         self.label_names = label_names
         self.seed = seed
@@ -201,11 +190,11 @@ class PromptTextClassifier(PromptTask):
 
     @property
     def prompt_positions(self) -> int:
-        return 0 if self.prefixes is not None else self.num_tokens  # prefixes take none
+        return self.num_tokens if self.mechanism and self.mechanism.takes_positions else 0
 
     def call(self, inputs, training=None):
         self.check_input_length(inputs["token_ids"].shape[1])
-        encoded = self.encoder(inputs, training=False)
+        encoded = self.encoder(self.backbone_inputs(inputs), training=False)
         pooled = pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling)
         return self.head(self.head_dropout_layer(pooled, training=training))
 
@@ -228,39 +217,23 @@ class PromptTextClassifier(PromptTask):
 
     def task_variables(self) -> dict:
         variables = {"head/kernel": self.head.kernel, "head/bias": self.head.bias}
-        if self.prompt_encoder:
-            variables["encoder/seeds"] = self.prompt.prompt
-            for i, weight in enumerate(self.prompt.encoder_weights):
-                variables[f"encoder/{i}"] = weight
-        elif self.prompt is not None:
-            variables["prompt"] = self.prompt.prompt
-        if self.deep == "prefix":
-            variables["prefixes"] = self.prefixes.prefixes
-        elif self.deep:
-            variables["deep_prompts"] = self.prompt.deep_prompts
+        if self.mechanism:
+            variables.update(self.mechanism.variables(self.prompt, self.prefixes))
         return variables
 
     def prompt_file_tensors(self) -> dict:
         tensors = super().prompt_file_tensors()
-        if self.prompt_encoder:
-            # The encoder's output, so serving needs no encoder; the encoder
-            # itself is kept for resuming training.
-            tensors["prompt"] = ops.convert_to_numpy(self.prompt.prompt_value())
+        if self.mechanism:
+            tensors.update(self.mechanism.file_tensors(self.prompt, self.prefixes))
         return tensors
 
     def optional_file_tensors(self, names) -> set:
-        # A plain model may read a P-tuning file's materialized prompt and skip
-        # its encoder; an encoder model restores the encoder, not the output.
-        if self.prompt_encoder:
-            return {"prompt"}
-        if self.prompt is not None:
-            return {name for name in names if name.startswith("encoder/")}
-        return set()
+        return self.mechanism.optional_file_tensors(names) if self.mechanism else set()
 
     def prompt_file_format(self) -> int:
-        # Classifier files stay format 1 (older releases read them); prefix
-        # classifiers, which older releases cannot use, are format 3.
-        return 3 if self.deep == "prefix" else 1
+        # Classifier files stay format 1 (older releases read them) unless
+        # the mechanism is newer than that.
+        return self.mechanism.file_format if self.mechanism else 1
 
     def prompt_file_metadata(self) -> dict:
         return {

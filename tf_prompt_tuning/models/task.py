@@ -11,8 +11,10 @@ format.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits
+from tf_prompt_tuning.text_pipeline import model_inputs
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
@@ -22,12 +24,84 @@ class PromptTask(keras.Model):
     Subclasses set `backbone`, `num_tokens`, `seed` and the prompt layer
     (`prompt_layer()`), and define the task variables and metadata.
 
+    With a `preprocessor` (a `TextPreprocessor`), `fit`, `predict` and
+    `evaluate` also take raw strings (or a `tf.data.Dataset` of them),
+    tokenized inside `tf.data`, as KerasHub tasks do; token dicts still
+    work. Calling the model itself always takes token dicts.
+
     Args:
+        preprocessor: a `TextPreprocessor`, or None (token dicts only).
         **kwargs: standard model arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import keras_hub
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=40, num_layers=2, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> model = tpt.PromptTextClassifier(backbone, num_classes=2, num_tokens=4)
+    >>> isinstance(model, tpt.PromptTask), sorted(model.task_variables())
+    (True, ['head/bias', 'head/kernel', 'prompt'])
+    >>> path = os.path.join(tempfile.mkdtemp(), "task.prompt.safetensors")
+    >>> _ = tpt.save_prompts(model, path)
+    >>> restored = tpt.PromptTextClassifier.from_prompt_file(path, backbone)
+    >>> restored.num_tokens, restored.num_classes
+    (4, 2)
     """
 
     # The prompt-file `kind` this task writes and reads; None: not saved to one file.
     prompt_file_kind: str | None = None
+    # Inputs the task reads besides the backbone's (a bank's `task_id`).
+    extra_input_names: tuple = ()
+
+    def __init__(self, *, preprocessor=None, **kwargs):
+        super().__init__(**kwargs)
+        self.preprocessor = preprocessor
+
+    def backbone_inputs(self, inputs: dict) -> dict:
+        """`inputs` as the prompted backbone takes them: zero segment ids
+        added where the backbone takes them, other entries dropped."""
+        return model_inputs(inputs, (*self.backbone.input, *self.extra_input_names))
+
+    # Raw text in, through the preprocessor.
+
+    def _preprocessed(self, x, y=None, sample_weight=None, batch_size=None, shuffle=False):
+        """`(x, y, sample_weight, batch_size)` for Keras: a dataset of token
+        batches when there is a preprocessor and `x` is not token dicts."""
+        if self.preprocessor is None or (isinstance(x, dict) and "token_ids" in x):
+            return x, y, sample_weight, batch_size
+        dataset = self.preprocessor.dataset(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle)
+        return dataset, None, None, None
+
+    def _preprocessed_validation(self, data):
+        if self.preprocessor is None or data is None:
+            return data
+        x, y, sample_weight = (
+            (data, None, None) if isinstance(data, tf.data.Dataset) else keras.utils.unpack_x_y_sample_weight(data)
+        )
+        if isinstance(x, dict) and "token_ids" in x:
+            return data
+        return self.preprocessor.dataset(x, y, sample_weight)
+
+    def fit(self, x=None, y=None, batch_size=None, sample_weight=None, validation_data=None, **kwargs):
+        # Keras shuffles arrays every epoch unless told not to; so does the
+        # text dataset, which Keras then takes as it is.
+        shuffle = kwargs.pop("shuffle", True)
+        given = x
+        x, y, sample_weight, batch_size = self._preprocessed(x, y, sample_weight, batch_size, shuffle=shuffle)
+        if x is given:
+            kwargs["shuffle"] = shuffle
+        validation_data = self._preprocessed_validation(validation_data)
+        return super().fit(x, y, batch_size=batch_size, sample_weight=sample_weight, validation_data=validation_data, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
+        x, y, sample_weight, batch_size = self._preprocessed(x, y, sample_weight, batch_size)
+        return super().evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        x, _, _, batch_size = self._preprocessed(x, batch_size=batch_size)
+        return super().predict(x, batch_size=batch_size, **kwargs)
 
     # Positions the prompt takes in the backbone's sequence.
     @property
@@ -100,6 +174,9 @@ class PromptTask(keras.Model):
                     None if prompt is None else keras.initializers.serialize(prompt.initializer)
                 ),
                 "seed": self.seed,
+                "preprocessor": (
+                    None if self.preprocessor is None else keras.saving.serialize_keras_object(self.preprocessor)
+                ),
             }
         )
         return config
@@ -108,6 +185,8 @@ class PromptTask(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if config.get("preprocessor") is not None:
+            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
         if config.get("prompt_initializer") is None:
             config.pop("prompt_initializer", None)
         return cls(**config)
