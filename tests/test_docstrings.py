@@ -24,6 +24,7 @@ MODULES = [
     "models.prompt_causal_lm_bank",
     "models.prompt_text_classifier",
     "models.task",
+    "pooling",
     "prompt_file",
     "prompted_backbone",
     "text_pipeline",
@@ -37,3 +38,27 @@ def test_docstring_examples(name):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# Public names whose example cannot run in a docstring, and where it is instead.
+WITHOUT_EXAMPLE = {
+    "convert_gemma3_gguf": "needs a GGUF file: tests/test_gemma3_gguf.py writes small ones and converts them",
+}
+
+
+def test_every_public_name_has_a_doctested_example():
+    import inspect
+
+    import tf_prompt_tuning as tpt
+
+    missing = [
+        name
+        for name in tpt.__all__
+        if not inspect.ismodule(getattr(tpt, name))
+        and name not in WITHOUT_EXAMPLE
+        and (
+            ">>>" not in (getattr(tpt, name).__doc__ or "")
+            or getattr(tpt, name).__module__.removeprefix("tf_prompt_tuning.") not in MODULES
+        )
+    ]
+    assert not missing, f"no doctested example: {missing}"

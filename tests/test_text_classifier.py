@@ -5,7 +5,8 @@ from conftest import assert_keras_save_load_parity, bert_inputs, tiny_bert, tiny
 
 from tf_prompt_tuning import make_train_step, parameter_summary
 from tf_prompt_tuning.initializers import FromArray, make_prompt_initializer
-from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier, pool
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
+from tf_prompt_tuning.pooling import pool
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -296,7 +297,7 @@ def test_prefixes_refuse_word_initializers():
 
 @pytest.mark.parametrize("deep, expected", [(True, "hidden"), (1, "hidden"), (np.True_, "hidden"), (None, False), ("prefix", "prefix")])
 def test_deep_accepts_booleans_and_kinds(deep, expected):
-    from tf_prompt_tuning.models.prompt_text_classifier import check_deep
+    from tf_prompt_tuning.mechanisms import check_deep
 
     assert check_deep(deep) == expected
 

@@ -28,7 +28,9 @@ import numpy as np
 from tf_prompt_tuning._io import write_atomically
 from tf_prompt_tuning._version import __version__
 from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
+from tf_prompt_tuning.layers.prompt_layer import PLACEMENTS
 from tf_prompt_tuning.mechanisms import MECHANISMS
+from tf_prompt_tuning.pooling import POOLINGS
 
 # The newest format this library reads; each task says which it writes
 # (`PromptTask.prompt_file_format`).
@@ -216,6 +218,12 @@ def _is_optional_str(value) -> bool:
 
 
 
+def _alternatives(names) -> str:
+    """`"a", "b" or "c"`, as the errors spell a field's values."""
+    quoted = [f'"{name}"' for name in names]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 2 else quoted)
+
+
 def _deep_spellings() -> tuple:
     """The registered mechanisms' spellings of `deep` ("hidden", "prefix")."""
     return tuple(dict.fromkeys(m.deep for m in MECHANISMS.values() if m.deep))
@@ -234,11 +242,11 @@ _FIELDS = {
     "num_classes": (lambda v: _is_int(v, 2), "an integer >= 2"),
     "deep": (
         lambda v: isinstance(v, bool) or v in _deep_spellings(),
-        lambda: "false, true, " + " or ".join(f'"{v}"' for v in _deep_spellings()),
+        lambda: "false, true, " + _alternatives(_deep_spellings()),
     ),
-    "prompt_encoder": (lambda v: v is None or v in ENCODERS, "null, " + " or ".join(f'"{v}"' for v in ENCODERS)),
-    "placement": (lambda v: v in ("prepend", "after_first"), '"prepend" or "after_first"'),
-    "pooling": (lambda v: v in ("mean", "cls", "last"), '"mean", "cls" or "last"'),
+    "prompt_encoder": (lambda v: v is None or v in ENCODERS, "null, " + _alternatives(ENCODERS)),
+    "placement": (lambda v: v in PLACEMENTS, _alternatives(PLACEMENTS)),
+    "pooling": (lambda v: v in POOLINGS, _alternatives(POOLINGS)),
     "initializer": (_is_optional_str, "null or a string"),
     "backbone": (_is_str, "a string"),
     "sequence_length": (lambda v: _is_int(v, 1), "a positive integer"),

@@ -35,7 +35,8 @@ from tf_prompt_tuning.initializers import SCHEMES, make_prompt_initializer
 from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
 from tf_prompt_tuning.mechanisms import MECHANISMS, get_mechanism
 from tf_prompt_tuning.layers.prompt_layer import PLACEMENTS
-from tf_prompt_tuning.models.prompt_text_classifier import POOLINGS, PromptTextClassifier
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
+from tf_prompt_tuning.pooling import POOLINGS
 from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset, special_tokens
 from tf_prompt_tuning.training import make_train_step, relaxed_spec, supports_jit, train
 

@@ -26,7 +26,8 @@ from tf_prompt_tuning.models.task import PromptTask
 from tf_prompt_tuning.prompt_file import assign_tensors, backbone_fingerprint, check_backbone, read_prompt_file
 from tf_prompt_tuning.prompted_backbone import prompted_backbone
 from tf_prompt_tuning.mechanisms import mechanism_for
-from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier, check_pooling, pool
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
+from tf_prompt_tuning.pooling import check_pooling, pool
 
 # Logit given to the classes a task does not have, so softmax gives them 0.
 _ABSENT_CLASS_LOGIT = -1e9

@@ -3,53 +3,14 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 from tf_prompt_tuning import initializers
-from tf_prompt_tuning._checks import check_choice, check_positive_int
+from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.mechanisms import check_deep, mechanism_for
 from tf_prompt_tuning.models.task import PromptTask
+from tf_prompt_tuning.pooling import check_pooling, pool
 from tf_prompt_tuning.prompted_backbone import prompted_backbone
-
-POOLINGS = ("mean", "cls", "last")
-
-
-def is_causal(backbone) -> bool:
-    """Whether the backbone's transformer layers are decoders (causal attention)."""
-    return any("Decoder" in type(layer).__name__ for layer in getattr(backbone, "transformer_layers", ()))
-
-
-def check_pooling(pooling, backbone) -> str:
-    """`pooling` if it is one of POOLINGS and reads the text on `backbone`."""
-    check_choice("pooling", pooling, POOLINGS)
-    if pooling == "cls" and is_causal(backbone):
-        raise ValueError(
-            "`pooling='cls'` reads the first position, which a causal backbone "
-            f"({type(backbone).__name__}) computes before seeing the text. Received: "
-            "pooling='cls'. Use pooling='last' (or 'mean') with decoders."
-        )
-    return pooling
-
-
-def pool(sequence, padding_mask, pooling: str):
-    """Pools `(batch, seq, dim)` hidden states to `(batch, dim)`.
-
-    "mean": masked mean over every non-padding position (prompt included);
-    "cls": the first position; "last": the last non-padding position (for
-    decoders, whose last token has seen the whole sequence).
-    """
-    if pooling == "cls":
-        return sequence[:, 0]
-    mask = ops.cast(padding_mask, sequence.dtype)
-    if pooling == "mean":
-        total = ops.sum(sequence * mask[..., None], axis=1)
-        return total / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1)
-    last = ops.cast(ops.sum(mask, axis=1), "int32") - 1
-    return ops.take_along_axis(sequence, last[:, None, None], axis=1)[:, 0]
-
-
-
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
 class PromptTextClassifier(PromptTask):

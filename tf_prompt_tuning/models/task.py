@@ -90,8 +90,7 @@ class PromptTask(keras.Model):
         shuffle = kwargs.pop("shuffle", True)
         given = x
         x, y, sample_weight, batch_size = self._preprocessed(x, y, sample_weight, batch_size, shuffle=shuffle)
-        if x is given:
-            kwargs["shuffle"] = shuffle
+        kwargs["shuffle"] = shuffle if x is given else False  # False: Keras would warn on a dataset
         validation_data = self._preprocessed_validation(validation_data)
         return super().fit(x, y, batch_size=batch_size, sample_weight=sample_weight, validation_data=validation_data, **kwargs)
 
