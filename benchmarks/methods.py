@@ -57,10 +57,15 @@ def run(method, splits, args, seed):
     backbone, tokenizer = tpt.load_backbone(args.backbone)  # a fresh copy per method
     name, kwargs = METHODS[method]
     kwargs = {"num_tokens": args.num_tokens, "prompt_initializer": args.init, **kwargs}
+    if kwargs.get("deep") == "hidden" and args.deep_init != "uniform":
+        kwargs["deep_initializer"] = args.deep_init
+        name = f"{name}, from hidden states"
     if "segment_ids" not in backbone.input:  # a decoder: the prompt in front, a pooled later token
         kwargs.update(placement="prepend", pooling=args.pooling)
         name = f"{name} ({args.pooling} pooling)"
-    model = tpt.PromptTextClassifier(backbone, 2, seed=seed, **kwargs)
+    model = tpt.PromptTextClassifier(
+        backbone, 2, seed=seed, preprocessor=tpt.TextPreprocessor(tokenizer, args.max_length), **kwargs
+    )  # the preprocessor gives "hidden_states" the start token; training reads `make_text_dataset`'s batches
     learning_rate = args.learning_rate
     if method == "full":
         backbone.trainable = True  # unfreeze everything
@@ -148,6 +153,11 @@ def main():
         "--init", default="uniform", choices=("uniform", "vocab"),
         help="prompt initializer (uniform [-0.5, 0.5] rows have norm 7.3 at Gemma's width, its "
         "token embeddings ~1.0: vocab starts the prompt among them)",
+    )
+    parser.add_argument(
+        "--deep-init", default="uniform", choices=("uniform", "hidden_states"),
+        help="where deep prompts' later layers start: uniform, or the hidden states the input prompt "
+        "reaches there (the model then starts as the shallow prompt's)",
     )
     parser.add_argument("--full-learning-rate", type=float, default=1e-4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one split and initialization each")

@@ -3,11 +3,11 @@ import re
 import keras
 import numpy as np
 import pytest
-from conftest import bert_inputs, tiny_bert, tiny_gpt2
+from conftest import bert_inputs, tiny_bert, tiny_gemma3_lm, tiny_gpt2
 
 from tf_prompt_tuning import PromptLayer
 from tf_prompt_tuning.initializers import FromArray
-from tf_prompt_tuning.prompted_backbone import prompted_backbone
+from tf_prompt_tuning.prompted_backbone import prompt_hidden_states, prompted_backbone
 
 NUM_TOKENS = 3
 
@@ -106,6 +106,44 @@ def test_deep_prompt_rewrites_prompt_positions_before_every_layer():
     x = backbone.transformer_layers[0](x, padding_mask=mask)
     x = backbone.transformer_layers[1](prompt(x, layer_index=1), padding_mask=mask)
     np.testing.assert_allclose(actual, _np(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("make_backbone", [tiny_gpt2, tiny_gemma3_lm])
+@pytest.mark.parametrize("placement", ["prepend", "after_first"])
+def test_deep_prompts_from_hidden_states_compute_what_the_shallow_prompt_does(make_backbone, placement):
+    from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
+
+    backbone = make_backbone()
+    num_layers = len(backbone.transformer_layers)
+    inputs = {  # both rows start with token 2, the second is right-padded
+        "token_ids": np.array([[2, 6, 7, 8, 9], [2, 9, 5, 0, 0]], "int32"),
+        "padding_mask": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], "int32"),
+    }
+    shallow = PromptLayer(NUM_TOKENS, placement=placement)
+    expected = _np(prompted_backbone(backbone, shallow)(inputs)["sequence_output"])
+    deep = DeepPromptLayer(NUM_TOKENS, num_layers, placement=placement)
+    deep_model = prompted_backbone(backbone, deep)
+    deep.prompt.assign(shallow.prompt)
+    assert not np.allclose(_np(deep_model(inputs)["sequence_output"]), expected, atol=1e-3)  # random deep prompts
+
+    states = prompt_hidden_states(backbone, deep, first_token_id=2 if placement == "after_first" else None)
+    assert states.shape == (num_layers - 1, NUM_TOKENS, expected.shape[-1])
+    deep.deep_prompts.assign(states)
+    actual = _np(deep_model(inputs)["sequence_output"])
+    real = _np(inputs["padding_mask"]).astype(bool)
+    real = np.concatenate([np.ones((2, NUM_TOKENS), bool), real], 1) if placement == "prepend" else (
+        np.concatenate([real[:, :1], np.ones((2, NUM_TOKENS), bool), real[:, 1:]], 1))
+    np.testing.assert_allclose(actual[real], expected[real], atol=1e-4)
+    if placement == "after_first":  # the states depend on the token in front of the prompt
+        other = prompt_hidden_states(backbone, deep, first_token_id=5)
+        assert not np.allclose(other, states, atol=1e-3)
+
+
+def test_hidden_states_after_the_first_token_need_that_token():
+    from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
+
+    with pytest.raises(ValueError, match=r"Pass `first_token_id` .* Received: first_token_id=None"):
+        prompt_hidden_states(tiny_gpt2(), DeepPromptLayer(2, 2, placement="after_first"))
 
 
 def test_deep_prompt_must_match_the_number_of_layers():

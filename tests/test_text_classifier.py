@@ -209,6 +209,57 @@ def test_deep_prompts_train_and_keep_backbone_frozen(kind, tmp_path):
     assert restored.deep == "hidden"
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "gemma3"])
+def test_deep_prompts_from_hidden_states_start_as_the_shallow_prompt(kind):
+    shallow, inputs = classifier(kind, num_tokens=3, seed=0)
+    expected = _np(shallow(inputs))
+
+    def deep(deep_initializer):  # on the same backbone, from the same input prompt and head
+        model = PromptTextClassifier(
+            shallow.backbone, 2, num_tokens=3, deep="hidden", deep_initializer=deep_initializer,
+            prompt_initializer=FromArray(_np(shallow.prompt.prompt)), **BACKBONES[kind][2],
+        )  # fmt: skip
+        model.head.set_weights(shallow.head.get_weights())
+        return _np(model(inputs))
+
+    assert not np.allclose(deep("uniform"), expected, atol=1e-4)
+    np.testing.assert_allclose(deep("hidden_states"), expected, atol=1e-4)
+
+
+def test_deep_prompts_from_hidden_states_after_first_read_the_start_token():
+    import keras_hub
+
+    from tf_prompt_tuning import TextPreprocessor
+    from tf_prompt_tuning.prompted_backbone import prompt_hidden_states
+
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good"])
+    model = PromptTextClassifier(
+        tiny_bert(), 2, num_tokens=3, deep="hidden", deep_initializer="hidden_states",
+        preprocessor=TextPreprocessor(tokenizer, sequence_length=8),
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        _np(model.prompt.deep_prompts), prompt_hidden_states(model.backbone, model.prompt, first_token_id=2)
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(deep="hidden", deep_initializer="zeros"),
+         r"`deep_initializer` must be one of \('uniform', 'hidden_states'\). Received: deep_initializer='zeros'"),
+        (dict(deep="prefix", deep_initializer="hidden_states"),
+         r"`deep_initializer` applies to deep prompts only .* Received: deep_initializer='hidden_states' with deep='prefix'"),
+        (dict(deep_initializer="hidden_states"),
+         r"applies to deep prompts only .* with deep=False"),
+        (dict(deep="hidden", deep_initializer="hidden_states"),
+         r"placement 'after_first' needs the token .* Received: preprocessor=None. Pass preprocessor="),
+    ],
+)  # fmt: skip
+def test_deep_initializer_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PromptTextClassifier(tiny_bert(), 2, num_tokens=2, **kwargs)
+
+
 def test_deep_and_encoder_together_is_an_error():
     with pytest.raises(ValueError, match="Choose deep prompts or a prompt encoder, not both"):
         PromptTextClassifier(tiny_bert(), 2, num_tokens=2, deep=True, prompt_encoder="mlp")

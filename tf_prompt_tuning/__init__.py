@@ -47,7 +47,7 @@ from tf_prompt_tuning.prompt_file import PromptFileError
 from tf_prompt_tuning.prompt_file import load_prompts
 from tf_prompt_tuning.prompt_file import restore_prompts
 from tf_prompt_tuning.prompt_file import save_prompts
-from tf_prompt_tuning.prompted_backbone import prompted_backbone
+from tf_prompt_tuning.prompted_backbone import prompt_hidden_states, prompted_backbone
 from tf_prompt_tuning.text_pipeline import encode_texts
 from tf_prompt_tuning.text_pipeline import make_text_dataset
 from tf_prompt_tuning.layers.text_preprocessor import TextPreprocessor
@@ -88,6 +88,7 @@ __all__ = [
     "make_text_dataset",
     "make_train_step",
     "parameter_summary",
+    "prompt_hidden_states",
     "prompted_backbone",
     "restore_prompts",
     "save_prompts",

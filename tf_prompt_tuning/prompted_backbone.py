@@ -200,3 +200,79 @@ def prompted_backbone(
         },
         name=f"prompted_{backbone.name}",
     )
+
+
+def prompt_hidden_states(backbone: keras.Model, prompt: PromptLayer, first_token_id: int | None = None):
+    """The hidden states `prompt`'s positions reach before each transformer layer.
+
+    Runs `backbone` once with `prompt` inserted into its embedded sequence
+    and nothing rewritten after that (a shallow prompt), and returns, for
+    every transformer layer after the first, the `(num_tokens, dim)` hidden
+    states entering it at the prompt positions: `(num_layers - 1, num_tokens,
+    dim)`. A `DeepPromptLayer` started from them computes what the shallow
+    prompt computes, so deep training starts from the shallow prompt's
+    function rather than from random vectors in the residual stream.
+
+    The text is one token: `first_token_id` (the start token, which placement
+    "after_first" keeps in front of the prompt) or, for placement "prepend",
+    a masked-out pad. In a causal decoder the prompt positions see no later
+    token, so the states are exactly those of any input starting that way;
+    in a bidirectional encoder they also see the text, and these are the
+    states without it.
+
+    Args:
+        backbone: a functional KerasHub backbone (as for `prompted_backbone`).
+        prompt: the layer that inserts the prompt (a `PromptLayer` or
+            `DeepPromptLayer`, whose layer-0 prompt is used).
+        first_token_id: the token inputs start with; needed for placement
+            "after_first".
+
+    Example:
+
+    >>> import keras_hub
+    >>> import tf_prompt_tuning as tpt
+    >>> backbone = keras_hub.models.GPT2Backbone(vocabulary_size=40, num_layers=3, num_heads=2,
+    ...     hidden_dim=8, intermediate_dim=16, max_sequence_length=24)
+    >>> prompt = tpt.DeepPromptLayer(num_tokens=2, num_layers=3)
+    >>> tpt.prompt_hidden_states(backbone, prompt).shape
+    (2, 2, 8)
+    """
+    if prompt.placement == "after_first" and first_token_id is None:
+        raise ValueError(
+            "With placement 'after_first' the prompt's hidden states depend on the token in "
+            "front of it. Pass `first_token_id` (the tokenizer's start token). Received: "
+            "first_token_id=None."
+        )
+    names = list(backbone.input)
+    token = 0 if first_token_id is None else int(first_token_id)
+    inputs = {name: keras.ops.zeros((1, 1), backbone.input[name].dtype) for name in names}
+    inputs["token_ids"] = keras.ops.full((1, 1), token, backbone.input["token_ids"].dtype)
+    # The pad of "prepend" is masked out, so an encoder's prompt sees only itself.
+    inputs["padding_mask"] = keras.ops.full((1, 1), int(first_token_id is not None), backbone.input["padding_mask"].dtype)
+    extended = {
+        name: prompt.extend_mask(value, 1 if name == "padding_mask" else 0)
+        for name, value in inputs.items() if name != "token_ids"
+    }  # fmt: skip
+    layer_index = {id(layer): i for i, layer in enumerate(backbone.transformer_layers)}
+    start = 0 if prompt.placement == "prepend" else 1
+    states = {}
+
+    def call_function(layer, *args, **kwargs):
+        consumes_token_ids = any(
+            arg is inputs["token_ids"] for arg in keras.tree.flatten((args, kwargs))
+        )
+        args, kwargs = keras.tree.map_structure(
+            lambda x: next((extended[n] for n, v in inputs.items() if v is x and n in extended), x),
+            (args, kwargs),
+        )
+        if layer_index.get(id(layer), 0) > 0:
+            states[layer_index[id(layer)]] = args[0][0, start : start + prompt.num_tokens]
+        outputs = layer(*args, **kwargs)
+        if consumes_token_ids and len(outputs.shape) == 3:
+            outputs = prompt(outputs)  # layer 0 only: a shallow prompt
+        return outputs
+
+    backbone._run_through_graph(inputs, call_fn=call_function)
+    return keras.ops.convert_to_numpy(
+        keras.ops.cast(keras.ops.stack([states[i] for i in range(1, len(layer_index))]), "float32")
+    )

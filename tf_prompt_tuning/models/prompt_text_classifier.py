@@ -5,12 +5,14 @@ from __future__ import annotations
 import keras
 
 from tf_prompt_tuning import initializers
-from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning._checks import check_choice, check_positive_int
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.mechanisms import check_deep, mechanism_for
 from tf_prompt_tuning.models.task import PromptTask
 from tf_prompt_tuning.pooling import check_pooling, pool
-from tf_prompt_tuning.prompted_backbone import prompted_backbone
+from tf_prompt_tuning.prompted_backbone import prompt_hidden_states, prompted_backbone
+
+DEEP_INITIALIZERS = ("uniform", "hidden_states")
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
 class PromptTextClassifier(PromptTask):
@@ -43,6 +45,12 @@ class PromptTextClassifier(PromptTask):
             `num_tokens` trainable keys and values (`PrefixLayer`, KerasHub
             `TransformerEncoder` layers; no positions in the sequence, faster).
             `False` (default) for the input only.
+        deep_initializer: with `deep="hidden"`, where the prompts of the
+            layers after the first start: "uniform" (default, random), or
+            "hidden_states": the hidden states the input prompt reaches there
+            (`prompt_hidden_states`), so the model starts as the shallow
+            prompt's (exactly, in a causal decoder). With placement
+            "after_first" this reads the start token from `preprocessor`.
         prompt_encoder: None, "mlp" or "lstm": produce the prompt with a
             small encoder over trainable seeds (`PromptEncoderLayer`, P-tuning).
         label_names: the class names, in order (optional; saved in prompt
@@ -88,6 +96,7 @@ class PromptTextClassifier(PromptTask):
         pooling="mean",
         head_dropout=0.0,
         deep=False,
+        deep_initializer="uniform",
         prompt_encoder=None,
         label_names=None,
         seed=None,
@@ -108,6 +117,7 @@ class PromptTextClassifier(PromptTask):
                 f"`head_dropout` must be in [0, 1). Received: head_dropout={head_dropout}."
             )
         deep = check_deep(deep)
+        first_token_id = self._check_deep_initializer(deep_initializer, deep, prompt_encoder, num_tokens, placement)
         if label_names is not None:
             label_names = [str(name) for name in label_names]
             if len(label_names) != num_classes or len(set(label_names)) != num_classes:
@@ -128,6 +138,8 @@ class PromptTextClassifier(PromptTask):
             self.mechanism.check(backbone, prompt_initializer)
             self.prompt, self.prefixes = self.mechanism.make_layers(backbone, num_tokens, prompt_initializer, placement)
         self.encoder = prompted_backbone(backbone, self.prompt, prefixes=self.prefixes)
+        if deep_initializer == "hidden_states":
+            self.prompt.deep_prompts.assign(prompt_hidden_states(backbone, self.prompt, first_token_id))
         self.head_dropout_layer = keras.layers.Dropout(head_dropout, name="head_dropout")
         # float32 logits under mixed precision, for a stable softmax.
         self.head = keras.layers.Dense(num_classes, dtype="float32", name="head")
@@ -143,6 +155,31 @@ class PromptTextClassifier(PromptTask):
         self.seed = seed
         self.built = True
         freeze(self, trainable_layers=[self.head])  # prompts and prefixes stay trainable
+
+    def _check_deep_initializer(self, deep_initializer, deep, prompt_encoder, num_tokens, placement):
+        """Checks `deep_initializer`; returns the token in front of the prompt
+        that "hidden_states" needs with placement "after_first"."""
+        check_choice("deep_initializer", deep_initializer, DEEP_INITIALIZERS)
+        if deep_initializer == "uniform":
+            return None
+        if deep != "hidden" or prompt_encoder or not num_tokens:
+            raise ValueError(
+                "`deep_initializer` applies to deep prompts only (deep='hidden' without a "
+                f"prompt_encoder, num_tokens > 0). Received: deep_initializer={deep_initializer!r} "
+                f"with deep={deep!r}, prompt_encoder={prompt_encoder!r}, num_tokens={num_tokens}. "
+                "Leave it at 'uniform' or use deep='hidden'."
+            )
+        if placement != "after_first":
+            return None
+        start = getattr(getattr(self.preprocessor, "tokenizer", None), "start_token_id", None)
+        if start is None:
+            raise ValueError(
+                "`deep_initializer='hidden_states'` with placement 'after_first' needs the token "
+                "the inputs start with, read from `preprocessor`'s tokenizer. Received: "
+                f"preprocessor={self.preprocessor!r}. Pass preprocessor=TextPreprocessor(tokenizer, "
+                "sequence_length), or use placement='prepend'."
+            )
+        return start
 
     prompt_file_kind = "classifier"
 
