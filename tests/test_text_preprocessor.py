@@ -143,6 +143,20 @@ def test_sentencepiece_tokenizers_survive_a_later_random_seed():
     np.testing.assert_array_equal(batch["token_ids"].numpy(), expected)
 
 
+def test_a_keras_hub_without_the_op_method_rebuilds_with_set_proto():
+    from tf_prompt_tuning.text_pipeline import ready_for_graphs
+
+    class OlderSentencePieceTokenizer:  # KerasHub's public method only
+        proto = b"model"
+        protos = []
+
+        def set_proto(self, proto):
+            self.protos.append(proto)
+
+    tokenizer = OlderSentencePieceTokenizer()
+    assert ready_for_graphs(tokenizer) is tokenizer and tokenizer.protos == [b"model"]
+
+
 @pytest.mark.parametrize(
     "call, error, match",
     [

@@ -30,10 +30,17 @@ def ready_for_graphs(tokenizer):
     TensorFlow's kernel cache, which deletes the model a SentencePiece
     tokenizer's op holds (Gemma, T5, ...): a `tf.data` pipeline or a graph
     built afterwards fails with "Resource ... SentencepieceOp does not
-    exist". Making the op again, outside any graph as KerasHub requires,
-    costs a fraction of a second.
+    exist". This makes the op again, outside any graph as KerasHub requires.
+    Only the op is made (KerasHub's `_set_proto_tf`, which its public
+    `set_proto` calls first): `set_proto` also rebuilds the vocabulary
+    lists, which for Gemma's 262k pieces takes seconds, on every call. It is
+    the fallback for a KerasHub without `_set_proto_tf`.
     """
-    if getattr(tokenizer, "proto", None) is not None and hasattr(tokenizer, "set_proto"):
+    if getattr(tokenizer, "proto", None) is None:
+        return tokenizer
+    if hasattr(tokenizer, "_set_proto_tf"):
+        tokenizer._set_proto_tf(tokenizer.proto)
+    elif hasattr(tokenizer, "set_proto"):
         tokenizer.set_proto(tokenizer.proto)
     return tokenizer
 
