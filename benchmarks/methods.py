@@ -6,6 +6,8 @@
     .venv/bin/python benchmarks/methods.py --train-size 500 --methods head prompt
     .venv/bin/python benchmarks/methods.py --backbone gemma3_270m --train-size 240 --epochs 2 \
         --batch-size 8 --eval-size 200 --init vocab --full-learning-rate 3e-5 --methods head prompt deep full
+    .venv/bin/python benchmarks/methods.py --backbone gemma3_270m --train-size 240 --epochs 2 \
+        --batch-size 8 --eval-size 200 --init vocab --methods deep --deep-init hidden_states --learning-rate 1e-2
 
 The real MiniLM on the movie-review sentences: every method sees the same
 training sentences for the same number of epochs (batch 32, bucketed

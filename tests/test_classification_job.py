@@ -25,6 +25,7 @@ from tf_prompt_tuning.app.classification_job import (
 from tf_prompt_tuning.app.cli import main
 from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
 from tf_prompt_tuning.text_pipeline import make_text_dataset
+from tf_prompt_tuning.prompted_backbone import prompt_hidden_states
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "plot", "acting", "a"]
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "positive", "negative"]
@@ -238,6 +239,35 @@ def test_deep_method_end_to_end(preset_dir, data_file, trained, tmp_path, method
     np.testing.assert_allclose(probabilities, [[p["probabilities"][k] for k in ("negative", "positive")] for p in expected], atol=1e-5)
 
 
+def test_deep_prompts_from_hidden_states_end_to_end(preset_dir, data_file, tmp_path, monkeypatch):
+    from tf_prompt_tuning.models import prompt_text_classifier
+
+    calls = []
+
+    def recorded(backbone, prompt, first_token_id=None):  # the real function, its calls recorded
+        calls.append(first_token_id)
+        return prompt_hidden_states(backbone, prompt, first_token_id)
+
+    monkeypatch.setattr(prompt_text_classifier, "prompt_hidden_states", recorded)
+    config = _config(preset_dir, data_file, tmp_path, epochs=1, baseline=False, method="deep", deep_init="hidden_states")
+    metrics = run_training(config, print_fn=lambda *a: None)
+    assert calls == [2]  # [CLS], in front of the prompt (placement "after_first")
+    assert metrics["config"]["deep_init"] == "hidden_states"
+    assert load_task(str(tmp_path / "prompt.safetensors"))[0].deep == "hidden"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(deep_init="zeros"), r"`deep_init` must be one of \('uniform', 'hidden_states'\). Received: deep_init='zeros'"),
+        (dict(method="prefix", deep_init="hidden_states"), r"`deep_init` \(--deep-init\) applies to --method deep. Received: deep_init='hidden_states' with method='prefix'. Leave it at 'uniform' or use --method deep"),
+    ],
+)  # fmt: skip
+def test_deep_init_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
 def test_p_tuning_method_end_to_end(preset_dir, data_file, tmp_path):
     metrics = run_training(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False,
                                    method="p-tuning", encoder="mlp"), print_fn=lambda *a: None)  # fmt: skip
@@ -350,6 +380,17 @@ def test_unfinished_run_with_other_settings_is_refused(preset_dir, data_file, tm
                            print_fn=lambda *a: None, restart=True)  # fmt: skip
     assert metrics["results"]["prompt + head"]["best_epoch"] == 1
     assert not checkpoints.exists()  # removed once the run finished
+
+
+def test_an_unfinished_run_from_before_a_new_setting_resumes(preset_dir, data_file, tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    settings = dataclasses.asdict(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False))
+    del settings["deep_init"]  # written before the setting existed: it ran at the default
+    (checkpoints / "config.json").write_text(json.dumps(settings))
+    printed = []
+    run_training(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False), print_fn=printed.append)
+    assert any(line.startswith("resuming the unfinished run") for line in printed)
 
 
 def _train_command(preset_dir, data_file, output_dir):

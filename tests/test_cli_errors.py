@@ -144,8 +144,9 @@ def test_export_onto_an_existing_file_or_directory(files, cli):
         (["--eval-every", "0"], "`eval_every` must be a positive integer"),
         (["--data", "no/such.csv"], "Data file 'no/such.csv' does not exist"),
         (["--method", "prefix", "--init", "vocab"], "`method='prefix'` starts its keys and values uniformly"),
+        (["--deep-init", "hidden_states"], "`deep_init` (--deep-init) applies to --method deep. Received: deep_init='hidden_states' with method='prompt'"),
     ],
-    ids=["max_length_too_small", "too_long", "prompt_too_long", "no_prompt", "epochs", "eval_every", "data", "prefix_init"],
+    ids=["max_length_too_small", "too_long", "prompt_too_long", "no_prompt", "epochs", "eval_every", "data", "prefix_init", "deep_init"],
 )  # fmt: skip
 @pytest.mark.parametrize("in_subprocess", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["main", "command"])
 def test_refused_train_leaves_the_output_directory_as_it_was(files, tmp_path, args, message, cli, in_subprocess):

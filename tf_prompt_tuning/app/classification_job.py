@@ -35,7 +35,8 @@ from tf_prompt_tuning.initializers import SCHEMES, make_prompt_initializer
 from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
 from tf_prompt_tuning.mechanisms import MECHANISMS, get_mechanism
 from tf_prompt_tuning.layers.prompt_layer import PLACEMENTS
-from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
+from tf_prompt_tuning.layers.text_preprocessor import TextPreprocessor
+from tf_prompt_tuning.models.prompt_text_classifier import DEEP_INITIALIZERS, PromptTextClassifier
 from tf_prompt_tuning.pooling import POOLINGS
 from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset, special_tokens
 from tf_prompt_tuning.training import make_train_step, relaxed_spec, supports_jit, train
@@ -58,6 +59,7 @@ class TrainConfig:
     encoder: str = "mlp"
     initializer: str = "uniform"
     init_text: str | None = None
+    deep_init: str = "uniform"
     pooling: str = "mean"
     placement: str = "after_first"
     epochs: int = 1
@@ -97,6 +99,12 @@ class TrainConfig:
                 f"`method={self.method!r}` starts its keys and values uniformly; vocabulary, text and "
                 f"label initializers make input-level prompts. Received: initializer={self.initializer!r}. "
                 "Use --init uniform, or --method deep for deep prompts that start from words."
+            )
+        check_choice("deep_init", self.deep_init, DEEP_INITIALIZERS)
+        if self.deep_init != "uniform" and self.mechanism().deep != "hidden":
+            raise ValueError(
+                f"`deep_init` (--deep-init) applies to --method deep. Received: deep_init={self.deep_init!r} "
+                f"with method={self.method!r}. Leave it at 'uniform' or use --method deep."
             )
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("pooling", self.pooling, POOLINGS)
@@ -268,6 +276,9 @@ def _resume_checkpoints(config: TrainConfig, print_fn, *, chief: bool, restart: 
         # Every worker checks, so none goes on alone when the chief refuses.
         with open(path) as f:
             saved = json.load(f)
+        # A setting added since that run was written ran at its default there.
+        defaults = dataclasses.asdict(TrainConfig())
+        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
         if saved != settings:
             changed = sorted(k for k in settings.keys() | saved.keys() if settings.get(k) != saved.get(k))
             raise ValueError(
@@ -328,10 +339,16 @@ def run_training(
                 config.initializer, backbone=backbone, num_tokens=config.num_tokens,
                 tokenizer=tokenizer, label_names=label_names, text=config.init_text, seed=config.seed,
             )  # fmt: skip
+            deep_init = {}
+            if config.deep_init != "uniform":  # its preprocessor names the token in front of the prompt
+                deep_init = dict(
+                    deep_initializer=config.deep_init, preprocessor=TextPreprocessor(tokenizer, config.max_length)
+                )
             model = PromptTextClassifier(
                 backbone, len(label_names), num_tokens=config.num_tokens,
                 prompt_initializer=initializer, placement=config.placement, pooling=config.pooling,
-                **mechanism.classifier_arguments(), label_names=label_names, seed=config.seed, name="prompt_tuned",
+                **mechanism.classifier_arguments(), **deep_init, label_names=label_names, seed=config.seed,
+                name="prompt_tuned",
             )  # fmt: skip
         _check_output_dir(config.output_dir)
         # Only the chief writes outputs; in a multi-worker run the others share its directory.

@@ -28,7 +28,7 @@ def _train(args) -> int:
     config = TrainConfig(
         backbone=args.backbone, data=args.data, num_tokens=args.num_tokens, method=args.method,
         encoder=args.encoder,
-        initializer=args.init, init_text=args.init_text, pooling=args.pooling,
+        initializer=args.init, init_text=args.init_text, deep_init=args.deep_init, pooling=args.pooling,
         placement=args.placement, epochs=args.epochs, batch_size=args.batch_size,
         max_length=args.max_length, learning_rate=args.learning_rate, schedule=args.schedule,
         train_size=args.train_size, baseline=not args.no_baseline, jit_compile=args.xla,
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     from tf_prompt_tuning.app.classification_job import (
-        ENCODERS, METHODS, PLACEMENTS, POOLINGS, PRECISIONS, SCHEDULES, SCHEMES, TrainConfig,
+        DEEP_INITIALIZERS, ENCODERS, METHODS, PLACEMENTS, POOLINGS, PRECISIONS, SCHEDULES, SCHEMES, TrainConfig,
     )
     from tf_prompt_tuning.distribution import STRATEGIES
 
@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", default=defaults.initializer,
                        choices=SCHEMES, help="prompt initialization")
     train.add_argument("--init-text", help='text for --init text, e.g. "classify the sentiment"')
+    train.add_argument("--deep-init", default=defaults.deep_init, choices=DEEP_INITIALIZERS,
+                       help="where --method deep's later layers' prompts start: uniform, or the hidden "
+                       "states the input prompt reaches there (the model starts as the shallow prompt's)")
     train.add_argument("--pooling", default=defaults.pooling, choices=POOLINGS)
     train.add_argument("--placement", default=defaults.placement, choices=PLACEMENTS)
     train.add_argument("--epochs", type=int, default=defaults.epochs)
