@@ -59,6 +59,16 @@ def run(strategy, jit_compile=False, checkpoint_dir=None, epochs=2, start_from=N
     return model, history
 
 
+def deep_prompts(strategy, deep_initializer="hidden_states"):
+    """Deep prompts started from the hidden states, built in `strategy`'s scope."""
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = PromptTextClassifier(
+            tiny_backbone(), 2, num_tokens=4, placement="prepend", deep="hidden", deep_initializer=deep_initializer
+        )  # fmt: skip
+    return keras.ops.convert_to_numpy(model.prompt.deep_prompts)
+
+
 def prompt(model):
     return [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
 
@@ -131,6 +141,7 @@ elif __name__ == "__main__":
     with mirrored.scope():
         inside = build()
     optimizer_error = error_of(inside, keras.optimizers.Adam())
+    deep_single = deep_prompts(tf.distribute.get_strategy())
 
     print(json.dumps({
         "replicas": mirrored.num_replicas_in_sync,
@@ -143,4 +154,6 @@ elif __name__ == "__main__":
         "loss_diff": float(np.abs(np.subtract(two_history.step_losses, single_history.step_losses)).max()),
         "outside_error": outside_error,
         "optimizer_error": optimizer_error,
+        "deep_from_states_vs_single": float(np.abs(deep_prompts(mirrored) - deep_single).max()),
+        "deep_from_states_vs_uniform": float(np.abs(deep_prompts(mirrored, "uniform") - deep_single).max()),
     }))

@@ -45,6 +45,9 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
         "must be created in its scope, and were not."
     )
     assert re.match(r"Under a MirroredStrategy, the optimizer 'adam(_\d+)?' must be created", result["optimizer_error"])
+    # Deep prompts started from the hidden states in the strategy's scope: as on one device.
+    assert result["deep_from_states_vs_single"] < 1e-6
+    assert result["deep_from_states_vs_uniform"] > 1e-2
 
 
 # Max abs differences from one device after 3 steps at lr 0.02, measured on
