@@ -14,6 +14,7 @@ from tf_prompt_tuning.prompted_backbone import prompt_hidden_states, prompted_ba
 
 DEEP_INITIALIZERS = ("uniform", "hidden_states")
 
+
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
 class PromptTextClassifier(PromptTask):
     """Classifies text with a frozen KerasHub backbone, a soft prompt and a head.
