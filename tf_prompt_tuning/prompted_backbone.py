@@ -61,6 +61,17 @@ def sequence_output(outputs):
     return outputs
 
 
+def _fill_value(name: str) -> int:
+    """What a per-position input holds at the prompt positions: the padding
+    mask ones (attention sees the prompt), anything else (segment ids) zeros."""
+    return 1 if name == "padding_mask" else 0
+
+
+def _embeds_token_ids(token_ids, args, kwargs, outputs) -> bool:
+    """Whether a layer called on `args, kwargs` embedded `token_ids`."""
+    return len(outputs.shape) == 3 and any(arg is token_ids for arg in keras.tree.flatten((args, kwargs)))
+
+
 class _MaskExtension(keras.layers.Layer):
     """`prompt.extend_mask(mask, fill, task_id=...)`, run as a layer so that a
     bank's current tasks decide the layout each time the model runs."""
@@ -138,11 +149,10 @@ def prompted_backbone(
     if prompt is not None:
         for name in input_names:
             if name != "token_ids":
-                fill = 1 if name == "padding_mask" else 0
                 if extra:  # a bank's layout is per example, from tasks added later
-                    extended[name] = _MaskExtension(prompt, fill)(inputs[name], **extra)
+                    extended[name] = _MaskExtension(prompt, _fill_value(name))(inputs[name], **extra)
                 else:
-                    extended[name] = prompt.extend_mask(inputs[name], fill)
+                    extended[name] = prompt.extend_mask(inputs[name], _fill_value(name))
     substitutes = {id(inputs[name]): extended[name] for name in input_names}
     embedding_layers = []
     # A deep prompt (a DeepPromptLayer, or a bank that holds deep tasks) also
@@ -167,9 +177,7 @@ def prompted_backbone(
         prefixed = {id(layer): PrefixedTransformerLayer(layer, prefixes, i) for i, layer in enumerate(layers)}
 
     def call_function(layer, *args, **kwargs):
-        consumes_token_ids = any(
-            arg is inputs["token_ids"] for arg in keras.tree.flatten((args, kwargs))
-        )
+        original = (args, kwargs)
         args, kwargs = keras.tree.map_structure(
             lambda x: substitutes.get(id(x), x), (args, kwargs)
         )
@@ -178,7 +186,7 @@ def prompted_backbone(
         if id(layer) in prefixed:
             return prefixed[id(layer)](*args, **kwargs, **extra)
         outputs = layer(*args, **kwargs)
-        if consumes_token_ids and len(outputs.shape) == 3:
+        if _embeds_token_ids(inputs["token_ids"], *original, outputs):
             embedding_layers.append(layer.name)
             if prompt is not None:
                 outputs = prompt(outputs, **extra)
@@ -250,25 +258,19 @@ def prompt_hidden_states(backbone: keras.Model, prompt: PromptLayer, first_token
     # The pad of "prepend" is masked out, so an encoder's prompt sees only itself.
     inputs["padding_mask"] = keras.ops.full((1, 1), int(first_token_id is not None), backbone.input["padding_mask"].dtype)
     extended = {
-        name: prompt.extend_mask(value, 1 if name == "padding_mask" else 0)
-        for name, value in inputs.items() if name != "token_ids"
-    }  # fmt: skip
+        id(value): prompt.extend_mask(value, _fill_value(name)) for name, value in inputs.items() if name != "token_ids"
+    }
     layer_index = {id(layer): i for i, layer in enumerate(backbone.transformer_layers)}
     start = 0 if prompt.placement == "prepend" else 1
     states = {}
 
     def call_function(layer, *args, **kwargs):
-        consumes_token_ids = any(
-            arg is inputs["token_ids"] for arg in keras.tree.flatten((args, kwargs))
-        )
-        args, kwargs = keras.tree.map_structure(
-            lambda x: next((extended[n] for n, v in inputs.items() if v is x and n in extended), x),
-            (args, kwargs),
-        )
+        original = (args, kwargs)
+        args, kwargs = keras.tree.map_structure(lambda x: extended.get(id(x), x), (args, kwargs))
         if layer_index.get(id(layer), 0) > 0:
             states[layer_index[id(layer)]] = args[0][0, start : start + prompt.num_tokens]
         outputs = layer(*args, **kwargs)
-        if consumes_token_ids and len(outputs.shape) == 3:
+        if _embeds_token_ids(inputs["token_ids"], *original, outputs):
             outputs = prompt(outputs)  # layer 0 only: a shallow prompt
         return outputs
 
