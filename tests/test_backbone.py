@@ -108,3 +108,18 @@ def test_without_keras_hub_the_error_names_the_extra(monkeypatch):
     monkeypatch.setattr(backbone_module, "keras_hub", None)
     with pytest.raises(ImportError, match=r"pip install 'tf-prompt-tuning\[hub\]'"):
         load_backbone()
+
+
+def test_a_preset_name_offline_says_what_loads_offline(monkeypatch):
+    # KerasHub's own download runs and meets a machine without a network.
+    import socket
+
+    def offline(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    with pytest.raises(backbone_module.BackboneUnavailableError, match=(
+        r"Could not fetch the KerasHub preset 'bert_tiny_en_uncased': its hub is unreachable "
+        r"from this machine \(ConnectionError\). .* 'all-MiniLM-L6-v2' \(the default\) or 'gemma3_270m'"
+    )):
+        load_backbone("bert_tiny_en_uncased")

@@ -203,3 +203,14 @@ def test_tables_converted_by_row_chunks_equal_the_whole(tiny_gguf, converted, mo
     chunked, _ = convert_gemma3_gguf(tiny_gguf)
     for a, b in zip(chunked.weights, converted[0].weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_loading_prints_no_sentencepiece_info_lines(tiny_gguf, tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("TF_PROMPT_TUNING_CACHE", str(tmp_path))
+    monkeypatch.setattr(module, "_weights_package", lambda: None)
+    monkeypatch.setattr(module, "_package_gguf", lambda: tiny_gguf)
+    monkeypatch.setattr(module.importlib.metadata, "version", lambda name: "1.0.0")
+    capfd.readouterr()
+    load_backbone("gemma3_270m")  # converts
+    load_backbone("gemma3_270m")  # loads the cache
+    assert "precompiled_charsmap" not in capfd.readouterr().err

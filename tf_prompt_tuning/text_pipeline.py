@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import sys
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +27,36 @@ def model_inputs(features: dict, input_names) -> dict:
     return {name: value for name, value in features.items() if name in input_names}
 
 
+# What SentencePiece prints on every load of a model with an identity
+# normalizer (Gemma's, as llama.cpp's file gives it): information, not news.
+_SENTENCEPIECE_NOISE = "precompiled_charsmap is empty"
+
+
+@contextlib.contextmanager
+def quiet_sentencepiece():
+    """Drops SentencePiece's "precompiled_charsmap is empty" line while a
+    tokenizer's op is made; every other line still reaches stderr.
+
+    TensorFlow Text's SentencePiece copy logs from C++ straight to file
+    descriptor 2, with no setting to quiet it, so that descriptor is read
+    for the duration and written back without the line.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().splitlines(keepends=True)
+            kept = b"".join(line for line in lines if _SENTENCEPIECE_NOISE.encode() not in line)
+            if kept:
+                os.write(2, kept)
+
+
 def ready_for_graphs(tokenizer):
     """`tokenizer`, with its TensorFlow ops made again if they may be stale.
 
@@ -38,10 +72,11 @@ def ready_for_graphs(tokenizer):
     """
     if getattr(tokenizer, "proto", None) is None:
         return tokenizer
-    if hasattr(tokenizer, "_set_proto_tf"):
-        tokenizer._set_proto_tf(tokenizer.proto)
-    elif hasattr(tokenizer, "set_proto"):
-        tokenizer.set_proto(tokenizer.proto)
+    with quiet_sentencepiece():
+        if hasattr(tokenizer, "_set_proto_tf"):
+            tokenizer._set_proto_tf(tokenizer.proto)
+        elif hasattr(tokenizer, "set_proto"):
+            tokenizer.set_proto(tokenizer.proto)
     return tokenizer
 
 
@@ -59,6 +94,33 @@ def special_tokens(tokenizer, sequence_length):
             f"tokens: use at least {specials + 1}. Received: sequence_length={sequence_length}."
         )
     return start, end, pad, specials
+
+
+def _tokenize(tokenizer, texts) -> tf.RaggedTensor:
+    """Token ids of a batch of strings as an int32 RaggedTensor (batch, None)."""
+    ids = tokenizer(tf.convert_to_tensor(texts))
+    # In a graph KerasHub tokenizers return a RaggedTensor; eagerly, a dense
+    # array when all texts have the same length and Python lists otherwise.
+    if isinstance(ids, (list, tuple)):
+        ids = tf.ragged.constant(ids, dtype=tf.int32, ragged_rank=1)
+    elif not isinstance(ids, tf.RaggedTensor):
+        ids = tf.RaggedTensor.from_tensor(tf.convert_to_tensor(ids))
+    return tf.cast(ids, tf.int32)
+
+
+def frame_texts(tokenizer, texts, sequence_length: int) -> tf.RaggedTensor:
+    """`[start] tokens [end]` for each string of `texts`, truncated to
+    `sequence_length`: the one framing every text path uses (a text that
+    tokenizes to nothing, such as "" or spaces, still gets its start and
+    end tokens)."""
+    start, end, _, specials = special_tokens(tokenizer, sequence_length)
+    ids = _tokenize(tokenizer, texts)[:, : sequence_length - specials]
+    # One column per row, built from the row count: a column sliced from
+    # `ids` would be empty for a text with no tokens.
+    column = tf.ones([ids.nrows(), 1], tf.int32)
+    parts = ([column * start] if start is not None else []) + [ids]
+    parts += [column * end] if end is not None else []
+    return tf.concat(parts, axis=1)
 
 
 def encode_texts(tokenizer, texts, sequence_length: int, *, pad_to_multiple_of: int = 1) -> dict:
@@ -82,25 +144,47 @@ def encode_texts(tokenizer, texts, sequence_length: int, *, pad_to_multiple_of: 
     >>> inputs["padding_mask"].numpy().tolist()
     [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     """
-    start, end, pad, specials = special_tokens(tokenizer, sequence_length)
-    ids = tokenizer(tf.convert_to_tensor(texts))
-    # In a graph KerasHub tokenizers return a RaggedTensor; eagerly, a dense
-    # array when all texts have the same length and Python lists otherwise.
-    if isinstance(ids, (list, tuple)):
-        ids = tf.ragged.constant(ids, dtype=tf.int32, ragged_rank=1)
-    elif not isinstance(ids, tf.RaggedTensor):
-        ids = tf.RaggedTensor.from_tensor(tf.convert_to_tensor(ids))
-    ids = tf.cast(ids, tf.int32)[:, : sequence_length - specials]
-    column = tf.ones_like(ids[:, :1])
-    parts = ([column * start] if start is not None else []) + [ids]
-    parts += [column * end] if end is not None else []
-    ids = tf.concat(parts, axis=1)
+    pad = special_tokens(tokenizer, sequence_length)[2]
+    ids = frame_texts(tokenizer, texts, sequence_length)
     width = tf.cast(tf.reduce_max(tf.concat([ids.row_lengths(), [0]], 0)), tf.int32)  # 0 for no texts
     width = tf.minimum(-(-width // pad_to_multiple_of) * pad_to_multiple_of, sequence_length)
     token_ids = ids.to_tensor(default_value=pad)
     token_ids = tf.pad(token_ids, [[0, 0], [0, width - tf.shape(token_ids)[1]]], constant_values=pad)
     padding_mask = tf.sequence_mask(ids.row_lengths(), width, dtype=tf.int32)
     return {"token_ids": token_ids, "padding_mask": padding_mask}
+
+
+def text_data(data) -> tuple[tuple[str, ...], np.ndarray]:
+    """`(texts, labels)` of `data` (any object with `texts` and `labels`),
+    the labels as int32; raises, naming what is wrong, for anything that
+    is not one integer class index per string."""
+    if not (hasattr(data, "texts") and hasattr(data, "labels")):
+        raise TypeError(
+            "`data` must have `texts` (strings) and `labels` (integer class indices), such as "
+            f"`types.SimpleNamespace(texts=[...], labels=[...])`. Received: {type(data).__name__}."
+        )
+    texts = tuple(data.texts.tolist() if isinstance(data.texts, np.ndarray) else data.texts)
+    kinds = sorted({type(text).__name__ for text in texts if not isinstance(text, str)})
+    if kinds:
+        raise TypeError(f"`data.texts` must all be strings. Received: items of type {kinds}.")
+    labels = np.asarray(data.labels)
+    if labels.ndim != 1 or len(labels) != len(texts):
+        raise ValueError(
+            f"`data.labels` must hold one label per text ({len(texts)}). "
+            f"Received: labels of shape {labels.shape}."
+        )
+    if labels.size and (labels.dtype.kind not in "iu"):
+        raise TypeError(
+            "`data.labels` must be integer class indices (0, 1, ...), not names or other values. "
+            f"Received: labels of dtype {labels.dtype}, first {labels[0].item()!r}. Map names to indices "
+            "first, e.g. `[label_names.index(name) for name in names]`."
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > np.iinfo("int32").max):
+        raise ValueError(
+            "`data.labels` must be class indices from 0 (and fit in int32). "
+            f"Received: labels from {labels.min()} to {labels.max()}."
+        )
+    return texts, labels.astype("int32")
 
 
 def make_text_dataset(
@@ -154,15 +238,12 @@ def make_text_dataset(
     ['padding_mask', 'segment_ids', 'token_ids'] (1, 8) [1]
     """
     batch_size = check_positive_int("batch_size", batch_size)
-    start, end, pad, specials = special_tokens(tokenizer, sequence_length)
+    _, _, pad, specials = special_tokens(tokenizer, sequence_length)
+    texts, labels = text_data(data)
     ready_for_graphs(tokenizer)
 
     def encode(text, label):
-        ids = tf.cast(tokenizer(text), tf.int32)[: sequence_length - specials]
-        ids = tf.concat(
-            ([[start]] if start is not None else []) + [ids] + ([[end]] if end is not None else []),
-            axis=0,
-        )
+        ids = frame_texts(tokenizer, text[None], sequence_length)[0]
         return {"token_ids": ids, "padding_mask": tf.ones_like(ids)}, label
 
     def finish(features, labels):
@@ -174,9 +255,9 @@ def make_text_dataset(
         }
         return model_inputs(features, input_names), labels
 
-    dataset = tf.data.Dataset.from_tensor_slices((list(data.texts), data.labels))
+    dataset = tf.data.Dataset.from_tensor_slices((tf.constant(texts, tf.string), labels))
     if shuffle:
-        dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     padding = ({"token_ids": pad, "padding_mask": 0}, 0)
     if bucket_by_length:
@@ -194,7 +275,7 @@ def make_text_dataset(
         # Bucketing hides the number of batches from tf.data; it is known
         # from the lengths, and progress bars and schedules need it.
         boundaries = np.array(boundaries)
-        lengths = np.minimum(_token_counts(tokenizer, tuple(data.texts)) + specials, sequence_length)
+        lengths = np.minimum(_token_counts(tokenizer, texts) + specials, sequence_length)
         per_bucket = np.bincount(np.searchsorted(boundaries, lengths, side="right"))
         batches = int(np.sum(-(-per_bucket // batch_size)))
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))

@@ -24,7 +24,7 @@ import time
 import keras
 import numpy as np
 
-from tf_prompt_tuning._checks import check_choice, check_positive_int
+from tf_prompt_tuning._checks import check_choice, check_positive_float, check_positive_int
 from tf_prompt_tuning._io import write_atomically
 from tf_prompt_tuning.backbone import load_backbone
 from tf_prompt_tuning.initializers import make_prompt_initializer
@@ -58,8 +58,7 @@ class LabelGenerationConfig:
         for name in ("num_tokens", "steps", "batch_size", "max_text_tokens", "eval_size", "shots"):
             check_positive_int(name, getattr(self, name))
         check_choice("initializer", self.initializer, INITIALIZERS)
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate}.")
+        check_positive_float("learning_rate", self.learning_rate)
 
 
 def _ids(tokenizer, text) -> list[int]:

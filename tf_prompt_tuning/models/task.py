@@ -11,6 +11,7 @@ format.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits
@@ -66,9 +67,37 @@ class PromptTask(keras.Model):
 
     # Raw text in, through the preprocessor.
 
+    # The number of classes labels index (None: this task takes no class labels).
+    label_classes: int | None = None
+
+    def _check_labels(self, y):
+        """Refuses labels in memory that are not class indices of this task,
+        before Keras meets them deep inside a compiled step."""
+        if y is None or self.label_classes is None or isinstance(y, tf.data.Dataset):
+            return
+        labels = np.asarray(y)
+        if labels.size and labels.dtype.kind not in "iu":
+            raise ValueError(
+                f"`y` must be integer class indices in [0, {self.label_classes}). Received: labels of "
+                f"dtype {labels.dtype}, first {labels.reshape(-1)[0].item()!r}. Map names to indices first "
+                "(`model.label_names.index(name)` when the model has label names)."
+            )
+        if labels.size and (labels.min() < 0 or labels.max() >= self.label_classes):
+            raise ValueError(
+                f"`y` must be class indices in [0, {self.label_classes}) (num_classes="
+                f"{self.label_classes}). Received: labels from {labels.min()} to {labels.max()}."
+            )
+
     def _preprocessed(self, x, y=None, sample_weight=None, batch_size=None, shuffle=False):
         """`(x, y, sample_weight, batch_size)` for Keras: a dataset of token
         batches when there is a preprocessor and `x` is not token dicts."""
+        self._check_labels(y)
+        if self.preprocessor is None and _holds_strings(x):
+            raise ValueError(
+                f"`x` holds strings, but this {type(self).__name__} has no `preprocessor` to "
+                "tokenize them. Build it with `preprocessor=tpt.TextPreprocessor(tokenizer, "
+                "sequence_length=...)`, or pass token dicts (`tpt.encode_texts`)."
+            )
         if self.preprocessor is None or (isinstance(x, dict) and "token_ids" in x):
             return x, y, sample_weight, batch_size
         dataset = self.preprocessor.dataset(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle)
@@ -76,12 +105,16 @@ class PromptTask(keras.Model):
 
     def _preprocessed_validation(self, data):
         if self.preprocessor is None or data is None:
+            if data is not None and not isinstance(data, tf.data.Dataset):
+                x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+                self._preprocessed(x, y)  # the same checks as `x` and `y`
             return data
         x, y, sample_weight = (
             (data, None, None) if isinstance(data, tf.data.Dataset) else keras.utils.unpack_x_y_sample_weight(data)
         )
         if isinstance(x, dict) and "token_ids" in x:
             return data
+        self._check_labels(y)
         return self.preprocessor.dataset(x, y, sample_weight)
 
     def fit(self, x=None, y=None, batch_size=None, sample_weight=None, validation_data=None, **kwargs):
@@ -189,3 +222,26 @@ class PromptTask(keras.Model):
         if config.get("prompt_initializer") is None:
             config.pop("prompt_initializer", None)
         return cls(**config)
+
+
+def _holds_strings(x) -> bool:
+    """Whether `x` (what `fit`/`predict` were given) is text: strings, an
+    array or tensor of them, a dict with `text`, or a dataset yielding them."""
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        spec = spec[0] if isinstance(spec, tuple) else spec
+        specs = tf.nest.flatten(spec["text"] if isinstance(spec, dict) and "text" in spec else spec)
+        return any(getattr(s, "dtype", None) == tf.string for s in specs)
+    if isinstance(x, dict):
+        return "text" in x
+    if isinstance(x, str):
+        return True
+    if isinstance(x, (list, tuple)):
+        return bool(x) and isinstance(x[0], (str, bytes))
+    if isinstance(x, tf.Tensor):
+        return x.dtype == tf.string
+    if not isinstance(x, np.ndarray):
+        return False
+    if x.dtype == object:
+        return x.size > 0 and isinstance(x.reshape(-1)[0], (str, bytes))
+    return x.dtype.kind in "US"
