@@ -30,6 +30,18 @@ the step's forward and backward pass, which is what XLA compiles), counted
 from the shapes, not timed. Their ratios are the cost ratios an exact
 gradient cannot go below, whatever the hardware.
 
+With `--placement append` (decoders only: Gemma 3, GPT-2, OPT), the same
+prompt also goes after the text, where a causal decoder's text cannot see
+it, so three more calls run on a classifier sharing the prompted one's
+backbone:
+
+- input read: the text alone through the frozen decoder, keeping its keys
+  and values (`read_inputs`), what each appended step starts with;
+- appended step: `make_train_step` on the appended classifier, reading the
+  input without a gradient and running only the prompt's positions with one;
+- appended step, reused cache: the same step on an input cache read once
+  before (`model(InputCache)`), as an epoch after the first would run.
+
 Then the input pipeline: the movie-review training split (8,454 sentences)
 through `make_text_dataset` at `sequence_length=64`, padded to 64 throughout
 or bucketed with dynamic padding; tokens per epoch, and the epoch time
@@ -57,6 +69,7 @@ import tf_prompt_tuning as tpt
 from tf_prompt_tuning.app.datasets import load_sentiment
 
 VARIANTS = ("forward", "prompt step", "full FT step")
+APPENDED_VARIANTS = ("input read", "appended step", "appended step, reused cache")
 # The input-pipeline comparison runs at the CLI's default `--max-length`.
 EPOCH_SEQUENCE_LENGTH = 64
 
@@ -84,12 +97,21 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _models(num_tokens: int, name: str):
-    """The prompted classifier and a fully trainable one, on separate backbones."""
+def _models(num_tokens: int, name: str, placement: str):
+    """The prompted classifier, a fully trainable one on a second backbone,
+    and (placement "append") an appended one sharing the first backbone."""
     backbone, tokenizer = tpt.load_backbone(name)
     # Decoders read the text after the prompt and pool their last token.
     options = {"placement": "prepend", "pooling": "last"} if "segment_ids" not in backbone.input else {}
     prompted = tpt.PromptTextClassifier(backbone, 2, num_tokens=num_tokens, **options)
+    appended = None
+    if placement == "append":
+        appended = tpt.PromptTextClassifier(backbone, 2, num_tokens=num_tokens, placement="append", pooling="last")
+        if appended.decoder is None:
+            raise SystemExit(
+                f"--placement append times the cached input of a causal decoder; {name} is an "
+                "encoder, whose text positions see an appended prompt, so nothing can be cached."
+            )
     full = tpt.PromptTextClassifier(tpt.load_backbone(name)[0], 2, num_tokens=num_tokens, **options)
     full.backbone.trainable = True
     expected = len(full.backbone.weights) + len(prompted.trainable_variables)
@@ -98,7 +120,7 @@ def _models(num_tokens: int, name: str):
             f"The full fine-tuning model has {len(full.trainable_variables)} trainable "
             f"variables, expected {expected} (every backbone weight, prompt and head)."
         )
-    return prompted, full, tokenizer
+    return prompted, full, appended, tokenizer
 
 
 def _make_step(model, xla: bool) -> tpt.TrainStep:
@@ -149,7 +171,7 @@ def matmul_flops(function, *args) -> int:
     return flops
 
 
-def _calls(prompted, full, lengths, batch_size, xla_settings) -> tuple[dict, dict]:
+def _calls(prompted, full, appended, lengths, batch_size, xla_settings) -> tuple[dict, dict]:
     """`{(length, xla, variant): fn}`; every call has its own function and step,
     so its first call includes its own trace (and XLA compile). Also
     `{(length, variant): (xla_function, args)}`, what XLA compiles for each."""
@@ -168,6 +190,17 @@ def _calls(prompted, full, lengths, batch_size, xla_settings) -> tuple[dict, dic
                 compiled[length, "forward"] = (forward, (x,))
                 compiled[length, "prompt step"] = (prompt_step, (x, y, ()))
                 compiled[length, "full FT step"] = (full_step, (x, y, ()))
+            if appended is not None:
+                read = tf.function(lambda x: appended.read_inputs(x).caches[-1], jit_compile=xla)
+                cache = appended.read_inputs(x)
+                appended_step, cached_step = _make_step(appended, xla), _make_step(appended, xla)
+                calls[length, xla, "input read"] = lambda f=read, x=x: f(x)
+                calls[length, xla, "appended step"] = lambda s=appended_step, x=x, y=y: s(x, y)
+                calls[length, xla, "appended step, reused cache"] = lambda s=cached_step, c=cache, y=y: s(c, y)
+                if xla:
+                    compiled[length, "input read"] = (read, (x,))
+                    compiled[length, "appended step"] = (appended_step, (x, y, ()))
+                    compiled[length, "appended step, reused cache"] = (cached_step, (cache, y, ()))
     return calls, compiled
 
 
@@ -291,6 +324,17 @@ def _print_tables(steps, flops, padding, batch_size, num_tokens):
             f"| {ratio['length']} + {num_tokens} | {ratio['measure']} "
             f"| {ratio['prompt_over_forward']:.2f} | {ratio['prompt_over_full']:.2f} |"
         )
+    appended = [ratio for ratio in _ratios(steps, flops) if f"{APPENDED_VARIANTS[1]} / forward" in ratio]
+    if appended:
+        print(
+            "\n| text + prompt length | measure | prompted step / forward | "
+            + " | ".join(f"{v} / forward" for v in APPENDED_VARIANTS) + " |\n" + "|---" * 6 + "|"
+        )
+        for ratio in appended:
+            print(
+                f"| {ratio['length']} + {num_tokens} | {ratio['measure']} | {ratio['prompt_over_forward']:.2f} | "
+                + " | ".join(f"{ratio[f'{v} / forward']:.2f}" for v in APPENDED_VARIANTS) + " |"
+            )
     if not padding:
         return
     print(
@@ -312,15 +356,19 @@ def _ratios(steps, flops) -> list[dict]:
         costs.setdefault((length, f"time, XLA {'on' if xla else 'off'}"), {})[variant] = steps[length, xla, variant]["median_s"]
     for length, variant in flops:
         costs.setdefault((length, "matmul FLOPs (floor)"), {})[variant] = flops[length, variant]
-    return [
-        {
+    rows = []
+    for (length, kind), cost in sorted(costs.items(), key=lambda item: item[0][0]):
+        row = {
             "length": length,
             "measure": kind,
             "prompt_over_forward": cost["prompt step"] / cost["forward"],
             "prompt_over_full": cost["prompt step"] / cost["full FT step"],
         }
-        for (length, kind), cost in sorted(costs.items(), key=lambda item: item[0][0])
-    ]
+        for variant in APPENDED_VARIANTS:
+            if variant in cost:
+                row[f"{variant} / forward"] = cost[variant] / cost["forward"]
+        rows.append(row)
+    return rows
 
 
 def main():
@@ -340,16 +388,20 @@ def main():
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2", help="a load_backbone name")
     parser.add_argument("--precision", default="float32", help="Keras dtype policy of the backbones")
     parser.add_argument("--no-padding", action="store_true", help="skip the input-pipeline comparison")
+    parser.add_argument(
+        "--placement", choices=("prepend", "append"), default="prepend",
+        help="append: also time an appended prompt over a cached input (decoders)",
+    )
     parser.add_argument("--json", default="outputs/train_step.json")
     args = parser.parse_args()
 
     start = time.perf_counter()
     machine = _machine()
     keras.config.set_dtype_policy(args.precision)
-    prompted, full, tokenizer = _models(args.num_tokens, args.backbone)
+    prompted, full, appended, tokenizer = _models(args.num_tokens, args.backbone, args.placement)
     loaded_rss = _peak_rss_mb()
     xla_settings = (False,) if args.no_xla else (False, True)
-    calls, compiled = _calls(prompted, full, args.lengths, args.batch_size, xla_settings)
+    calls, compiled = _calls(prompted, full, appended, args.lengths, args.batch_size, xla_settings)
     steps = measure_steps(calls, args.repeats)
     flops = measure_flops(compiled)
     padding = {} if args.no_padding else measure_padding(

@@ -54,6 +54,37 @@ def test_explicit_padding_mask_is_extended_with_true(placement):
     np.testing.assert_array_equal(mask, expected)
 
 
+@pytest.mark.parametrize(
+    "padding_mask, expected_order, expected_mask",
+    [
+        # Right-padded: the prompt right after the last real token, then the padding.
+        ([1, 1, 0, 0], [0, 1, "p", "p", 2, 3], [1, 1, 1, 1, 0, 0]),
+        # Left-padded: after the last real token, which ends the row.
+        ([0, 0, 1, 1], [0, 1, 2, 3, "p", "p"], [0, 0, 1, 1, 1, 1]),
+        ([1, 1, 1, 1], [0, 1, 2, 3, "p", "p"], [1, 1, 1, 1, 1, 1]),
+        ([0, 0, 0, 0], ["p", "p", 0, 1, 2, 3], [1, 1, 0, 0, 0, 0]),
+    ],
+    ids=["right_padded", "left_padded", "full", "empty"],
+)
+def test_an_appended_prompt_follows_each_rows_last_real_token(padding_mask, expected_order, expected_mask):
+    x = _sequence()
+    layer = PromptLayer(2, initializer=FromArray(PROMPT), placement="append")
+    mask = np.array([padding_mask, [1, 1, 1, 1]], "int32")
+    outputs, extended = (keras.ops.convert_to_numpy(t) for t in layer(x, padding_mask=mask))
+    prompt_rows = iter(PROMPT)
+    for position, source in enumerate(expected_order):
+        expected = next(prompt_rows) if source == "p" else x[0, source]
+        np.testing.assert_array_equal(outputs[0, position], expected)
+    np.testing.assert_array_equal(extended[0], expected_mask)
+    np.testing.assert_array_equal(outputs[1], np.concatenate([x[1], PROMPT]))
+    # Without a padding mask: after the last position.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x))[:, 4:], np.broadcast_to(PROMPT, (2, 2, 3)))
+    # Symbolic inputs of unknown length, in a functional model.
+    inputs, pm = keras.Input((None, 3)), keras.Input((None,), dtype="int32")
+    model = keras.Model([inputs, pm], layer(inputs, padding_mask=pm))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model([x, mask])[0]), outputs)
+
+
 def test_integer_padding_mask_keeps_its_dtype():
     _, mask = PromptLayer(2)(_sequence(), padding_mask=np.array([[1, 0, 0, 0]] * 2, "int32"))
     assert keras.backend.standardize_dtype(mask.dtype) == "int32"

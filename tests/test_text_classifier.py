@@ -89,6 +89,10 @@ def test_pooling_variants():
     np.testing.assert_allclose(_np(pool(sequence, mask, "cls")), sequence[:, 0])
     np.testing.assert_allclose(_np(pool(sequence, mask, "mean")), sequence[:, :3].mean(1))
     np.testing.assert_allclose(_np(pool(sequence, mask, "last")), sequence[:, 2])
+    # "last" is the last real position on either padding side (a count of
+    # real positions would read a pad of a left-padded row).
+    np.testing.assert_allclose(_np(pool(sequence, np.array([[0, 1, 1, 0]]), "last")), sequence[:, 2])
+    np.testing.assert_allclose(_np(pool(sequence, np.array([[0, 0, 1, 1]]), "last")), sequence[:, 3])
 
 
 @pytest.mark.parametrize(

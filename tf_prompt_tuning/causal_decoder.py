@@ -17,13 +17,65 @@ Every decoder takes the same arguments:
 - `caches`, `cache_index`: a list of per-layer caches, `(batch, 2, keys,
   kv_heads, head_dim)`, and the slot of the first query token.
 Causality is by slot (a query sees keys up to its own slot).
+
+`read` runs a batch of inputs once and keeps their keys and values (an
+`InputCache`); `continue_from` then runs more positions after them (an
+appended prompt, a label) reading that cache. In a causal decoder nothing
+after an input changes its keys and values, so the cache is exact, and the
+gradient reaches only the new positions.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
+from tensorflow.compiler.tf2xla.python import xla
+
+
+def _dynamic_update_slice_gradient(op, upstream):
+    """The gradient TensorFlow lacks for `XlaDynamicUpdateSlice`, the op
+    `keras.ops.slice_update` makes: the written block's gradient is the
+    upstream slice there, the operand's is the upstream with that block zero."""
+    _, update, indices = op.inputs
+    return (
+        xla.dynamic_update_slice(upstream, tf.zeros_like(update), indices),
+        xla.dynamic_slice(upstream, indices, tf.shape(update)),
+        None,
+    )
+
+
+# Every cached attention (KerasHub's own layers and ours) writes new keys and
+# values with `slice_update`; this makes positions run after a cache trainable.
+try:
+    tf.RegisterGradient("XlaDynamicUpdateSlice")(_dynamic_update_slice_gradient)
+except KeyError:  # a TensorFlow that defines it already
+    pass
+
+
+class InputCache(NamedTuple):
+    """A batch of inputs as the frozen decoder read them: per-layer keys and
+    values with room for more positions after the input. A named tuple, so
+    it passes through `tf.function`, `tf.data` and training steps as is.
+
+    Attributes:
+        caches: per layer, `(batch, 2, input_slots + new_slots, kv_heads, head_dim)`.
+        key_positions: `(batch, input_slots + new_slots)`: the input's
+            positions, then those of the slots after it.
+        key_mask: `(batch, input_slots + new_slots)`: 1 at the real input
+            tokens and at every slot after the input.
+        lengths: `(batch,)`: the real tokens of each input.
+        input_slots: the padded input length (the first free slot), an int32 scalar.
+    """
+
+    caches: list
+    key_positions: object
+    key_mask: object
+    lengths: object
+    input_slots: object
 
 
 class CausalDecoder:
@@ -78,6 +130,39 @@ class CausalDecoder:
     def logits(self, hidden):
         """Logits over the vocabulary, float32."""
         return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
+
+    def read(self, token_ids, padding_mask, new_slots: int) -> InputCache:
+        """Runs the inputs once, without a gradient, keeping their keys and
+        values and `new_slots` free slots after them.
+
+        Real tokens take positions 0, 1, ... whatever the padding side; the
+        slot after the input continues from each row's last real token.
+        """
+        mask = ops.cast(padding_mask, "int32")
+        batch, length = ops.shape(mask)[0], ops.shape(mask)[1]
+        positions = ops.maximum(ops.cumsum(mask, axis=1) - 1, 0)
+        lengths = ops.sum(mask, axis=1)
+        after = lengths[:, None] + ops.arange(new_slots, dtype="int32")[None, :]
+        key_positions = ops.concatenate([positions, after], axis=1)
+        key_mask = ops.concatenate([mask, ops.ones_like(after)], axis=1)
+        x = self.start(self.embed_tokens(token_ids), positions)
+        _, caches = self.run(x, positions, key_positions, key_mask, self.empty_caches(batch, length + new_slots), 0)
+        return InputCache(
+            [ops.stop_gradient(cache) for cache in caches], key_positions, key_mask, lengths,
+            ops.convert_to_tensor(length, "int32"),
+        )
+
+    def continue_from(self, cache: InputCache, x, offset=0):
+        """Runs embedded positions `x` `(batch, k, dim)` after the cached
+        input, in its free slots `offset .. offset + k - 1`: they take the
+        positions after each row's last real token. Returns `(hidden,
+        caches)`, the caches now holding `x`'s keys and values too."""
+        k = ops.shape(x)[1]
+        positions = cache.lengths[:, None] + offset + ops.arange(k, dtype="int32")[None, :]
+        return self.run(
+            self.start(x, positions), positions, cache.key_positions, cache.key_mask, cache.caches,
+            cache.input_slots + offset,
+        )  # fmt: skip
 
 
 def _slot_causal(key_mask, num_queries, cache_index):

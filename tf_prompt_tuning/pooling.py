@@ -53,5 +53,7 @@ def pool(sequence, padding_mask, pooling: str):
     if pooling == "mean":
         total = ops.sum(sequence * mask[..., None], axis=1)
         return total / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1)
-    last = ops.cast(ops.sum(mask, axis=1), "int32") - 1
-    return ops.take_along_axis(sequence, last[:, None, None], axis=1)[:, 0]
+    # The last real position, on either padding side.
+    slots = ops.arange(1, ops.shape(mask)[1] + 1, dtype="int32")[None, :]
+    last = ops.max(ops.cast(padding_mask, "int32") * slots, axis=1) - 1
+    return ops.take_along_axis(sequence, ops.maximum(last, 0)[:, None, None], axis=1)[:, 0]

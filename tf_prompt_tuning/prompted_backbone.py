@@ -146,13 +146,15 @@ def prompted_backbone(
         for name, (shape, dtype) in part.extra_inputs.items()
     }
     extended = dict(inputs)
+    # An appended prompt goes after each row's last real token: the padding mask says where.
+    ends = {"padding_mask": inputs["padding_mask"]} if prompt is not None and prompt.placement == "append" else {}
     if prompt is not None:
         for name in input_names:
             if name != "token_ids":
                 if extra:  # a bank's layout is per example, from tasks added later
                     extended[name] = _MaskExtension(prompt, _fill_value(name))(inputs[name], **extra)
                 else:
-                    extended[name] = prompt.extend_mask(inputs[name], _fill_value(name))
+                    extended[name] = prompt.extend_mask(inputs[name], _fill_value(name), **ends)
     substitutes = {id(inputs[name]): extended[name] for name in input_names}
     embedding_layers = []
     # A deep prompt (a DeepPromptLayer, or a bank that holds deep tasks) also
@@ -189,7 +191,8 @@ def prompted_backbone(
         if _embeds_token_ids(inputs["token_ids"], *original, outputs):
             embedding_layers.append(layer.name)
             if prompt is not None:
-                outputs = prompt(outputs, **extra)
+                outputs = prompt(outputs, **ends, **extra)
+                outputs = outputs[0] if ends else outputs
         return outputs
 
     # What `keras.models.clone_model(..., call_function=...)` runs, minus the

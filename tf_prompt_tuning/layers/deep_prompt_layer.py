@@ -52,6 +52,12 @@ class DeepPromptLayer(PromptLayer):
         placement="prepend", **kwargs,
     ):  # fmt: skip
         super().__init__(num_tokens, initializer=initializer, placement=placement, **kwargs)
+        if self.placement == "append":
+            raise ValueError(
+                "`DeepPromptLayer` rewrites the prompt at fixed positions, which an appended prompt "
+                "(after each row's text) does not have. Received: placement='append'. Use 'prepend' "
+                "or 'after_first'."
+            )
         self.num_layers = check_positive_int("num_layers", num_layers)
         if self.num_layers < 2:
             raise ValueError(

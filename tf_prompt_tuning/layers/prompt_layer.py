@@ -8,29 +8,55 @@ from keras import ops
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_choice, check_positive_int
 
-PLACEMENTS = ("prepend", "after_first")
+PLACEMENTS = ("prepend", "after_first", "append")
 
 
 def check_placement(placement) -> str:
     return check_choice(
-        "placement", placement, PLACEMENTS, 'Use "after_first" to keep a [CLS]/BOS token in front of the prompt.'
-    )
+        "placement", placement, PLACEMENTS,
+        'Use "after_first" to keep a [CLS]/BOS token in front of the prompt, "append" to put it after the text.',
+    )  # fmt: skip
 
 
-def insert_block(sequence, block, placement: str):
-    """Inserts `block` into `sequence` along axis 1 at `placement`."""
+def insert_block(sequence, block, placement: str, padding_mask=None):
+    """Inserts `block` into `sequence` along axis 1 at `placement`.
+
+    "append" puts the block right after each row's last real token, which
+    `padding_mask` locates (without it, after the last position); any
+    padding then follows the block.
+    """
     if placement == "prepend":
         return ops.concatenate([block, sequence], axis=1)
-    return ops.concatenate([sequence[:, :1], block, sequence[:, 1:]], axis=1)
+    if placement == "after_first":
+        return ops.concatenate([sequence[:, :1], block, sequence[:, 1:]], axis=1)
+    if padding_mask is None:
+        return ops.concatenate([sequence, block], axis=1)
+    # Output slot j takes the input's slot j before the row's end, the
+    # block's slot j - end next, then the input's slot j - n (padding).
+    # Counted with cumulative sums, not shapes: symbolic shapes are unknown.
+    mask = ops.cast(padding_mask, "int32")
+    in_block = ops.ones_like(ops.cast(block[..., 0] if len(block.shape) == 3 else block, "int32"))
+    length = ops.sum(ops.ones_like(mask), axis=1, keepdims=True)
+    n = ops.sum(in_block, axis=1, keepdims=True)
+    # Each row's end: one past its last real token, on either padding side.
+    ends = ops.max(mask * ops.cumsum(ops.ones_like(mask), axis=1), axis=1, keepdims=True)
+    slots = ops.cumsum(ops.concatenate([ops.ones_like(mask), in_block], axis=1), axis=1) - 1
+    source = ops.where(slots < ends, slots, ops.where(slots < ends + n, length + slots - ends, slots - n))
+    joined = ops.concatenate([sequence, block], axis=1)
+    if len(joined.shape) == 3:
+        source = source[:, :, None]
+    return ops.take_along_axis(joined, source, axis=1)
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
 class PromptLayer(keras.layers.Layer):
     """Inserts `num_tokens` trainable vectors into an embedded sequence.
 
-    Maps `[x1..xm]` to `[P1..Pn, x1..xm]` (placement `"prepend"`) or to
+    Maps `[x1..xm]` to `[P1..Pn, x1..xm]` (placement `"prepend"`), to
     `[x1, P1..Pn, x2..xm]` (placement `"after_first"`, which keeps a
-    `[CLS]`/BOS token first so pooling and position conventions still hold).
+    `[CLS]`/BOS token first so pooling and position conventions still hold)
+    or to `[x1..xm, P1..Pn]` (placement `"append"`: after each row's last
+    real token, which `padding_mask` locates, the padding after the prompt).
     The prompt is one `(num_tokens, dim)` variable shared by every example.
 
     The variable is float32 whatever the dtype policy, and is cast to the
@@ -47,7 +73,7 @@ class PromptLayer(keras.layers.Layer):
         initializer: a `tf_prompt_tuning.initializers` or Keras initializer,
             its name, or a `(num_tokens, dim)` array. Defaults to `"uniform"`
             in [-0.5, 0.5], as in Lester et al. (2021).
-        placement: `"prepend"` (default) or `"after_first"`.
+        placement: `"prepend"` (default), `"after_first"` or `"append"`.
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -113,29 +139,31 @@ class PromptLayer(keras.layers.Layer):
         batch = ops.shape(inputs)[0]
         prompt = ops.cast(self.prompt_value(), inputs.dtype)
         prompt = ops.broadcast_to(prompt[None], (batch, self.num_tokens, prompt.shape[-1]))
-        outputs = insert_block(inputs, prompt, self.placement)
+        outputs = insert_block(inputs, prompt, self.placement, padding_mask)
         if padding_mask is None:
             return outputs
-        return outputs, self.extend_mask(padding_mask)
+        return outputs, self.extend_mask(padding_mask, padding_mask=padding_mask)
 
     def prompt_value(self):
         """The `(num_tokens, dim)` float32 prompt inserted into the sequence."""
         return self.prompt
 
-    def extend_mask(self, mask, fill_value=True):
+    def extend_mask(self, mask, fill_value=True, padding_mask=None):
         """Inserts `num_tokens` entries of `fill_value` into a `(batch, seq)` tensor.
 
         Used for padding masks (fill `True`) and for other per-position
-        inputs such as segment ids (fill 0).
+        inputs such as segment ids (fill 0). Placement "append" needs the
+        `padding_mask` of the sequence to find each row's end.
         """
         # `full_like` on a column, not `full` on a shape: it also works on
         # symbolic tensors whose batch size is unknown.
         column = ops.full_like(mask[:, :1], fill_value)
         block = ops.repeat(column, self.num_tokens, axis=1)
-        return insert_block(mask, block, self.placement)
+        return insert_block(mask, block, self.placement, padding_mask)
 
     def compute_mask(self, inputs, mask=None, padding_mask=None):
-        extended = None if mask is None else self.extend_mask(ops.cast(mask, "bool"))
+        lengths_from = padding_mask if padding_mask is not None else mask
+        extended = None if mask is None else self.extend_mask(ops.cast(mask, "bool"), padding_mask=lengths_from)
         if padding_mask is None:
             return extended
         return extended, None

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_choice, check_positive_int
+from tf_prompt_tuning.causal_decoder import InputCache, causal_decoder
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.mechanisms import check_deep, mechanism_for
 from tf_prompt_tuning.models.task import PromptTask
-from tf_prompt_tuning.pooling import check_pooling, pool
+from tf_prompt_tuning.pooling import check_pooling, is_causal, pool
 from tf_prompt_tuning.prompted_backbone import prompt_hidden_states, prompted_backbone
 
 DEEP_INITIALIZERS = ("uniform", "hidden_states")
@@ -35,7 +37,13 @@ class PromptTextClassifier(PromptTask):
         num_tokens: prompt length (0 for none).
         prompt_initializer: "uniform", "vocab", or an initializer/array
             (`make_prompt_initializer` resolves "text" and "labels").
-        placement: "after_first" (default) or "prepend" (decoders).
+        placement: "after_first" (default), "prepend" (decoders) or
+            "append": after each row's text. On a causal decoder (GPT-2,
+            OPT, Gemma 3) an appended prompt cannot change the text's
+            hidden states, so the text is read once without a gradient
+            (`read_inputs`) and only the prompt's positions run and train
+            (`call_from_cache`); the head reads the last prompt position
+            (pooling "last"). On an encoder it simply goes after the text.
         pooling: "mean" (default; masked mean over all positions), "cls" or
             "last".
         head_dropout: dropout rate before the head.
@@ -139,6 +147,7 @@ class PromptTextClassifier(PromptTask):
             self.mechanism.check(backbone, prompt_initializer)
             self.prompt, self.prefixes = self.mechanism.make_layers(backbone, num_tokens, prompt_initializer, placement)
         self.encoder = prompted_backbone(backbone, self.prompt, prefixes=self.prefixes)
+        self.decoder = self._appended_decoder(backbone, placement, pooling)
         if deep_initializer == "hidden_states":
             self.prompt.deep_prompts.assign(prompt_hidden_states(backbone, self.prompt, first_token_id))
         self.head_dropout_layer = keras.layers.Dropout(head_dropout, name="head_dropout")
@@ -156,6 +165,51 @@ class PromptTextClassifier(PromptTask):
         self.seed = seed
         self.built = True
         freeze(self, trainable_layers=[self.head])  # prompts and prefixes stay trainable
+
+    def _appended_decoder(self, backbone, placement, pooling):
+        """The `CausalDecoder` that runs an appended prompt after a cached
+        input, or None where the prompt runs through `encoder`."""
+        if placement != "append" or self.prompt is None or not is_causal(backbone):
+            return None
+        if self.prefixes is not None or self.prompt.num_layers:
+            raise ValueError(
+                "An appended prompt on a decoder is an input prompt (deep=False, or a "
+                f"prompt_encoder). Received: placement='append' with deep={self.mechanism.deep!r}. "
+                "Use placement 'prepend' for deep prompts and prefixes."
+            )
+        if pooling != "last":
+            raise ValueError(
+                "After an appended prompt, a decoder's text positions have not seen the prompt: "
+                f"the head must read the last prompt position. Received: pooling={pooling!r} with "
+                "placement='append'. Use pooling='last'."
+            )
+        return causal_decoder(backbone)
+
+    def read_inputs(self, inputs):
+        """The frozen decoder's keys and values for a batch of inputs, with
+        room for the appended prompt (placement "append" on a decoder):
+        computed once, without a gradient, and reusable across steps and
+        epochs by `call_from_cache`."""
+        if self.decoder is None:
+            raise ValueError(
+                "`read_inputs` reads the input of an appended prompt on a causal decoder. "
+                f"Received: a classifier with placement={self.placement!r} on "
+                f"{type(self.backbone).__name__}. Build it with placement='append' on a decoder."
+            )
+        self.check_input_length(inputs["token_ids"].shape[1])
+        return self.decoder.read(inputs["token_ids"], inputs["padding_mask"], self.num_tokens)
+
+    def call_from_cache(self, cache, training=None):
+        """The logits from an `InputCache` of `read_inputs`: only the prompt's
+        positions run, reading the cached keys and values. Calling the model
+        on an `InputCache` does the same, so a training step can take one."""
+        if self.decoder is None:
+            self.read_inputs(None)  # raises: no appended prompt on a decoder
+        prompt = ops.cast(self.prompt.prompt_value(), self.backbone.token_embedding.compute_dtype)
+        batch = ops.shape(cache.lengths)[0]
+        block = ops.broadcast_to(prompt[None], (batch, *prompt.shape))
+        hidden, _ = self.decoder.continue_from(cache, block)
+        return self.head(self.head_dropout_layer(hidden[:, -1], training=training))
 
     def _check_deep_initializer(self, deep_initializer, deep, prompt_encoder, num_tokens, placement):
         """Checks `deep_initializer`; returns the token in front of the prompt
@@ -192,10 +246,18 @@ class PromptTextClassifier(PromptTask):
         return self.num_tokens if self.mechanism and self.mechanism.takes_positions else 0
 
     def call(self, inputs, training=None):
+        if isinstance(inputs, InputCache):  # read once, e.g. before every epoch
+            return self.call_from_cache(inputs, training=training)
+        if self.decoder is not None:
+            return self.call_from_cache(self.read_inputs(inputs), training=training)
         self.check_input_length(inputs["token_ids"].shape[1])
         encoded = self.encoder(self.backbone_inputs(inputs), training=False)
         pooled = pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling)
         return self.head(self.head_dropout_layer(pooled, training=training))
+
+    @property
+    def label_classes(self) -> int:
+        return self.num_classes
 
     def get_config(self):
         config = super().get_config()

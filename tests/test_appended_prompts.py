@@ -1,0 +1,168 @@
+"""Placement "append": the prompt after each row's text. On causal decoders
+the text is read once, without a gradient, and only the prompt's positions
+run (`read_inputs`, `call_from_cache`); that equals the plain model on the
+text followed by real tokens, and the uncached appended graph in values and
+gradients."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_bert, tiny_gemma3_lm, tiny_gpt2_lm, tiny_opt_lm
+
+import tf_prompt_tuning as tpt
+from tf_prompt_tuning.pooling import pool
+
+DECODERS = {"gpt2": tiny_gpt2_lm, "opt": tiny_opt_lm, "gemma3": tiny_gemma3_lm}
+TEXTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13, 14], [15]]
+APPENDED = [21, 22, 23]
+
+
+def _batch(rows, side, width=None):
+    width = width or max(map(len, rows))
+    ids = np.zeros((len(rows), width), "int32")
+    mask = np.zeros((len(rows), width), "int32")
+    for i, row in enumerate(rows):
+        where = slice(0, len(row)) if side == "right" else slice(width - len(row), width)
+        ids[i, where], mask[i, where] = row, 1
+    return {"token_ids": ids, "padding_mask": mask}
+
+
+def _token_rows(backbone, tokens):
+    return keras.ops.convert_to_numpy(backbone.token_embedding(np.array(tokens)))
+
+
+def _appended_and_plain(backbone, **kwargs):
+    """A classifier whose appended prompt is the embeddings of APPENDED, and
+    the head-only classifier with the same head, for the text + APPENDED."""
+    appended = tpt.PromptTextClassifier(
+        backbone, 3, num_tokens=3, placement="append", pooling="last",
+        prompt_initializer=_token_rows(backbone, APPENDED), **kwargs,
+    )  # fmt: skip
+    plain = tpt.PromptTextClassifier(backbone, 3, num_tokens=0, pooling="last")
+    rng = np.random.default_rng(0)
+    for variable in appended.head.weights:
+        variable.assign(rng.normal(size=variable.shape))
+    for mine, theirs in zip(plain.head.weights, appended.head.weights):
+        mine.assign(theirs)
+    return appended, plain
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("family", sorted(DECODERS))
+def test_an_appended_prompt_of_token_embeddings_is_the_plain_model_on_text_then_tokens(family, side):
+    appended, plain = _appended_and_plain(DECODERS[family]())
+    assert appended.decoder is not None
+    # Real tokens take positions 0, 1, ... on either padding side; KerasHub's
+    # graph numbers slots, so its reference is right-padded.
+    expected = plain(_batch([row + APPENDED for row in TEXTS], "right"))
+    actual = appended(_batch(TEXTS, side))
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+    # The same from a cache read once and reused.
+    cache = appended.read_inputs(_batch(TEXTS, side))
+    np.testing.assert_allclose(appended.call_from_cache(cache), expected, atol=1e-5)
+
+
+# Not OPT: its graph embeds tokens and positions in one layer, so there the
+# graph's prompt gets no positions while the decoder's does (the decoder-level
+# test in test_causal_decoder.py covers OPT's gradients).
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_the_cached_path_has_the_gradients_of_the_uncached_graph(family):
+    # `encoder` is the whole appended sequence through the backbone's own
+    # graph, with a gradient through every position.
+    model = tpt.PromptTextClassifier(DECODERS[family](), 3, num_tokens=3, placement="append", pooling="last", seed=0)
+    inputs = _batch(TEXTS, "right")
+    labels = np.array([0, 2, 1])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def uncached():
+        encoded = model.encoder(inputs)
+        return model.head(pool(encoded["sequence_output"], encoded["padding_mask"], "last"))
+
+    results = []
+    for forward in (uncached, lambda: model(inputs)):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, forward())
+        results.append([g.numpy() for g in tape.gradient(loss, model.trainable_variables)])
+    assert [v.path for v in model.trainable_variables] == [model.prompt.prompt.path, *[w.path for w in model.head.weights]]
+    for cached, whole in zip(results[1], results[0]):
+        assert np.abs(whole).max() > 0
+        np.testing.assert_allclose(cached, whole, atol=1e-5 * max(1.0, np.abs(whole).max()))
+
+
+def test_appended_training_moves_only_the_prompt_and_head():
+    backbone = tiny_gemma3_lm()
+    model = tpt.PromptTextClassifier(backbone, 2, num_tokens=3, placement="append", pooling="last", seed=0)
+    frozen = [w.numpy().copy() for w in backbone.weights]
+    prompt = model.prompt.prompt.numpy().copy()
+    step = tpt.make_train_step(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                               optimizer=keras.optimizers.Adam(0.05))
+    inputs = _batch(TEXTS, "right")
+    losses = [float(step(inputs, np.array([0, 1, 1]))) for _ in range(15)]
+    assert losses[-1] < losses[0]
+    assert not np.allclose(model.prompt.prompt.numpy(), prompt)
+    for before, after in zip(frozen, backbone.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+
+
+def test_an_encoder_puts_the_prompt_after_the_text():
+    # No cache on an encoder (every position sees the prompt): the prompt
+    # simply sits after each row's last real token, padding after it.
+    backbone = tiny_bert()
+    rows = [[2, 5, 6, 3], [2, 7, 3]]
+    appended = tpt.PromptTextClassifier(backbone, 2, num_tokens=2, placement="append",
+                                        prompt_initializer=_token_rows(backbone, [8, 9]))
+    plain = tpt.PromptTextClassifier(backbone, 2, num_tokens=0)
+    for mine, theirs in zip(plain.head.weights, appended.head.weights):
+        mine.assign(theirs)
+    assert appended.decoder is None
+    inputs = _batch(rows, "right")
+    expected = plain(_batch([row + [8, 9] for row in rows], "right"))
+    np.testing.assert_allclose(appended(inputs), expected, atol=1e-5)
+
+
+def test_an_appended_prompt_file_round_trip(tmp_path):
+    backbone = tiny_gpt2_lm()
+    model = tpt.PromptTextClassifier(backbone, 2, num_tokens=3, placement="append", pooling="last", seed=3)
+    path = tpt.save_prompts(model, str(tmp_path / "task.safetensors"))
+    restored = tpt.PromptTextClassifier.from_prompt_file(path, backbone)
+    assert restored.placement == "append" and restored.decoder is not None
+    np.testing.assert_allclose(restored(_batch(TEXTS, "left")), model(_batch(TEXTS, "left")), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(pooling="mean"), r"must read the last prompt position. Received: pooling='mean' with placement='append'. Use pooling='last'"),
+        (dict(pooling="last", deep="hidden"), r"`DeepPromptLayer` rewrites the prompt at fixed positions"),
+    ],
+    ids=["mean_pooling", "deep"],
+)
+def test_appended_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tpt.PromptTextClassifier(tiny_gpt2_lm(), 2, num_tokens=3, placement="append", **kwargs)
+
+
+def test_read_inputs_needs_an_appended_prompt_on_a_decoder():
+    model = tpt.PromptTextClassifier(tiny_gpt2_lm(), 2, num_tokens=3, placement="prepend", pooling="last")
+    with pytest.raises(ValueError, match=r"Received: a classifier with placement='prepend' on GPT2Backbone"):
+        model.read_inputs(_batch(TEXTS, "right"))
+
+
+def test_a_training_step_takes_the_cache_read_once():
+    # Read once (e.g. before every epoch), then every step runs the prompt only.
+    model = tpt.PromptTextClassifier(tiny_gemma3_lm(), 2, num_tokens=3, placement="append", pooling="last", seed=0)
+    twin = tpt.PromptTextClassifier(tiny_gemma3_lm(), 2, num_tokens=3, placement="append", pooling="last", seed=0)
+    for mine, theirs in zip(twin.trainable_variables, model.trainable_variables):
+        mine.assign(theirs)
+    inputs, labels = _batch(TEXTS, "right"), np.array([0, 1, 1])
+    cache = model.read_inputs(inputs)
+    steps = [
+        tpt.make_train_step(m, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                            optimizer=keras.optimizers.Adam(0.05))
+        for m in (model, twin)
+    ]
+    for _ in range(3):
+        from_cache, from_tokens = float(steps[0](cache, labels)), float(steps[1](inputs, labels))
+        np.testing.assert_allclose(from_cache, from_tokens, rtol=1e-5)
+    np.testing.assert_allclose(model.prompt.prompt.numpy(), twin.prompt.prompt.numpy(), atol=1e-5)
