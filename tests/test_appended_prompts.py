@@ -166,3 +166,77 @@ def test_a_training_step_takes_the_cache_read_once():
         from_cache, from_tokens = float(steps[0](cache, labels)), float(steps[1](inputs, labels))
         np.testing.assert_allclose(from_cache, from_tokens, rtol=1e-5)
     np.testing.assert_allclose(model.prompt.prompt.numpy(), twin.prompt.prompt.numpy(), atol=1e-5)
+
+
+# PromptCausalLM: [input, P, continuation].
+
+def _lm(family, **kwargs):
+    backbone = DECODERS[family]()
+    return tpt.PromptCausalLM(backbone, num_tokens=3, placement="append",
+                              prompt_initializer=_token_rows(backbone, APPENDED), **kwargs)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("family", sorted(DECODERS))
+def test_appended_lm_logits_and_greedy_tokens_are_the_plain_models(family, side):
+    lm = _lm(family)
+    plain = tpt.PromptCausalLM(lm.backbone, num_tokens=0)
+    inputs = _batch(TEXTS, side)
+    logits = keras.ops.convert_to_numpy(lm(inputs))
+    whole = _batch([row + APPENDED for row in TEXTS], "right")
+    expected = keras.ops.convert_to_numpy(plain(whole))
+    for i, row in enumerate(TEXTS):
+        real = np.flatnonzero(inputs["padding_mask"][i])
+        # Before the prompt: the frozen model's predictions; at the last input
+        # token: the prediction after the prompt (the plain model's after the tokens).
+        np.testing.assert_allclose(logits[i, real[:-1]], expected[i, : len(row) - 1], atol=1e-4)
+        np.testing.assert_allclose(logits[i, real[-1]], expected[i, len(row) + 2], atol=1e-4)
+    # Generation continues after the prompt, as the plain model after the tokens.
+    generated = lm.generate(inputs["token_ids"], inputs["padding_mask"], 4, jit_compile=False)["token_ids"]
+    reference = plain.generate(whole["token_ids"], whole["padding_mask"], 4, jit_compile=False)["token_ids"]
+    np.testing.assert_array_equal(generated, reference)
+
+
+@pytest.mark.parametrize("family", sorted(DECODERS))
+def test_appended_lm_trains_on_targets_after_the_prompt(family):
+    # `causal_lm_batch` with a target mask: the prompt goes between input and targets.
+    lm = _lm(family)
+    plain = tpt.PromptCausalLM(lm.backbone, num_tokens=0)
+    rows, targets = [[5, 6, 7], [8, 9]], [[30, 31], [32, 33, 34]]
+    joined = _batch([r + t for r, t in zip(rows, targets)], "right")
+    target_mask = np.zeros_like(joined["padding_mask"])
+    for i, row in enumerate(rows):
+        target_mask[i, len(row): len(row) + len(targets[i])] = 1
+    x, y, weights = tpt.causal_lm_batch(joined["token_ids"], joined["padding_mask"], target_mask)
+    logits = keras.ops.convert_to_numpy(lm({**x, "target_mask": target_mask}))
+    expected = keras.ops.convert_to_numpy(plain(_batch([r + APPENDED + t for r, t in zip(rows, targets)], "right")))
+    for i, row in enumerate(rows):
+        # The predictions of each target token: after the prompt, and after each target.
+        for j in range(len(targets[i])):
+            np.testing.assert_allclose(logits[i, len(row) - 1 + j], expected[i, len(row) + 2 + j], atol=1e-4)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    step = tpt.make_train_step(lm, loss=loss_fn, optimizer=keras.optimizers.Adam(0.05))
+    frozen = [w.numpy().copy() for w in lm.backbone.weights]
+    batch = {**x, "target_mask": target_mask}
+    losses = [float(step(batch, y, weights)) for _ in range(10)]
+    assert losses[-1] < losses[0]
+    for before, after in zip(frozen, lm.backbone.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+
+
+def test_appended_lm_prompt_file_and_config_round_trip(tmp_path):
+    lm = _lm("gemma3")
+    path = tpt.save_prompts(lm, str(tmp_path / "lm.safetensors"))
+    restored = tpt.PromptCausalLM.from_prompt_file(path, lm.backbone)
+    assert restored.placement == "append"
+    inputs = _batch(TEXTS, "left")
+    np.testing.assert_allclose(restored(inputs), lm(inputs), atol=1e-6)
+    clone = tpt.PromptCausalLM.from_config(lm.get_config())
+    assert clone.placement == "append"
+
+
+def test_appended_lm_errors():
+    with pytest.raises(ValueError, match=r"`placement` must be one of \('prepend', 'append'\). Received: placement='after_first'"):
+        tpt.PromptCausalLM(tiny_gpt2_lm(), num_tokens=2, placement="after_first")
+    with pytest.raises(ValueError, match=r"A `PromptCausalLMBank` serves prepended prompts"):
+        tpt.PromptCausalLMBank(tiny_gpt2_lm(), num_tokens=2, placement="append")

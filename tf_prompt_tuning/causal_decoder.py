@@ -131,37 +131,48 @@ class CausalDecoder:
         """Logits over the vocabulary, float32."""
         return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
 
-    def read(self, token_ids, padding_mask, new_slots: int) -> InputCache:
+    def read(
+        self, token_ids, padding_mask, new_slots: int, after_positions=None, after_mask=None, *, return_hidden=False
+    ):
         """Runs the inputs once, without a gradient, keeping their keys and
         values and `new_slots` free slots after them.
 
-        Real tokens take positions 0, 1, ... whatever the padding side; the
-        slot after the input continues from each row's last real token.
+        Real tokens take positions 0, 1, ... whatever the padding side. The
+        free slots continue from each row's last real token, all attended
+        to, unless `after_positions` and `after_mask` `(batch, new_slots)`
+        say otherwise (a continuation that skips some slots). Returns an
+        `InputCache`, and with `return_hidden` also the input's final hidden
+        states `(batch, seq, dim)`.
         """
         mask = ops.cast(padding_mask, "int32")
         batch, length = ops.shape(mask)[0], ops.shape(mask)[1]
         positions = ops.maximum(ops.cumsum(mask, axis=1) - 1, 0)
         lengths = ops.sum(mask, axis=1)
-        after = lengths[:, None] + ops.arange(new_slots, dtype="int32")[None, :]
-        key_positions = ops.concatenate([positions, after], axis=1)
-        key_mask = ops.concatenate([mask, ops.ones_like(after)], axis=1)
+        if after_positions is None:
+            after_positions = lengths[:, None] + ops.arange(new_slots, dtype="int32")[None, :]
+        if after_mask is None:
+            after_mask = ops.ones_like(after_positions)
+        key_positions = ops.concatenate([positions, ops.cast(after_positions, "int32")], axis=1)
+        key_mask = ops.concatenate([mask, ops.cast(after_mask, "int32")], axis=1)
         x = self.start(self.embed_tokens(token_ids), positions)
-        _, caches = self.run(x, positions, key_positions, key_mask, self.empty_caches(batch, length + new_slots), 0)
-        return InputCache(
+        hidden, caches = self.run(x, positions, key_positions, key_mask, self.empty_caches(batch, length + new_slots), 0)
+        cache = InputCache(
             [ops.stop_gradient(cache) for cache in caches], key_positions, key_mask, lengths,
             ops.convert_to_tensor(length, "int32"),
         )
+        return (cache, ops.stop_gradient(hidden)) if return_hidden else cache
 
     def continue_from(self, cache: InputCache, x, offset=0):
         """Runs embedded positions `x` `(batch, k, dim)` after the cached
-        input, in its free slots `offset .. offset + k - 1`: they take the
-        positions after each row's last real token. Returns `(hidden,
-        caches)`, the caches now holding `x`'s keys and values too."""
-        k = ops.shape(x)[1]
-        positions = cache.lengths[:, None] + offset + ops.arange(k, dtype="int32")[None, :]
+        input, in its free slots `offset .. offset + k - 1`, at the positions
+        `read` gave those slots. Returns `(hidden, caches)`, the caches now
+        holding `x`'s keys and values too."""
+        first = cache.input_slots + offset
+        positions = ops.slice(
+            cache.key_positions, ops.stack([0, first]), ops.stack([ops.shape(x)[0], ops.shape(x)[1]])
+        )
         return self.run(
-            self.start(x, positions), positions, cache.key_positions, cache.key_mask, cache.caches,
-            cache.input_slots + offset,
+            self.start(x, positions), positions, cache.key_positions, cache.key_mask, cache.caches, first
         )  # fmt: skip
 
 

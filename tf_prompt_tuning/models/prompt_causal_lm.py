@@ -32,6 +32,8 @@ from tf_prompt_tuning.initializers import make_prompt_initializer
 from tf_prompt_tuning.models.task import PromptTask
 
 SAMPLING_STRATEGIES = ("greedy", "sample")
+# Where the prompt goes: before each input, or after it (its last real token).
+LM_PLACEMENTS = ("prepend", "append")
 # Logit of the tokens outside the top k: softmax gives them probability 0.
 _EXCLUDED_LOGIT = -1e9
 
@@ -136,12 +138,23 @@ class PromptCausalLM(PromptTask):
         num_tokens: prompt length (0 for none).
         prompt_initializer: "uniform" (default, [-0.5, 0.5]), "vocab", or an
             initializer or array (`make_prompt_initializer` resolves "text").
+        placement: "prepend" (default): `[P, input]`; or "append": `[input,
+            P]`, the prompt after each row's last real token (positions
+            continue from the input) and the continuation after the prompt.
+            The input's keys and values then do not depend on the prompt: a
+            training step reads the input once without a gradient and runs
+            only the prompt and the targets with one.
         seed: seed of the random initializers.
         **kwargs: standard model arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: dict with `token_ids` and `padding_mask`, each `(batch, seq)`,
-            padded on either side.
+            padded on either side; with placement "append", optionally a
+            `target_mask` (as `causal_lm_batch` takes): the prompt goes
+            after the last real token that is not a target, the targets
+            after the prompt. The logits stay aligned with `token_ids` (at
+            position t they predict token t + 1; at the last input token
+            they are the last prompt position's).
 
     Output shape:
         `(batch, seq, vocabulary_size)` float32 logits.
@@ -162,7 +175,9 @@ class PromptCausalLM(PromptTask):
     ((2, 5), dtype('bool'))
     """
 
-    def __init__(self, backbone, *, num_tokens=20, prompt_initializer="uniform", seed=None, **kwargs):
+    def __init__(
+        self, backbone, *, num_tokens=20, prompt_initializer="uniform", placement="prepend", seed=None, **kwargs
+    ):
         if kwargs.get("preprocessor") is not None:
             raise ValueError(
                 "`PromptCausalLM` takes token ids (see `causal_lm_batch`), not a preprocessor. "
@@ -172,6 +187,16 @@ class PromptCausalLM(PromptTask):
         super().__init__(**kwargs)
         if num_tokens != 0:
             num_tokens = check_positive_int("num_tokens", num_tokens)
+        check_choice(
+            "placement", placement, LM_PLACEMENTS,
+            "Use 'prepend' to steer from the start, 'append' to put the prompt after each input.",
+        )  # fmt: skip
+        if placement == "append" and self.takes_task_id:
+            raise ValueError(
+                "A `PromptCausalLMBank` serves prepended prompts. Received: placement='append'. "
+                "Use placement='prepend', or one `PromptCausalLM` per appended task."
+            )
+        self.placement = placement
         self.decoder = causal_decoder(backbone)
         self.backbone = backbone
         self.num_tokens = num_tokens
@@ -241,14 +266,53 @@ class PromptCausalLM(PromptTask):
             mask = ops.concatenate([ops.ones_like(prompt_positions), mask], axis=1)
         return self.decoder.start(x, positions), mask, positions
 
+    def _prompt_block(self, x, task_id=None):
+        """The `(batch, n, dim)` prompt vectors for the rows of `x` (the
+        prompt layer inserted into an empty sequence; a bank's picks each
+        row's task)."""
+        return self.prompt(x[:, :0], **self.prompt_arguments(task_id))
+
     def hidden_states(self, inputs):
         """Final hidden states at the input positions (never the prompt's),
         `(batch, seq, hidden_dim)`: what `call` turns into logits."""
         token_ids = inputs["token_ids"]
         self.check_input_length(token_ids.shape[1])
+        if self.placement == "append" and self.prompt is not None:
+            return self._appended_hidden_states(token_ids, inputs["padding_mask"], inputs.get("target_mask"))
         x, key_mask, positions = self._embed(token_ids, inputs["padding_mask"], inputs.get("task_id"))
         hidden, _ = self.decoder.run(x, positions, positions, key_mask)
         return hidden[:, self.num_tokens :]
+
+    def _appended_hidden_states(self, token_ids, padding_mask, target_mask=None):
+        """`[input, P, targets]`: the input is read once without a gradient
+        (`CausalDecoder.read`), then the prompt and the targets run after
+        it. Hidden states aligned with `token_ids`: the targets' own, and at
+        the last input token the prompt's last (which predicts the first target)."""
+        n = self.num_tokens
+        mask = ops.cast(padding_mask, "int32")
+        targets = ops.zeros_like(mask) if target_mask is None else mask * ops.cast(target_mask, "int32")
+        source = mask - targets
+        lengths = ops.sum(source, axis=1)
+        length = ops.shape(mask)[1]
+        after_positions = ops.concatenate(
+            [
+                lengths[:, None] + ops.arange(n, dtype="int32")[None, :],
+                lengths[:, None] + n + ops.maximum(ops.cumsum(targets, axis=1) - 1, 0),
+            ],
+            axis=1,
+        )
+        after_mask = ops.concatenate([ops.ones_like(after_positions[:, :n]), targets], axis=1)
+        cache, text = self.decoder.read(token_ids, source, n + length, after_positions, after_mask, return_hidden=True)
+        x = self.decoder.embed_tokens(token_ids)
+        hidden, _ = self.decoder.continue_from(cache, ops.concatenate([self._prompt_block(x), x], axis=1))
+        # Before the prompt, what the input predicts is the frozen model's;
+        # the last input token's prediction (the token after the prompt)
+        # and the targets' are the prompt's.
+        if target_mask is not None:
+            text = hidden[:, n:]
+        last_input = ops.max(source * ops.arange(1, length + 1, dtype="int32")[None, :], axis=1) - 1
+        at_last = ops.arange(length, dtype="int32")[None, :] == last_input[:, None]
+        return ops.where(at_last[:, :, None], hidden[:, n - 1 : n], text)
 
     def call(self, inputs, training=None):
         return self.decoder.logits(self.hidden_states(inputs))
@@ -305,17 +369,26 @@ class PromptCausalLM(PromptTask):
             # Cache slots: prompt, input, then each new token but the last,
             # which is returned and never fed back.
             slots = n + length + max_new - 1
-            x, key_mask, positions = self._embed(token_ids, mask, task_id if self.takes_task_id else None)
-            key_mask = tf.concat([key_mask, tf.ones([batch, max_new - 1], tf.int32)], axis=1)
             lengths = tf.reduce_sum(mask, axis=1)
+            if self.placement == "append" and n:
+                # [input, prompt]: the prompt continues each input's positions.
+                x = decoder.embed_tokens(token_ids)
+                prompt_positions = lengths[:, None] + tf.range(n)[None, :]
+                positions = tf.concat([tf.maximum(tf.cumsum(mask, axis=1) - 1, 0), prompt_positions], axis=1)
+                x = decoder.start(tf.concat([x, self._prompt_block(x)], axis=1), positions)
+                key_mask = tf.concat([mask, tf.ones_like(prompt_positions)], axis=1)
+                last = tf.fill([batch], length + n - 1)  # the prompt's last vector
+            else:
+                x, key_mask, positions = self._embed(token_ids, mask, task_id if self.takes_task_id else None)
+                # The last real token, or the prompt's last vector for an empty input.
+                last = n - 1 + tf.reduce_max(mask * tf.range(1, length + 1)[None, :], axis=1)
+            key_mask = tf.concat([key_mask, tf.ones([batch, max_new - 1], tf.int32)], axis=1)
             # New token i (from 0) sits in slot n + length + i at position n + lengths + i.
             new_positions = n + lengths[:, None] + tf.range(max_new - 1)[None, :]
             key_positions = tf.concat([positions, new_positions], axis=1)
             hidden, caches = decoder.run(
                 x, positions, key_positions, key_mask, decoder.empty_caches(batch, slots), 0
             )
-            # The last real token, or the prompt's last vector for an empty input.
-            last = n - 1 + tf.reduce_max(mask * tf.range(1, length + 1)[None, :], axis=1)
             logits = decoder.logits(tf.gather(hidden, last, axis=1, batch_dims=1))
             state = record(
                 pick(logits, 0, seed), 0, tf.zeros([batch, max_new], tf.int32),
@@ -409,6 +482,11 @@ class PromptCausalLM(PromptTask):
         )
         return {name: value.numpy() for name, value in outputs.items()}
 
+    def get_config(self):
+        config = super().get_config()
+        config["placement"] = self.placement
+        return config
+
     # The prompt-file contract (see `PromptTask`).
 
     def task_variables(self) -> dict:
@@ -418,8 +496,11 @@ class PromptCausalLM(PromptTask):
         return 2  # generation prompts: older releases refuse them clearly
 
     def prompt_file_metadata(self) -> dict:
-        return {"dim": int(self.prompt.prompt.shape[-1]), "placement": "prepend"}
+        return {"dim": int(self.prompt.prompt.shape[-1]), "placement": self.placement}
 
     @classmethod
     def from_prompt_metadata(cls, metadata: dict, backbone, **kwargs):
-        return cls(backbone, num_tokens=metadata["num_tokens"], prompt_initializer="zeros", **kwargs)
+        return cls(
+            backbone, num_tokens=metadata["num_tokens"], prompt_initializer="zeros",
+            placement=metadata.get("placement", "prepend"), **kwargs,
+        )  # fmt: skip
