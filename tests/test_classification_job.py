@@ -18,11 +18,13 @@ from conftest import tiny_gpt2_lm
 
 from tf_prompt_tuning.app.classification_job import (
     TrainConfig,
+    load_splits,
     load_task,
     predict_texts,
     run_training,
 )
 from tf_prompt_tuning.app.cli import main
+from tf_prompt_tuning.app.datasets import DataError
 from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
 from tf_prompt_tuning.text_pipeline import make_text_dataset
 from tf_prompt_tuning.prompted_backbone import prompt_hidden_states
@@ -300,15 +302,71 @@ def test_unknown_precision_or_strategy(setting, value, match):
         ({"batch_size": -1}, r"`batch_size` must be a positive integer"),
         ({"checkpoint_every": 0}, r"`checkpoint_every` must be a positive integer"),
         ({"train_size": 0}, r"`train_size` must be a positive integer"),
-        ({"learning_rate": 0.0}, r"`learning_rate` must be positive. Received: learning_rate=0.0"),
+        ({"learning_rate": 0.0}, r"`learning_rate` must be a finite number above 0. Received: learning_rate=0.0."),
+        ({"learning_rate": float("inf")}, r"`learning_rate` must be a finite number above 0. Received: learning_rate=inf"),
+        ({"learning_rate": float("nan")}, r"`learning_rate` must be a finite number above 0. Received: learning_rate=nan"),
+        ({"learning_rate": -1e-3}, r"`learning_rate` must be a finite number above 0. Received: learning_rate=-0.001"),
+        ({"learning_rate": "0.1"}, r"`learning_rate` must be a positive number. Received: learning_rate='0.1' \(of type str\)"),
+        ({"learning_rate": True}, r"`learning_rate` must be a positive number. Received: learning_rate=True \(of type bool\)"),
+        ({"seed": -1}, r"`seed` must be an integer in \[0, 2\*\*32\), as Keras seeds are. Received: seed=-1"),
+        ({"seed": 2**32}, r"`seed` must be an integer in \[0, 2\*\*32\)"),
+        ({"seed": 1.5}, r"`seed` must be an integer in \[0, 2\*\*32\)"),
         ({"initializer": "zeros"}, r"`initializer` must be one of \('uniform', 'vocab', 'text', 'labels'\)"),
         ({"initializer": "text"}, r"`initializer='text'` needs `init_text` \(--init-text\)"),
     ],
-    ids=["num_tokens", "batch_size", "checkpoint_every", "train_size", "learning_rate", "initializer", "init_text"],
+    ids=["num_tokens", "batch_size", "checkpoint_every", "train_size", "learning_rate", "learning_rate_inf",
+         "learning_rate_nan", "learning_rate_negative", "learning_rate_str", "learning_rate_bool", "seed_negative",
+         "seed_too_large", "seed_float", "initializer", "init_text"],
 )
 def test_settings_are_checked_before_anything_runs(settings, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         TrainConfig(**settings)
+
+
+def test_float_settings_accept_integers_and_numpy_numbers():
+    assert TrainConfig(learning_rate=1).learning_rate == 1
+    assert TrainConfig(learning_rate=np.float32(0.01), seed=np.int64(3)).seed == 3
+
+
+def _rows_file(path, labels):
+    path.write_text("text,label\n" + "".join(f"the movie was fine {i},{label}\n" for i, label in enumerate(labels)))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "labels, settings, match",
+    [
+        (["pos", "neg"] * 2, {}, r"tiny\.csv: 4 examples are too few for a 80%/10%/10% train/dev/test split: the dev "
+         r"and test splits would be empty. Use at least 6 examples"),
+        (["pos", "neg"] * 20, {"train_size": 1}, r"tiny\.csv: no example of the classes \['(neg|pos)'\] is in the first "
+         r"1 training examples \(train_size\), so the model could not learn them. Raise train_size \(--train-size\) "
+         r"or add examples of those classes"),
+        # Seed 0 puts the fifth of ten rows in the test split.
+        (["pos"] * 4 + ["neg"] + ["pos"] * 5, {}, r"tiny\.csv: no example of the classes \['neg'\] is in the training split "
+         r"\(8 examples\), so the model could not learn them. Add examples of those classes"),
+    ],
+    ids=["too_few_for_three_splits", "train_size_leaves_one_class", "class_only_in_dev_or_test"],
+)  # fmt: skip
+def test_load_splits_refuses_data_that_cannot_train_and_evaluate(tmp_path, labels, settings, match):
+    """A 4-row file once failed in a 2 KB message after checkpoints/config.json was written."""
+    config = TrainConfig(data=_rows_file(tmp_path / "tiny.csv", labels), output_dir=str(tmp_path / "out"), **settings)
+    with pytest.raises(DataError, match=match):
+        load_splits(config)
+
+
+def test_load_splits_of_the_smallest_data_set(tmp_path):
+    config = TrainConfig(data=_rows_file(tmp_path / "six.csv", ["pos", "neg"] * 3))
+    train, dev, test = load_splits(config)
+    assert (len(train), len(dev), len(test)) == (4, 1, 1)
+    assert set(train.labels.tolist()) == {0, 1}
+
+
+def test_a_too_small_data_set_is_refused_before_anything_is_written(preset_dir, tmp_path):
+    out = tmp_path / "out"
+    config = _config(preset_dir, _rows_file(tmp_path / "tiny.csv", ["pos", "neg"] * 2), out)
+    with pytest.raises(DataError, match=r"Use at least 6 examples"):
+        run_training(config, print_fn=lambda *a: None)
+    assert not out.exists()
 
 
 def test_restart_is_refused_for_multi_worker_runs(preset_dir, data_file, tmp_path, monkeypatch):

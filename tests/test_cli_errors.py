@@ -145,12 +145,46 @@ def test_export_onto_an_existing_file_or_directory(files, cli):
         (["--data", "no/such.csv"], "Data file 'no/such.csv' does not exist"),
         (["--method", "prefix", "--init", "vocab"], "`method='prefix'` starts its keys and values uniformly"),
         (["--deep-init", "hidden_states"], "`deep_init` (--deep-init) applies to --method deep. Received: deep_init='hidden_states' with method='prompt'"),
+        (["--learning-rate", "inf"], "`learning_rate` must be a finite number above 0. Received: learning_rate=inf."),
+        (["--learning-rate", "nan"], "`learning_rate` must be a finite number above 0. Received: learning_rate=nan."),
+        (["--seed", "-1"], "`seed` must be an integer in [0, 2**32), as Keras seeds are. Received: seed=-1"),
     ],
-    ids=["max_length_too_small", "too_long", "prompt_too_long", "no_prompt", "epochs", "eval_every", "data", "prefix_init", "deep_init"],
+    ids=["max_length_too_small", "too_long", "prompt_too_long", "no_prompt", "epochs", "eval_every", "data", "prefix_init",
+         "deep_init", "learning_rate_inf", "learning_rate_nan", "seed"],
 )  # fmt: skip
 @pytest.mark.parametrize("in_subprocess", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["main", "command"])
 def test_refused_train_leaves_the_output_directory_as_it_was(files, tmp_path, args, message, cli, in_subprocess):
-    run = _cli if in_subprocess else cli
+    _assert_refused_train(_cli if in_subprocess else cli, files, tmp_path, args, message)
+
+
+_GOOD_ROWS = "".join(f"the movie was {w}\t{l}\n" for w, l in [("good", "pos"), ("bad", "neg")] * 5)
+BAD_DATA = [
+    ("tiny.csv", "text,label\na,pos\nb,neg\nc,pos\nd,neg\n",
+     "tiny.csv: 4 examples are too few for a 80%/10%/10% train/dev/test split: the dev and test splits would be empty. Use at least 6 examples."),
+    ("tab.tsv", "text\tlabel\n\"a quoted start\tneg\n" + _GOOD_ROWS + "dull\tslow\tneg\n" + _GOOD_ROWS,
+     "tab.tsv, line 13: expected 2 fields (text, label), found 3. TSV has no quoting"),
+    ("empty_label.csv", "text,label\n" + _GOOD_ROWS.replace("\t", ",") + "dull, \n",
+     "empty_label.csv, line 12: the label ('label') is empty. Give every row a label."),
+    ("null_text.jsonl", '{"text": "good", "label": "pos"}\n{"text": null, "label": "neg"}\n',
+     "null_text.jsonl, line 2: 'text' (the text) must be a JSON string. Received: null."),
+    ("float_label.jsonl", '{"text": "good", "label": 1}\n{"text": "bad", "label": 1.0}\n',
+     "float_label.jsonl, line 2: 'label' (the label) must be a JSON string or integer. Received: 1.0."),
+    ("unclosed.csv", 'text,label\ngood,pos\n"bad,neg\n' + _GOOD_ROWS.replace("\t", ","),
+     "unclosed.csv, line 3: unexpected end of data (in the row that starts here)."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("filename, content, message", BAD_DATA, ids=[case[0].replace(".", "_") for case in BAD_DATA])
+@pytest.mark.parametrize("in_subprocess", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["main", "command"])
+def test_refused_data_leaves_the_output_directory_as_it_was(files, tmp_path, filename, content, message, cli,
+                                                             in_subprocess):  # fmt: skip
+    data = tmp_path / filename
+    data.write_text(content, encoding="utf-8")
+    _assert_refused_train(_cli if in_subprocess else cli, files, tmp_path, ["--data", str(data)], message)
+
+
+def _assert_refused_train(run, files, tmp_path, args, message):
+    """`train` with `args` prints `message` in one line and leaves a new and an existing output directory as they were."""
     fresh = tmp_path / "fresh"
     existing = tmp_path / "existing"
     existing.mkdir()

@@ -22,10 +22,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_prompt_tuning._checks import check_choice, check_positive_int
+from tf_prompt_tuning._checks import check_choice, check_positive_float, check_positive_int
 from tf_prompt_tuning._io import DirectoryLock, write_atomically
 from tf_prompt_tuning.backbone import DEFAULT_BACKBONE, load_backbone
-from tf_prompt_tuning.app.datasets import TextDataset, load_dataset
+from tf_prompt_tuning.app.datasets import DataError, TextDataset, load_dataset
 from tf_prompt_tuning.distribution import STRATEGIES, make_strategy
 from tf_prompt_tuning.freezing import parameter_summary
 from tf_prompt_tuning.app.plotting import plot_training_curves
@@ -83,10 +83,13 @@ class TrainConfig:
             check_positive_int(name, getattr(self, name))
         if self.train_size is not None:
             check_positive_int("train_size", self.train_size)
-        if not self.learning_rate > 0:
-            raise ValueError(
-                f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate!r}."
-            )
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+            raise ValueError(f"`seed` must be an integer in [0, 2**32), as Keras seeds are. Received: seed={seed!r}.")
+        # Every float setting, found by its annotation so a new one is checked too.
+        for field in dataclasses.fields(self):
+            if field.type in ("float", float):
+                check_positive_float(field.name, getattr(self, field.name))
         check_choice("initializer", self.initializer, SCHEMES)
         if self.initializer == "text" and not self.init_text:
             raise ValueError("`initializer='text'` needs `init_text` (--init-text), the words to start from.")
@@ -245,10 +248,30 @@ def _fit_one(name, model, splits, tokenizer, config, print_fn, strategy, checkpo
 
 
 def load_splits(config: TrainConfig) -> tuple[TextDataset, TextDataset, TextDataset]:
-    """The fixed seeded train/dev/test split, the training part capped at `train_size`."""
-    train_split, dev, test = load_dataset(config.data).split(seed=config.seed)
-    if config.train_size is not None and config.train_size < len(train_split):
+    """The fixed seeded train/dev/test split, the training part capped at `train_size`.
+
+    Refuses, before a run writes anything, data too small for three non-empty
+    splits and a training split without an example of every class.
+    """
+    data = load_dataset(config.data)
+    try:
+        train_split, dev, test = data.split(seed=config.seed)
+    except DataError as error:  # the split does not know the file's name
+        raise DataError(f"{config.data}: {error}") from None
+    capped = config.train_size is not None and config.train_size < len(train_split)
+    if capped:
         train_split = train_split.subset(np.arange(config.train_size))
+    present = set(train_split.labels.tolist())
+    missing = [name for i, name in enumerate(train_split.label_names) if i not in present]
+    if missing:
+        where = f"the first {config.train_size} training examples (train_size)" if capped else (
+            f"the training split ({len(train_split)} examples)"
+        )
+        fix = "Raise train_size (--train-size) or add" if capped else "Add"
+        raise DataError(
+            f"{config.data}: no example of the classes {missing} is in {where}, so the model could "
+            f"not learn them. {fix} examples of those classes."
+        )
     return train_split, dev, test
 
 
