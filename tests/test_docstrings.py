@@ -12,6 +12,7 @@ MODULES = [
     "export",
     "freezing",
     "initializers",
+    "input_cache_store",
     "layers.deep_prompt_layer",
     "layers.prefix_bank_layer",
     "layers.prefix_layer",

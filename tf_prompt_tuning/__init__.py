@@ -30,6 +30,7 @@ from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.freezing import parameter_summary
 from tf_prompt_tuning.gemma3_gguf import convert_gemma3_gguf
 from tf_prompt_tuning.initializers import make_prompt_initializer
+from tf_prompt_tuning.input_cache_store import InputCacheStore
 from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
 from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
 from tf_prompt_tuning.layers.prefix_layer import PrefixLayer
@@ -59,6 +60,7 @@ from tf_prompt_tuning.training import train
 __all__ = [
     "CausalDecoder",
     "DeepPromptLayer",
+    "InputCacheStore",
     "ParameterSummary",
     "PrefixBankLayer",
     "PrefixLayer",

@@ -62,7 +62,8 @@ class InputCache(NamedTuple):
     it passes through `tf.function`, `tf.data` and training steps as is.
 
     Attributes:
-        caches: per layer, `(batch, 2, input_slots + new_slots, kv_heads, head_dim)`.
+        caches: a tuple, per layer, of `(batch, 2, input_slots + new_slots,
+            kv_heads, head_dim)`.
         key_positions: `(batch, input_slots + new_slots)`: the input's
             positions, then those of the slots after it.
         key_mask: `(batch, input_slots + new_slots)`: 1 at the real input
@@ -157,7 +158,7 @@ class CausalDecoder:
         x = self.start(self.embed_tokens(token_ids), positions)
         hidden, caches = self.run(x, positions, key_positions, key_mask, self.empty_caches(batch, length + new_slots), 0)
         cache = InputCache(
-            [ops.stop_gradient(cache) for cache in caches], key_positions, key_mask, lengths,
+            tuple(ops.stop_gradient(cache) for cache in caches), key_positions, key_mask, lengths,
             ops.convert_to_tensor(length, "int32"),
         )
         return (cache, ops.stop_gradient(hidden)) if return_hidden else cache

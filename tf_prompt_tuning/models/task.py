@@ -117,15 +117,61 @@ class PromptTask(keras.Model):
         self._check_labels(y)
         return self.preprocessor.dataset(x, y, sample_weight)
 
-    def fit(self, x=None, y=None, batch_size=None, sample_weight=None, validation_data=None, **kwargs):
+    def fit(
+        self, x=None, y=None, batch_size=None, sample_weight=None, validation_data=None, *,
+        cache_inputs=None, input_cache_budget=None, **kwargs,
+    ):  # fmt: skip
+        """Keras's `fit`, with raw strings through the preprocessor and, for a
+        model that reads its inputs once (an appended prompt on a causal
+        decoder), the inputs read once for every epoch.
+
+        Args:
+            cache_inputs: None (default): read the inputs once and reuse
+                them every epoch when `x` is in memory (arrays or strings)
+                and there is more than one epoch; True: also when `x` is a
+                `tf.data.Dataset` whose batches are the same every epoch
+                (its first pass is read; the order is reshuffled); False:
+                never.
+            input_cache_budget: bytes of inputs kept in memory, the rest
+                memory-mapped in a temporary file (`InputCacheStore`);
+                default 2 GiB.
+            Others: as Keras's `fit`.
+        """
         # Keras shuffles arrays every epoch unless told not to; so does the
         # text dataset, which Keras then takes as it is.
         shuffle = kwargs.pop("shuffle", True)
+        epochs = kwargs.get("epochs", 1)
+        reuse = getattr(self, "decoder", None) is not None and cache_inputs is not False and (
+            cache_inputs or (epochs > 1 and not isinstance(x, tf.data.Dataset))
+        )  # fmt: skip
+        if cache_inputs and getattr(self, "decoder", None) is None:
+            raise ValueError(
+                "`cache_inputs=True` reads the inputs of an appended prompt on a causal decoder once. "
+                f"Received: a {type(self).__name__} that reads its whole input every step. Leave "
+                "cache_inputs unset, or build the model with placement='append' on a decoder."
+            )
         given = x
-        x, y, sample_weight, batch_size = self._preprocessed(x, y, sample_weight, batch_size, shuffle=shuffle)
-        kwargs["shuffle"] = shuffle if x is given else False  # False: Keras would warn on a dataset
+        x, y, sample_weight, batch_size = self._preprocessed(
+            x, y, sample_weight, batch_size, shuffle=shuffle and not reuse
+        )  # fmt: skip
+        kwargs["shuffle"] = shuffle if x is given and not isinstance(x, tf.data.Dataset) else False
         validation_data = self._preprocessed_validation(validation_data)
-        return super().fit(x, y, batch_size=batch_size, sample_weight=sample_weight, validation_data=validation_data, **kwargs)
+        if not reuse:
+            return super().fit(
+                x, y, batch_size=batch_size, sample_weight=sample_weight, validation_data=validation_data, **kwargs
+            )  # fmt: skip
+        from tf_prompt_tuning.input_cache_store import DEFAULT_BUDGET_BYTES, InputCacheStore
+
+        batches = x if isinstance(x, tf.data.Dataset) else tf.data.Dataset.from_tensor_slices(
+            keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        ).batch(batch_size or 32)  # fmt: skip
+        budget = DEFAULT_BUDGET_BYTES if input_cache_budget is None else input_cache_budget
+        kwargs["shuffle"] = False  # the store reshuffles; Keras would warn on a dataset
+        with InputCacheStore.read(self, batches, budget_bytes=budget) as store:
+            # Seeded from NumPy's state, so `keras.utils.set_random_seed` fixes the order.
+            seed = int(np.random.randint(2**31 - 1))
+            dataset = store.dataset(batch_size or store.read_batch_size, shuffle=shuffle, seed=seed)
+            return super().fit(dataset, validation_data=validation_data, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
         x, y, sample_weight, batch_size = self._preprocessed(x, y, sample_weight, batch_size)
