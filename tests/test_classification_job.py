@@ -161,6 +161,24 @@ def test_cli_train(preset_dir, data_file, tmp_path, capsys):
     assert (tmp_path / "prompt.safetensors").exists()
 
 
+def test_the_same_train_command_gives_the_same_numbers(preset_dir, data_file, tmp_path, capsys, monkeypatch):
+    # Seeded data order and TensorFlow's op determinism, which `train` turns on.
+    calls = []
+    enable = tf.config.experimental.enable_op_determinism
+    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: calls.append(1) or enable())
+    results = []
+    for run in ("first", "second"):
+        assert main(["train", "--backbone", preset_dir, "--data", data_file, "--epochs", "2", "--num-tokens", "2",
+                     "--max-length", "16", "--eval-every", "3", "--output-dir", str(tmp_path / run)]) == 0
+        with open(tmp_path / run / "metrics.json") as f:
+            metrics = json.load(f)
+        for result in metrics["results"].values():
+            result.pop("train_seconds")
+        results.append(metrics["results"])
+    assert results[0] == results[1]
+    assert len(calls) == 2
+
+
 def test_too_long_max_length_is_a_clear_error(preset_dir, data_file, tmp_path):
     with pytest.raises(ValueError, match="exceeds the backbone's maximum of 32 positions"):
         run_training(_config(preset_dir, data_file, tmp_path, max_length=30, baseline=False),
@@ -519,3 +537,32 @@ def test_cli_train_under_a_mirrored_strategy(preset_dir, data_file, tmp_path, ca
     assert code == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["config"]["strategy"] == "mirrored" and metrics["config"]["precision"] == "mixed_bfloat16"
+
+
+def _save_tiny_gpt2_preset(path):
+    # Byte-level BPE with one merge: about every character is a token.
+    keras.utils.set_random_seed(0)
+    characters = sorted(set("abcdefghijklmnopqrstuvwxyz,.!'")) + ["th"]
+    vocabulary = {"<|endoftext|>": 0, "Ġ": 1, **{c: i + 2 for i, c in enumerate(characters)}}
+    keras_hub.models.GPT2Backbone(
+        vocabulary_size=len(vocabulary), num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=64,
+    ).save_to_preset(str(path))  # fmt: skip
+    keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=["t h"]).save_to_preset(str(path))
+    return str(path)
+
+
+def test_an_appended_prompt_on_a_decoder_reads_the_training_texts_once(data_file, tmp_path):
+    preset = _save_tiny_gpt2_preset(tmp_path / "gpt2")
+    printed = []
+    metrics = run_training(
+        _config(preset, data_file, tmp_path / "out", placement="append", pooling="last", initializer="uniform",
+                max_length=32, epochs=2),
+        print_fn=printed.append,
+    )  # fmt: skip
+    reads = [line for line in printed if line.startswith("read ") and "input tokens once" in line]
+    assert len(reads) == 1  # the prompt model; the head-only baseline has no appended prompt
+    result = metrics["results"]["prompt + head"]
+    assert len(result["dev_accuracy"]) == 2 and result["epoch_losses"][-1] < result["epoch_losses"][0]
+    model, _, metadata = load_task(str(tmp_path / "out" / "prompt.safetensors"))
+    assert metadata["placement"] == "append" and model.decoder is not None

@@ -32,6 +32,7 @@ from tf_prompt_tuning.app.plotting import plot_training_curves
 from tf_prompt_tuning.prompt_file import save_prompts
 from tf_prompt_tuning.prompted_backbone import check_sequence_fits
 from tf_prompt_tuning.initializers import SCHEMES, make_prompt_initializer
+from tf_prompt_tuning.input_cache_store import InputCacheStore
 from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
 from tf_prompt_tuning.mechanisms import MECHANISMS, get_mechanism
 from tf_prompt_tuning.layers.prompt_layer import PLACEMENTS
@@ -215,14 +216,20 @@ def _fit_one(name, model, splits, tokenizer, config, print_fn, strategy, checkpo
             model, loss=_loss(), optimizer=keras.optimizers.Adam(learning_rate),
             jit_compile=config.jit_compile, strategy=strategy,
         )  # fmt: skip
-    history = train(
-        model,
-        # A fixed shuffle per epoch, so a resumed run sees the same batches.
-        lambda epoch: make(splits[0], shuffle=True, seed=config.seed + epoch),
-        epochs=config.epochs, on_epoch_end=on_epoch_end, on_step_end=on_step_end, step=step,
-        checkpoint_dir=checkpoint_dir, checkpoint_every=config.checkpoint_every,
-        checkpoint_objects={"best_weights": best_weights},
-    )  # fmt: skip
+    # A fixed shuffle per epoch, so a resumed run sees the same batches.
+    batches = lambda epoch: make(splits[0], shuffle=True, seed=config.seed + epoch)  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        if getattr(model, "decoder", None) is not None:
+            # An appended prompt on a decoder: the training texts are read once, for every epoch.
+            store = stack.enter_context(InputCacheStore.read(model, make(splits[0])))
+            print_fn(f"read {store.num_tokens:,} input tokens once ({store.num_tokens * store.bytes_per_token / 1e6:,.0f} MB)")
+            batches = lambda epoch: store.dataset(config.batch_size, shuffle=True, seed=config.seed + epoch)  # noqa: E731
+        history = train(
+            model, batches,
+            epochs=config.epochs, on_epoch_end=on_epoch_end, on_step_end=on_step_end, step=step,
+            checkpoint_dir=checkpoint_dir, checkpoint_every=config.checkpoint_every,
+            checkpoint_objects={"best_weights": best_weights},
+        )  # fmt: skip
     seconds = time.perf_counter() - start
     # Model selection on the dev set: keep the epoch with the best dev accuracy.
     for variable, best in zip(model.trainable_variables, best_weights):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+
+from tf_prompt_tuning._io import Terminated, sigterm_raises
 
 
 def _demo(args) -> int:
@@ -23,6 +26,8 @@ def _demo(args) -> int:
 
 
 def _train(args) -> int:
+    import tensorflow as tf
+
     from tf_prompt_tuning.app.classification_job import TrainConfig, run_training
 
     config = TrainConfig(
@@ -35,6 +40,9 @@ def _train(args) -> int:
         precision=args.precision, strategy=args.strategy, checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every, seed=args.seed, output_dir=args.output_dir,
     )  # fmt: skip
+    # Same command, same seed, same machine: the same numbers (the data
+    # order is seeded; this pins the kernels' order of operations too).
+    tf.config.experimental.enable_op_determinism()
     run_training(config, restart=args.restart)
     return 0
 
@@ -276,10 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        # Stopped by SIGTERM (`kill`, a scheduler, a container stop), the
+        # command removes its temporary files as it does on Ctrl-C.
+        with sigterm_raises():
+            return args.run(args)
     except KeyboardInterrupt:
         print(f"tf-prompt-tuning {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"tf-prompt-tuning {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except (ValueError, FileNotFoundError, ImportError, FloatingPointError, OSError) as error:
         # Bad data, files or settings: the message says what to fix; a
         # traceback would only bury it.
