@@ -43,3 +43,41 @@ def test_user_errors_are_messages_not_tracebacks(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+STOPPED_EXPORT = r"""
+import os, signal, sys, time
+import keras
+from tf_prompt_tuning.app.cli import main
+
+archive_class = type(keras.export.ExportArchive())  # the backend's class
+write_out = archive_class.write_out
+
+def write_out_then_sigterm(self, path, **kwargs):
+    write_out(self, path, **kwargs)  # the SavedModel is whole in its temporary directory
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)  # a handler that raises ends this; without one the process dies here
+
+archive_class.write_out = write_out_then_sigterm
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_export_removes_the_temporary_saved_model(tmp_path):
+    from test_classification_job import _save_tiny_preset
+
+    from tf_prompt_tuning import PromptTextClassifier, load_backbone, save_prompts
+
+    preset = _save_tiny_preset(tmp_path / "preset")
+    backbone, _ = load_backbone(preset)
+    prompt = save_prompts(PromptTextClassifier(backbone, 2, num_tokens=2), str(tmp_path / "prompt.safetensors"))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", STOPPED_EXPORT, "export", "--prompt", prompt, "--backbone", preset,
+         "--max-length", "16", "--output", str(out / "sm")],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )  # fmt: skip
+    assert result.returncode == 143, result.stderr[-3000:]  # 128 + SIGTERM, as a shell reports it
+    assert "tf-prompt-tuning export: terminated" in result.stderr
+    assert os.listdir(out) == []  # no .tmp-saved-model-*, and no half model

@@ -1,6 +1,9 @@
 """SavedModel export: served in a fresh process that imports neither this library nor KerasHub."""
 
 import json
+import os
+import re
+import stat
 import subprocess
 import sys
 
@@ -10,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import tiny_bert, tiny_gemma3_lm, tiny_gpt2_lm
 
-from tf_prompt_tuning import PromptTextClassifier, TextPreprocessor
+from tf_prompt_tuning import PromptCausalLM, PromptTextClassifier, TextPreprocessor
 from tf_prompt_tuning.export import export_saved_model
 from tf_prompt_tuning.models.prompt_bank import PromptBank
 from tf_prompt_tuning.text_pipeline import encode_texts
@@ -212,3 +215,152 @@ def test_causal_lm_export_options_are_checked(tmp_path):
     with pytest.raises(ValueError, match=r"`generate_options` takes .*\['seed'\] are chosen per call"):
         export_saved_model(PromptCausalLM(tiny_gpt2_lm(), num_tokens=3), str(tmp_path / "x"),
                            generate_options={"max_new_tokens": 4, "seed": 1})  # fmt: skip
+
+
+# Nothing non-finite is exported; nothing a request sends is taken on trust.
+
+
+def _nan_in(variable):
+    value = keras.ops.convert_to_numpy(variable).copy()
+    value.reshape(-1)[:2] = np.nan
+    variable.assign(value)
+    return variable.path
+
+
+def _classifier():
+    return PromptTextClassifier(tiny_bert(), 2, num_tokens=3)
+
+
+def _bank():
+    bank = PromptBank(tiny_bert(), num_tokens=3)
+    bank.add_task("a", 2)
+    bank.add_task("b", 3, deep="prefix")
+    return bank
+
+
+def _lm():
+    return PromptCausalLM(tiny_gpt2_lm(), num_tokens=3)
+
+
+def _lm_bank():
+    from tf_prompt_tuning import PromptCausalLMBank
+
+    bank = PromptCausalLMBank(tiny_gpt2_lm(), num_tokens=3)
+    bank.add_task("a")
+    bank.add_task("b")
+    return bank
+
+
+@pytest.mark.parametrize(
+    "make_model, poison",
+    [
+        (_classifier, lambda m: m.prompt.prompt),
+        (_classifier, lambda m: m.head.kernel),
+        (_bank, lambda m: m.prefixes.task_prefixes[1]),
+        (_bank, lambda m: m.heads[0].bias),
+        (_lm, lambda m: m.prompt.prompt),
+        (_lm_bank, lambda m: m.prompt.prompts[1]),
+        (_classifier, lambda m: m.backbone.token_embedding.embeddings),
+    ],
+    ids=["classifier_prompt", "classifier_head", "bank_prefixes", "bank_head", "lm_prompt", "lm_bank_prompt",
+         "backbone"],
+)  # fmt: skip
+def test_non_finite_weights_are_not_exported(tmp_path, make_model, poison):
+    model = make_model()
+    name = _nan_in(poison(model))
+    with pytest.raises(
+        ValueError,
+        match=rf"{type(model).__name__} not exported to '.*sm': '{re.escape(name)}' has 2 non-finite values "
+        r"\(NaN or infinity\) of \d+. The training that produced it diverged: train again with a lower learning rate",
+    ):
+        export_saved_model(model, str(tmp_path / "sm"), generate_options={"max_new_tokens": 2}
+                           if isinstance(model, PromptCausalLM) else None)  # fmt: skip
+    assert os.listdir(tmp_path) == []
+
+
+def _load(path):
+    import tensorflow as tf
+
+    return tf.saved_model.load(path)
+
+
+@pytest.mark.parametrize("make_model", [_classifier, _bank, _lm, _lm_bank], ids=["classifier", "bank", "lm", "lm_bank"])
+def test_every_token_id_signature_checks_the_ids_it_is_served(tmp_path, make_model):
+    import tensorflow as tf
+
+    model = make_model()
+    generates = isinstance(model, PromptCausalLM)
+    export_saved_model(model, str(tmp_path / "sm"), generate_options={"max_new_tokens": 2} if generates else None)
+    served = _load(str(tmp_path / "sm"))
+    names = ["generate", "serving_default"] if generates else ["serve", "serving_default"]
+    assert sorted(served.signatures) == names
+    vocabulary = model.backbone.vocabulary_size
+    good = {"token_ids": np.array([[5, 6, 7], [8, 9, 10]], "int32")}
+    good["padding_mask"] = np.ones_like(good["token_ids"])
+    if hasattr(model, "tasks"):
+        good["task_id"] = np.array([1, 0], "int32")
+    for name in names:
+        signature = served.signatures[name]
+        signature(**{k: tf.constant(v) for k, v in good.items()})  # in range: served
+        for bad_id in (-1, -vocabulary, vocabulary, 999):
+            ids = good["token_ids"].copy()
+            ids[1, 1] = bad_id
+            with pytest.raises(tf.errors.InvalidArgumentError, match=rf"token_ids must be in \[0, {vocabulary}\), the vocabulary of the backbone"):
+                signature(**{k: tf.constant(v) for k, v in {**good, "token_ids": ids}.items()})
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"padding_mask must have the shape of token_ids"):
+            signature(**{k: tf.constant(v) for k, v in {**good, "padding_mask": good["padding_mask"][:, :1]}.items()})
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"padding_mask must hold 0 \(padding\) and 1 \(token\) only"):
+            signature(**{k: tf.constant(v) for k, v in {**good, "padding_mask": 2 * good["padding_mask"]}.items()})
+        if "task_id" in good:
+            with pytest.raises(tf.errors.InvalidArgumentError, match=r"task_id must hold one id per row of token_ids"):
+                signature(**{k: tf.constant(v) for k, v in {**good, "task_id": good["task_id"][:1]}.items()})
+
+
+def test_a_tokenizer_with_more_tokens_than_the_backbone_is_refused(tmp_path):
+    # Its words past the backbone's 40 tokens would be served ids out of range.
+    vocabulary = VOCABULARY + [f"w{i}" for i in range(41 - len(VOCABULARY))]
+    model = PromptTextClassifier(tiny_bert(), 2, num_tokens=3)
+    with pytest.raises(ValueError, match=r"The tokenizer has 41 tokens, more than the backbone's vocabulary of 40: it is not the backbone's tokenizer"):
+        export_saved_model(model, str(tmp_path / "sm"), tokenizer=keras_hub.models.BertTokenizer(vocabulary=vocabulary),
+                           sequence_length=8)  # fmt: skip
+    assert os.listdir(tmp_path) == []
+    export_saved_model(model, str(tmp_path / "sm"), tokenizer=keras_hub.models.BertTokenizer(vocabulary=vocabulary[:40]),
+                       sequence_length=8)  # fmt: skip
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002, 0o027], ids=oct)
+def test_the_saved_model_directory_gets_the_usual_permissions(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        path = export_saved_model(_classifier(), str(tmp_path / "sm"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o777 & ~umask  # what `mkdir` would give
+
+
+def test_an_interrupted_export_leaves_the_old_model_and_no_temporary_directory(tmp_path, monkeypatch):
+    model = _classifier()
+    path = export_saved_model(model, str(tmp_path / "sm"))
+    before = sorted(os.listdir(path))
+    real_replace = os.replace
+
+    def swap_fails(src, dst):  # the new model cannot be put in place (or SIGTERM arrives then)
+        if os.path.basename(src).startswith(".tmp-saved-model-"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", swap_fails)
+    with pytest.raises(KeyboardInterrupt):
+        export_saved_model(model, path, overwrite=True)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["sm"] and sorted(os.listdir(path)) == before
+    _load(path)  # still whole
+
+    def write_fails(self, directory, **kwargs):
+        os.makedirs(os.path.join(directory, "variables"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", write_fails)  # the backend's class
+    with pytest.raises(KeyboardInterrupt):
+        export_saved_model(model, str(tmp_path / "new"))
+    assert os.listdir(tmp_path) == ["sm"]

@@ -1,3 +1,5 @@
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -99,6 +101,8 @@ def test_ensemble_averages_members_in_one_pass(setup):
     np.testing.assert_allclose(ensemble, expected, atol=1e-6)
     with pytest.raises(ValueError, match="Ensemble members must have the same classes"):
         ensemble_probabilities(bank, inputs, ["sentiment", "topic"])
+    with pytest.raises(ValueError, match=r"An ensemble needs at least one member. Received: task_names=\[\]"):
+        ensemble_probabilities(bank, inputs, [])
 
 
 def test_from_prompt_files_and_keras_round_trip(setup, tmp_path):
@@ -261,6 +265,8 @@ def test_lm_bank_errors(lm_setup, tmp_path):
         bank.generate(LM_IDS, LM_MASK, 4, task_id=[0, 3, 1])
     with pytest.raises(ValueError, match=r"Received: task_id=\[0\]"):
         bank.generate(LM_IDS, LM_MASK, 4, task_id=[0])
+    with pytest.raises(ValueError, match=r"Received: task_id=\['0', '1', '1'\]"):
+        bank.generate(LM_IDS, LM_MASK, 4, task_id=["0", "1", "1"])
     with pytest.raises(ValueError, match="The bank has no tasks. Add one with add_lm"):
         PromptCausalLMBank(backbone, num_tokens=3).generate(LM_IDS, LM_MASK, 4, task_id=[0, 0, 0])
     with pytest.raises(ValueError, match="already has a task 'a'"):
@@ -402,3 +408,234 @@ def test_a_bank_reads_each_task_file_once(setup, tmp_path, monkeypatch):
         expected = _np(model(bert_inputs()))
         got = _np(bank({**x, "task_id": np.array([task_id, task_id])}))[:, : model.num_classes]
         np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+# Adding a task is all or nothing: a refused one leaves the bank exactly as it was.
+
+
+def _state(bank):
+    """What a refused task must not change: the tasks, every variable and the layers' task lists."""
+    prompts = bank.prompts if isinstance(bank, PromptBank) else bank.prompt  # a PromptCausalLMBank's
+    layers = [prompts.prompts, prompts.deep_prompts, prompts.prefix_tasks]
+    if getattr(bank, "prefixes", None) is not None:
+        layers.append(bank.prefixes.task_prefixes)
+    return {
+        # A layer left unlocked would take any attribute set on it as new state.
+        "locked": [layer._tracker.locked for layer in (bank, prompts, getattr(bank, "prefixes", None)) if layer is not None],
+        "tasks": [dict(t) if isinstance(t, dict) else t for t in bank.tasks],
+        "weights": [(v.path, v.trainable, _np(v).copy()) for v in bank.weights],
+        "layers": [len(entries) for entries in layers],
+    }
+
+
+def _assert_unchanged(bank, before, inputs, tmp_path):
+    after = _state(bank)
+    assert after["tasks"] == before["tasks"] and after["layers"] == before["layers"]
+    assert after["locked"] == before["locked"]
+    assert [w[:2] for w in after["weights"]] == [w[:2] for w in before["weights"]]
+    for (_, _, a), (_, _, b) in zip(after["weights"], before["weights"]):
+        np.testing.assert_array_equal(a, b)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    assert_keras_save_load_parity(bank, inputs, tmp_path, atol=1e-6)
+
+
+@pytest.fixture
+def mixed_bank():
+    """A bank with an input-level, a deep and a prefix task (untrained: refusals only need its state)."""
+    backbone = tiny_bert()
+    bank = PromptBank(backbone, num_tokens=3)
+    bank.add_task("shallow", 2, label_names=["no", "yes"])
+    bank.add_task("deep", 3, deep="hidden")
+    bank.add_task("prefix", 2, deep="prefix")
+    return backbone, bank
+
+
+BANK_INPUTS = {**bert_inputs(), "task_id": np.array([2, 1])}
+
+REFUSED_TASKS = [
+    pytest.param(dict(name="a/b", num_classes=2), ValueError, r"A task name must be a non-empty string without '/'. Received: name='a/b'", id="slash_in_name"),
+    pytest.param(dict(name="", num_classes=2), ValueError, r"non-empty string without '/'. Received: name=''", id="empty_name"),
+    pytest.param(dict(name=3, num_classes=2), ValueError, r"non-empty string without '/'. Received: name=3", id="name_not_a_string"),
+    pytest.param(dict(name="deep", num_classes=2), ValueError, r"The bank already has a task 'deep'. Pick another name", id="taken_name"),
+    pytest.param(dict(name="new", num_classes=0), ValueError, r"`num_classes` must be a positive integer. Received: num_classes=0", id="zero_classes"),
+    pytest.param(dict(name="new", num_classes=1), ValueError, r"`num_classes` must be at least 2 .* Received: num_classes=1", id="one_class"),
+    pytest.param(dict(name="new", num_classes=2.0), TypeError, r"`num_classes` must be a positive integer. Received: num_classes=2.0", id="float_classes"),
+    pytest.param(dict(name="new", num_classes=2, label_names=["a"]), ValueError, r"`label_names` must be 2 distinct strings \(num_classes\). Received: label_names=\['a'\]", id="too_few_label_names"),
+    pytest.param(dict(name="new", num_classes=2, label_names=["a", "a"]), ValueError, r"2 distinct strings .* Received: label_names=\['a', 'a'\]", id="repeated_label_names"),
+    pytest.param(dict(name="new", num_classes=2, label_names="ab"), ValueError, r"2 distinct strings .* Received: label_names='ab'", id="label_names_a_string"),
+    pytest.param(dict(name="new", num_classes=2, deep="layers"), ValueError, r"`deep` must be", id="unknown_deep"),
+    pytest.param(dict(name="new", num_classes=2, prompt_initializer="nope"), ValueError, r"Unknown prompt initializer: 'nope'", id="unknown_initializer"),
+    pytest.param(dict(name="new", num_classes=2, prompt_initializer=np.zeros((4, 8))), ValueError, r"The initializer's array has shape \(4, 8\), but the prompt needs shape \(3, 8\)", id="initializer_shape"),
+    pytest.param(dict(name="new", num_classes=2, deep="hidden", prompt_initializer=np.zeros((4, 8))), ValueError, r"has shape \(4, 8\), but the prompt needs shape \(3, 8\)", id="deep_initializer_shape"),
+    pytest.param(dict(name="new", num_classes=2, deep="prefix", prompt_initializer=np.zeros((3, 8))), ValueError, r"has shape \(3, 8\), but the prompt needs shape \(2, 2, 3, 8\)", id="prefix_initializer_shape"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs, error, message", REFUSED_TASKS)
+def test_a_refused_task_leaves_the_bank_as_it_was(mixed_bank, tmp_path, kwargs, error, message):
+    _, bank = mixed_bank
+    before = _state(bank)
+    with pytest.raises(error, match=message):
+        bank.add_task(**kwargs)
+    _assert_unchanged(bank, before, BANK_INPUTS, tmp_path)
+    deep = kwargs.get("deep") if kwargs.get("deep") in ("hidden", "prefix") else False
+    assert bank.add_task("new", 2, deep=deep) == 3  # the retry, with good settings
+    assert bank.task_names == ["shallow", "deep", "prefix", "new"]
+    assert_keras_save_load_parity(bank, {**bert_inputs(), "task_id": np.array([3, 0])}, tmp_path, atol=1e-6)
+
+
+def test_a_prefix_task_refused_by_a_backbone_without_encoder_layers_changes_nothing(tmp_path):
+    from conftest import tiny_gpt2 as tiny_gpt2_backbone
+
+    bank = PromptBank(tiny_gpt2_backbone(), num_tokens=3, placement="prepend", pooling="last")
+    bank.add_task("plain", 2)
+    before = _state(bank)
+    with pytest.raises(ValueError, match=r"Task 'p' has key/value prefixes, but the bank's backbone"):
+        bank.add_task("p", 2, deep="prefix")
+    inputs = {"token_ids": np.array([[5, 6, 7]]), "padding_mask": np.ones((1, 3), "int32"), "task_id": np.array([0])}
+    _assert_unchanged(bank, before, inputs, tmp_path)
+    assert bank.add_task("p", 2, deep="hidden") == 1
+
+
+def _with_tensors(loaded, **tensors):
+    return dataclasses.replace(loaded, tensors={**loaded.tensors, **tensors})
+
+
+def _without_tensor(loaded, name):
+    return dataclasses.replace(loaded, tensors={k: v for k, v in loaded.tensors.items() if k != name})
+
+
+def _refused_files(tmp_path, backbone, good):
+    """(description, file or PromptFile, error, message): every way a prompt file is refused."""
+    from test_prompt_file import resealed
+
+    from tf_prompt_tuning.prompt_file import load_prompts
+
+    loaded = load_prompts(good)
+    nan_prompt = loaded.tensors["prompt"].copy()
+    nan_prompt[0, 0] = np.nan
+    nan_file = resealed(save_prompts(_trained(backbone, 2, 5), str(tmp_path / "nan.safetensors")),
+                        lambda t: t["head/bias"].__setitem__(0, np.inf))  # fmt: skip
+    lm_file = save_prompts(PromptCausalLM(tiny_gpt2_lm(), num_tokens=3), str(tmp_path / "lm.safetensors"))
+    other = save_prompts(PromptTextClassifier(tiny_bert(), 2, num_tokens=3), str(tmp_path / "other.safetensors"))
+    longer = save_prompts(PromptTextClassifier(backbone, 2, num_tokens=4), str(tmp_path / "long.safetensors"))
+    extra = np.zeros((2, 8), "float32")
+    return [
+        ("non_finite_file", nan_file, PromptFileError, r"'head/bias' has 1 non-finite value \(NaN or infinity\) of 2"),
+        ("non_finite_in_memory", _with_tensors(loaded, prompt=nan_prompt), PromptFileError, r"'prompt' has 1 non-finite value"),
+        ("wrong_shape", _with_tensors(loaded, prompt=np.zeros((3, 7), "float32")), PromptFileError, r"prompt has shape \(3, 7\), the model's has \(3, 8\)"),
+        ("unknown_tensor", _with_tensors(loaded, deep_prompts=extra), PromptFileError, r"holds \['deep_prompts', 'head/bias', 'head/kernel', 'prompt'\], but the model has \['head/bias', 'head/kernel', 'prompt'\]"),
+        ("missing_tensor", _without_tensor(loaded, "head/bias"), PromptFileError, r"holds \['head/kernel', 'prompt'\], but the model has"),
+        ("integer_tensor", _with_tensors(loaded, prompt=np.zeros((3, 8), "int32")), PromptFileError, r"prompt holds int32 values; a prompt file holds floating-point tensors"),
+        ("other_kind", lm_file, PromptFileError, r"holds a causal_lm prompt, not a classifier one"),
+        ("other_backbone", other, PromptFileError, r"was trained on another backbone"),
+        ("other_num_tokens", longer, ValueError, r"has num_tokens, placement, pooling = \(4, 'after_first', 'mean'\), but the bank's are \(3"),
+    ]  # fmt: skip
+
+
+def test_a_refused_prompt_file_leaves_the_bank_as_it_was_and_can_be_retried(tmp_path):
+    backbone = tiny_bert()
+    tasks = {"shallow": _trained(backbone, 2, 1), "prefix": _trained(backbone, 2, 2, deep="prefix")}
+    _, _, bank = _bank_of(backbone, tasks)
+    good = save_prompts(_trained(backbone, 2, 3), str(tmp_path / "good.safetensors"), label_names=["n", "p"])
+    for case, source, error, message in _refused_files(tmp_path, backbone, good):
+        before = _state(bank)
+        with pytest.raises(error, match=message):
+            bank.add_prompt_file("new", source)
+        _assert_unchanged(bank, before, {**bert_inputs(), "task_id": np.array([1, 0])}, tmp_path / case)
+    for name in ("shallow", "a/b"):  # a bad name is refused before the file is used
+        before = _state(bank)
+        with pytest.raises(ValueError, match="already has a task 'shallow'|without '/'"):
+            bank.add_prompt_file(name, good)
+        _assert_unchanged(bank, before, {**bert_inputs(), "task_id": np.array([1, 0])}, tmp_path / "names")
+    assert bank.add_prompt_file("new", good) == 2  # the retry: the refused attempts left no task behind
+    assert bank.tasks[2] == {"name": "new", "num_classes": 2, "label_names": ["n", "p"], "deep": False}
+    expected = _np(PromptTextClassifier.from_prompt_file(good, backbone)(bert_inputs()))
+    np.testing.assert_allclose(_np(bank({**bert_inputs(), "task_id": np.array([2, 2])})), expected, atol=1e-6)
+    assert_keras_save_load_parity(bank, {**bert_inputs(), "task_id": np.array([2, 1])}, tmp_path, atol=1e-6)
+
+
+def test_a_refused_classifier_leaves_the_bank_as_it_was(setup, tmp_path):
+    backbone, tasks, bank = setup
+    diverged = _trained(backbone, 2, 7)
+    diverged.head.bias.assign(np.array([np.nan, 0.0], "float32"))
+    cases = [
+        ("new", diverged, r"Classifier 'new' not added to the bank: 'head/bias' has 1 non-finite value \(NaN or infinity\) of 2"),
+        ("new", PromptTextClassifier(tiny_bert(), 2, num_tokens=3), r"trained on another backbone"),
+        ("new", PromptTextClassifier(backbone, 2, num_tokens=5), r"has num_tokens, placement, pooling = \(5"),
+        ("topic", tasks["topic"], r"already has a task 'topic'"),
+    ]
+    for i, (name, classifier, message) in enumerate(cases):
+        before = _state(bank)
+        with pytest.raises(ValueError, match=message):
+            bank.add_classifier(name, classifier)
+        _assert_unchanged(bank, before, {**bert_inputs(), "task_id": np.array([2, 0])}, tmp_path / str(i))
+    healthy = _trained(backbone, 2, 8)
+    assert bank.add_classifier("new", healthy) == 3
+    np.testing.assert_allclose(_np(bank({**bert_inputs(), "task_id": np.array([3, 3])}))[:, :2], _np(healthy(bert_inputs())), atol=1e-6)
+
+
+def test_a_classifier_brings_its_label_names():
+    backbone = tiny_bert()
+    bank = PromptBank(backbone, num_tokens=3)
+    named = PromptTextClassifier(backbone, 2, num_tokens=3, label_names=["bad", "good"])
+    bank.add_classifier("named", named)
+    bank.add_classifier("renamed", named, label_names=["neg", "pos"])
+    assert [t["label_names"] for t in bank.tasks[-2:]] == [["bad", "good"], ["neg", "pos"]]
+
+
+def test_a_refused_lm_task_leaves_the_lm_bank_as_it_was_and_can_be_retried(lm_setup, tmp_path):
+    from test_prompt_file import resealed
+
+    from tf_prompt_tuning.prompt_file import load_prompts
+
+    backbone, lms, bank = lm_setup
+    good = save_prompts(PromptCausalLM(backbone, num_tokens=3, seed=9), str(tmp_path / "good.safetensors"))
+    loaded = load_prompts(good)
+    nan_file = resealed(save_prompts(lms["a"], str(tmp_path / "nan.safetensors")),
+                        lambda t: t["prompt"].__setitem__((0, 0), np.nan))  # fmt: skip
+    diverged = PromptCausalLM(backbone, num_tokens=3)
+    diverged.prompt.prompt.assign(np.full((3, 32), np.inf, "float32"))
+    inputs = {"token_ids": LM_IDS, "padding_mask": LM_MASK, "task_id": np.array([2, 0, 1])}
+    refusals = [
+        (lambda: bank.add_task("a/b"), ValueError, r"non-empty string without '/'"),
+        (lambda: bank.add_task("a"), ValueError, r"already has a task 'a'"),
+        (lambda: bank.add_task("new", "nope"), ValueError, r"Unknown prompt initializer: 'nope'"),
+        (lambda: bank.add_task("new", np.zeros((4, 32))), ValueError, r"has shape \(4, 32\), but the prompt needs shape \(3, 32\)"),
+        (lambda: bank.add_prompt_file("new", nan_file), PromptFileError, r"'prompt' has 1 non-finite value"),
+        (lambda: bank.add_prompt_file("new", _with_tensors(loaded, prompt=np.zeros((3, 31), "float32"))),
+         PromptFileError, r"prompt has shape \(3, 31\), the model's has \(3, 32\)"),
+        (lambda: bank.add_prompt_file("new", _with_tensors(loaded, x=np.zeros(1, "float32"))),
+         PromptFileError, r"holds \['prompt', 'x'\], but the model has \['prompt'\]"),
+        (lambda: bank.add_prompt_file("b", good), ValueError, r"already has a task 'b'"),
+        (lambda: bank.add_lm("new", diverged), ValueError, r"Task 'new' not added to the bank: 'prompt' has 96 non-finite values"),
+        (lambda: bank.add_lm("new", PromptCausalLM(tiny_gpt2_lm(seed=1), num_tokens=3)), ValueError, r"trained on another backbone"),
+    ]  # fmt: skip
+    for i, (refused, error, message) in enumerate(refusals):
+        before = _state(bank)
+        with pytest.raises(error, match=message):
+            refused()
+        _assert_unchanged(bank, before, inputs, tmp_path / str(i))
+    assert bank.add_prompt_file("new", good) == 3
+    np.testing.assert_array_equal(
+        bank.generate(LM_IDS, LM_MASK, 4, task_id=[3, 3, 3])["token_ids"],
+        PromptCausalLM.from_prompt_file(good, backbone).generate(LM_IDS, LM_MASK, 4)["token_ids"],
+    )
+    assert_keras_save_load_parity(bank, {**inputs, "task_id": np.array([3, 0, 1])}, tmp_path)
+
+
+def test_a_refused_layer_task_leaves_the_layer_as_it_was():
+    from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
+    from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer
+
+    prompts = PromptBankLayer(3, num_layers=2)
+    prompts.build((None, 4, 8))
+    prefixes = PrefixBankLayer(3, 2)
+    prefixes.build((None, 4, 8))
+    for add, shape in [(lambda: prompts.add_prompt("t", np.zeros((2, 8)), deep="hidden"), r"\(3, 8\)"),
+                       (lambda: prefixes.add_prefixes("t", True, np.zeros((3, 8))), r"\(2, 2, 3, 8\)")]:  # fmt: skip
+        with pytest.raises(ValueError, match=rf"but the prompt needs shape {shape}"):
+            add()
+    assert (prompts.weights, prompts.prompts, prompts.deep_prompts, prompts.prefix_tasks) == ([], [], [], [])
+    assert (prefixes.weights, prefixes.task_prefixes) == ([], [])
+    assert prompts._tracker.locked and prefixes._tracker.locked

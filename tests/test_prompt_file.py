@@ -7,6 +7,8 @@ import keras_hub
 import numpy as np
 import pytest
 from conftest import tiny_gemma3_lm, tiny_gpt2_lm
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import save as save_safetensors
 from test_prompt_causal_lm import MASK as LM_MASK
 from test_prompt_causal_lm import TOKEN_IDS as LM_IDS
@@ -534,7 +536,7 @@ def test_an_unedited_rewrite_still_loads(model, tmp_path):
         ("num_classes", 1, "an integer >= 2"),
         ("num_classes", 2.0, "an integer >= 2"),
         ("pooling", "max", '"mean", "cls" or "last"'),
-        ("placement", 0, '"prepend" or "after_first"'),
+        ("placement", 0, '"prepend", "after_first" or "append"'),
         ("deep", 1, 'false, true, "hidden" or "prefix"'),
         ("deep", "layers", 'false, true, "hidden" or "prefix"'),
         ("prompt_encoder", "gru", 'null, "mlp" or "lstm"'),
@@ -570,3 +572,108 @@ def test_files_without_a_checksum_load(model, tmp_path):
     old = _write_prompt_file(tmp_path / "old.safetensors", load(open(path, "rb").read()), metadata)
     restored = PromptTextClassifier.from_prompt_file(old, model.backbone)
     np.testing.assert_array_equal(_numpy(restored(INPUTS)), _numpy(model(INPUTS)))
+
+
+# Non-finite values (a training that diverged) are refused on every path.
+
+
+def resealed(path, edit_tensors):
+    """Rewrites a saved prompt file with edited tensors and a recomputed
+    checksum, as a writer that does not check its values would."""
+    from safetensors import safe_open
+    from safetensors.numpy import load
+
+    from tf_prompt_tuning.prompt_file import content_checksum
+
+    with safe_open(path, "np") as f:
+        header = dict(f.metadata())
+    tensors = load(open(path, "rb").read())
+    edit_tensors(tensors)
+    header["tf_prompt_tuning_sha256"] = content_checksum(header["tf_prompt_tuning"], tensors)
+    open(path, "wb").write(save_safetensors(tensors, metadata=header))
+    return path
+
+
+NON_FINITE = [("prompt", np.nan, 1), ("prompt", np.inf, 5), ("head/kernel", -np.inf, 2), ("head/bias", np.nan, 2)]
+
+
+@pytest.mark.parametrize("name, value, count", NON_FINITE, ids=str)
+def test_a_non_finite_model_is_not_saved(model, tmp_path, name, value, count):
+    variable = model.task_variables()[name]
+    poisoned = _numpy(variable).copy()
+    poisoned.reshape(-1)[:count] = value
+    variable.assign(poisoned)
+    plural = "s" if count > 1 else ""
+    with pytest.raises(
+        ValueError,
+        match=rf"PromptTextClassifier not saved to '.*p.safetensors': '{name}' has {count} non-finite "
+        rf"value{plural} \(NaN or infinity\) of {poisoned.size}. The training that produced it diverged: "
+        r"train again with a lower learning rate",
+    ):
+        save_prompts(model, str(tmp_path / "p.safetensors"))
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name, value, count", NON_FINITE, ids=str)
+def test_a_non_finite_file_is_refused_on_every_load_path(model, backbone, tmp_path, name, value, count):
+    from tf_prompt_tuning.prompt_file import read_prompt_file
+
+    path = save_prompts(model, str(tmp_path / "p.safetensors"))
+    good = load_prompts(path)
+    resealed(path, lambda t: t[name].reshape(-1).__setitem__(slice(0, count), value))
+    message = rf"'.*p.safetensors': '{name}' has {count} non-finite value.*diverged"
+    target = PromptTextClassifier(backbone, 2, num_tokens=3, seed=5)
+    before = _variables(target)
+    for load in (
+        lambda: load_prompts(path),
+        lambda: read_prompt_file(path, "classifier"),
+        lambda: restore_prompts(target, path),
+        lambda: PromptTextClassifier.from_prompt_file(path, backbone),
+    ):
+        with pytest.raises(PromptFileError, match=message):
+            load()
+    # A `PromptFile` made in memory has not been through `load_prompts`: assigning it checks too.
+    tensors = {k: v.copy() for k, v in good.tensors.items()}
+    tensors[name].reshape(-1)[:count] = value
+    in_memory = type(good)(tensors=tensors, metadata=good.metadata, path="in memory")
+    with pytest.raises(PromptFileError, match=rf"'in memory': '{name}' has {count} non-finite"):
+        PromptTextClassifier.from_prompt_file(in_memory, backbone)
+    tensors[name] = np.zeros(tensors[name].shape, "int32")  # finite, but not what save_prompts writes
+    with pytest.raises(PromptFileError, match=rf"'in memory': {name} holds int32 values; a prompt file holds floating-point"):
+        PromptTextClassifier.from_prompt_file(in_memory, backbone)
+    after = _variables(target)
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value)
+
+
+def test_a_non_finite_causal_lm_prompt_is_refused(tmp_path):
+    backbone = tiny_gpt2_lm()
+    lm = PromptCausalLM(backbone, num_tokens=3)
+    path = save_prompts(lm, str(tmp_path / "lm.safetensors"))
+    resealed(path, lambda t: t["prompt"].__setitem__((1, 2), np.nan))
+    with pytest.raises(PromptFileError, match=r"'prompt' has 1 non-finite value \(NaN or infinity\) of 96"):
+        PromptCausalLM.from_prompt_file(path, backbone)
+    lm.prompt.prompt.assign(np.full((3, 32), np.inf, "float32"))
+    with pytest.raises(ValueError, match=r"PromptCausalLM not saved to .*'prompt' has 96 non-finite values"):
+        save_prompts(lm, str(tmp_path / "diverged.safetensors"))
+    assert not (tmp_path / "diverged.safetensors").exists()
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    positions=st.sets(st.integers(0, 63), max_size=8),
+    value=st.sampled_from([np.nan, np.inf, -np.inf]),
+)
+def test_check_finite_counts_every_non_finite_value(shape, positions, value):
+    from tf_prompt_tuning.prompt_file import check_finite
+
+    array = np.random.default_rng(0).normal(size=shape).astype("float32")
+    bad = {p for p in positions if p < array.size}
+    array.reshape(-1)[sorted(bad)] = value
+    tensors = {"fine": np.ones(3, "float32"), "ids": np.arange(3), "x": array}
+    if not bad:
+        check_finite(tensors, "here")
+        return
+    with pytest.raises(ValueError, match=rf"^here: 'x' has {len(bad)} non-finite value"):
+        check_finite(tensors, "here")

@@ -1,10 +1,21 @@
 """Files: atomic writes (a reader sees the old file or the whole new one,
-never half), a directory lock, and the cache directory."""
+never half), a directory lock, the cache directory, and SIGTERM turned into
+an exception so that temporary files are removed when a run is stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
+import threading
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def write_atomically(path: str, data: bytes) -> str:
@@ -12,12 +23,10 @@ def write_atomically(path: str, data: bytes) -> str:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        # mkstemp makes the file private (0600); give it the usual permissions.
-        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
+            # mkstemp makes the file private (0600); give it the usual permissions.
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -65,3 +74,33 @@ def cache_dir() -> str:
         return os.environ["TF_PROMPT_TUNING_CACHE"]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "tf_prompt_tuning")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the main thread is (see `sigterm_raises`).
+
+    A `BaseException`, as `KeyboardInterrupt` is: an `except Exception`
+    meant for errors does not swallow it.
+    """
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Within it, SIGTERM raises `Terminated` in the main thread instead of
+    ending the process at once, so `finally` blocks and context managers run
+    (temporary files and directories are removed) as on Ctrl-C.
+
+    Only the main thread can set a signal handler; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

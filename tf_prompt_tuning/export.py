@@ -9,10 +9,11 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from tf_prompt_tuning._io import current_umask
 from tf_prompt_tuning.models.prompt_bank import PromptBank
-
-from tf_prompt_tuning.models.prompt_causal_lm_bank import PromptCausalLMBank
 from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
+from tf_prompt_tuning.models.prompt_causal_lm_bank import PromptCausalLMBank
+from tf_prompt_tuning.prompt_file import check_finite
 from tf_prompt_tuning.text_pipeline import encode_texts, ready_for_graphs
 
 
@@ -43,6 +44,15 @@ def export_saved_model(
       library.
 
     The file needs nothing from this library to load: `tf.saved_model.load`.
+    Every signature checks what it is served: token ids in
+    `[0, vocabulary_size)` (a negative id would otherwise read another
+    token's embedding), `padding_mask` of the shape of `token_ids` holding
+    0 and 1 only, and one `task_id` per row, each a task of the bank; a
+    request that fails a check gets an `InvalidArgumentError` naming it. A
+    tokenizer with more tokens than the backbone is refused at export.
+
+    A model with NaN or infinite weights (a training that diverged) is
+    refused before anything is written.
 
     Args:
         model: a `PromptTextClassifier`, `PromptBank`, `PromptCausalLM` or
@@ -74,6 +84,7 @@ def export_saved_model(
     TensorShape([1, 2])
     """
     _check_destination(path, overwrite)
+    _check_finite_weights(model, path)
     if isinstance(model, PromptCausalLM):
         return _export_generation(model, path, generate_options)
     bank = isinstance(model, PromptBank)
@@ -84,8 +95,16 @@ def export_saved_model(
         tokenizer = ready_for_graphs(tokenizer or preprocessor.tokenizer)
         sequence_length = sequence_length or preprocessor.sequence_length
         model.check_input_length(sequence_length)
+    vocabulary_size = model.backbone.vocabulary_size
+    if tokenizer is not None and tokenizer.vocabulary_size() > vocabulary_size:
+        raise ValueError(
+            f"The tokenizer has {tokenizer.vocabulary_size()} tokens, more than the backbone's "
+            f"vocabulary of {vocabulary_size}: it is not the backbone's tokenizer. Pass the "
+            "tokenizer the backbone was trained with."
+        )
 
     def probabilities(token_ids, padding_mask, task_id=None):
+        token_ids = _checked_token_ids(vocabulary_size, token_ids, padding_mask, task_id)
         inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
         if bank:
             inputs["task_id"] = task_id
@@ -132,23 +151,71 @@ def _check_destination(path: str, overwrite: bool):
         )
 
 
+def _check_finite_weights(model, path: str):
+    # One variable at a time: a copy of every weight at once would double a large model.
+    for variable in model.weights:
+        check_finite(
+            {variable.path: keras.ops.convert_to_numpy(variable)},
+            f"{type(model).__name__} not exported to {path!r}",
+        )
+
+
+def _checked_token_ids(vocabulary_size: int, token_ids, padding_mask, task_id=None):
+    """`token_ids`, once the served inputs pass their checks.
+
+    A served graph has no Python check in front of it: a negative id would
+    be gathered as another token (Keras's `take` wraps it), a large one fail
+    on a CPU but read zeros on a GPU, and a mask or task ids of another
+    batch broadcast. (Task ids' range is checked where they are used.)
+    """
+    in_vocabulary = f"token_ids must be in [0, {vocabulary_size}), the vocabulary of the backbone"
+    checks = [
+        tf.debugging.assert_non_negative(token_ids, message=in_vocabulary),
+        tf.debugging.assert_less(token_ids, tf.cast(vocabulary_size, token_ids.dtype), message=in_vocabulary),
+        tf.debugging.assert_equal(
+            tf.shape(padding_mask), tf.shape(token_ids), message="padding_mask must have the shape of token_ids"
+        ),
+        # A 2 would count its token twice (mean pooling, generation's positions).
+        tf.debugging.assert_equal(
+            tf.reduce_all((padding_mask == 0) | (padding_mask == 1)), True,
+            message="padding_mask must hold 0 (padding) and 1 (token) only",
+        ),
+    ]
+    if task_id is not None:
+        checks.append(tf.debugging.assert_equal(
+            tf.shape(task_id)[0], tf.shape(token_ids)[0], message="task_id must hold one id per row of token_ids"
+        ))  # fmt: skip
+    with tf.control_dependencies(checks):
+        return tf.identity(token_ids)
+
+
 def _write(archive, path: str) -> str:
-    """Writes the SavedModel to a new directory beside `path`, then swaps it in."""
+    """Writes the SavedModel to a new directory beside `path`, then swaps it in.
+
+    Whatever stops it (an error, Ctrl-C, SIGTERM under the command line)
+    leaves `path` as it was and no temporary directory behind.
+    """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-saved-model-")
+    old = None
     try:
         archive.write_out(staging, verbose=False)
-        old = None
+        # mkdtemp makes the directory private (0700); give it what mkdir would.
+        os.chmod(staging, 0o777 & ~current_umask())
         if os.path.lexists(path):
             old = tempfile.mkdtemp(dir=parent, prefix=".old-saved-model-")
             os.replace(path, os.path.join(old, "replaced"))
         os.replace(staging, path)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        # Moved aside but not replaced: put the old model back.
+        if old is not None and os.path.lexists(os.path.join(old, "replaced")) and not os.path.lexists(path):
+            os.replace(os.path.join(old, "replaced"), path)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # already gone once swapped in
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return path
 
 
@@ -177,8 +244,14 @@ def _export_generation(model: PromptCausalLM, path: str, options: dict | None) -
     if options.get("strategy") == "sample":
         inputs.append(tf.TensorSpec([], tf.int32, name="seed"))
 
+    vocabulary_size = model.backbone.vocabulary_size
+
     def endpoint(*args):
-        return generate(**{spec.name: arg for spec, arg in zip(inputs, args)})
+        served = {spec.name: arg for spec, arg in zip(inputs, args)}
+        served["token_ids"] = _checked_token_ids(
+            vocabulary_size, served["token_ids"], served["padding_mask"], served.get("task_id")
+        )
+        return generate(**served)
 
     archive = keras.export.ExportArchive()
     archive.add_endpoint("generate", endpoint, input_signature=inputs)

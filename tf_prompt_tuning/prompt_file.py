@@ -13,7 +13,9 @@ A SHA-256 over the metadata and every tensor is stored beside the metadata
 (its own header key, so releases that predate it read the file as before)
 and checked on load: an edited label name, pooling or prompt value is an
 error naming the file, never a silently different model. Every metadata
-field is checked for its type and range before it is used.
+field is checked for its type and range before it is used, and every tensor
+for NaN and infinity: a prompt from a diverged training is refused when
+saved, loaded or assigned, never served.
 """
 
 from __future__ import annotations
@@ -99,6 +101,25 @@ def content_checksum(metadata_json: str, tensors: dict[str, np.ndarray]) -> str:
         digest.update(f"\0{name}\0{value.dtype.str}\0{value.shape}\0".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+def check_finite(tensors: dict, where: str, error: type[ValueError] = ValueError):
+    """Raises `error` naming the first tensor of `tensors` that holds NaN or infinity.
+
+    Such values come from a training that diverged; loaded, they make every
+    prediction NaN (served as the first class) without an error.
+    """
+    for name in sorted(tensors):
+        value = np.asarray(tensors[name])
+        if value.dtype.kind not in "fc":
+            continue  # integers are always finite
+        bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            raise error(
+                f"{where}: {name!r} has {bad} non-finite value{'s' if bad > 1 else ''} (NaN or "
+                f"infinity) of {value.size}. The training that produced it diverged: train "
+                "again with a lower learning rate (or from a checkpoint before the divergence)."
+            )
 
 
 @dataclasses.dataclass
@@ -192,6 +213,7 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
         metadata["label_names"] = list(label_names) if label_names is not None else None
     metadata.update(extra or {})
     tensors = model.prompt_file_tensors()
+    check_finite(tensors, f"{type(model).__name__} not saved to {path!r}")
     try:
         metadata_json = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as error:
@@ -344,6 +366,7 @@ def load_prompts(path: str) -> PromptFile:
             f"{path!r} is not a prompt file written by save_prompts: its metadata lacks {missing}."
         )
     check_metadata(metadata, path)
+    check_finite(tensors, repr(path), PromptFileError)
     return PromptFile(tensors=tensors, metadata=metadata, path=path)
 
 
@@ -397,23 +420,36 @@ def assign_prompt_file(model, loaded: PromptFile, path: str | None = None):
     assign_tensors(model.task_variables(), loaded, model.optional_file_tensors(loaded.tensors))
 
 
-def assign_tensors(targets: dict, loaded: PromptFile, optional=frozenset()):
-    """Assigns `loaded.tensors[name]` to each `targets[name]` once every name
-    and shape has been checked; the file may hold `optional` names besides."""
+def check_tensors(shapes: dict, loaded: PromptFile, optional=frozenset()):
+    """Raises `PromptFileError` unless `loaded` holds a finite tensor of
+    `shapes[name]` for each name (and besides them only `optional` names)."""
     path = loaded.path
-    if not set(targets) <= set(loaded.tensors) or set(loaded.tensors) - set(targets) - set(optional):
+    if not set(shapes) <= set(loaded.tensors) or set(loaded.tensors) - set(shapes) - set(optional):
         raise PromptFileError(
             f"{path!r} holds {sorted(loaded.tensors)}, but the model has "
-            f"{sorted(targets)}. Build the model with the file's settings: "
+            f"{sorted(shapes)}. Build the model with the file's settings: "
             f"num_tokens={loaded.metadata.get('num_tokens')}, deep={loaded.metadata.get('deep', False)!r}, "
             f"prompt_encoder={loaded.metadata.get('prompt_encoder')}."
         )
-    for name, variable in targets.items():
+    for name, shape in shapes.items():
         value = loaded.tensors[name]
-        if tuple(value.shape) != tuple(variable.shape):
+        if value.dtype.kind != "f":
+            raise PromptFileError(
+                f"{path!r}: {name} holds {value.dtype} values; a prompt file holds floating-point "
+                "tensors (save_prompts writes float32). The file was not written by save_prompts."
+            )
+        if tuple(value.shape) != tuple(shape):
             raise PromptFileError(
                 f"{path!r}: {name} has shape {value.shape}, the model's has "
-                f"{tuple(variable.shape)}. Build the model with the file's settings."
+                f"{tuple(shape)}. Build the model with the file's settings."
             )
+    # A `PromptFile` made in memory has not been through `load_prompts`.
+    check_finite({name: loaded.tensors[name] for name in shapes}, repr(path), PromptFileError)
+
+
+def assign_tensors(targets: dict, loaded: PromptFile, optional=frozenset()):
+    """Assigns `loaded.tensors[name]` to each `targets[name]` once every name,
+    shape and value has been checked (`check_tensors`)."""
+    check_tensors({name: variable.shape for name, variable in targets.items()}, loaded, optional)
     for name, variable in targets.items():
         variable.assign(loaded.tensors[name])

@@ -55,14 +55,16 @@ class PrefixBankLayer(PrefixLayer):
         variable = None
         if enabled:
             self._tracker.unlock()
-            variable = self.add_weight(
-                name=f"prefixes_{name}",
-                shape=(self.num_layers, 2, self.num_tokens, self.dim),
-                # Random, not zeros: equal vectors would get equal gradients and stay equal.
-                initializer=initializers.get(initializer),
-                dtype="float32",
-            )
-            self._tracker.lock()
+            try:
+                variable = self.add_weight(
+                    name=f"prefixes_{name}",
+                    shape=(self.num_layers, 2, self.num_tokens, self.dim),
+                    # Random, not zeros: equal vectors would get equal gradients and stay equal.
+                    initializer=initializers.get(initializer),
+                    dtype="float32",
+                )
+            finally:
+                self._tracker.lock()
         self.task_prefixes.append(variable)
         return variable
 

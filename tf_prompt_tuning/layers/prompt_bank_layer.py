@@ -129,24 +129,26 @@ class PromptBankLayer(PromptLayer):
                 "only: make its `PromptBankLayer` with `num_layers`."
             )
         # A built layer's state is locked; unlock it to grow, as Keras's own
-        # `enable_lora` does.
+        # `enable_lora` does (and lock it again whatever happens).
         self._tracker.unlock()
-        variable = self.add_weight(
-            name=f"prompt_{name}",
-            shape=(self.num_tokens, self.dim),
-            initializer=initializers.get(initializer),
-            dtype="float32",
-        )
-        deep_variable = None
-        if deep:
-            deep_variable = self.add_weight(
-                name=f"deep_prompts_{name}",
-                shape=(self.num_layers - 1, self.num_tokens, self.dim),
-                # Random, not zeros: equal vectors would get equal gradients and stay equal.
-                initializer=initializers.uniform(),
+        try:
+            variable = self.add_weight(
+                name=f"prompt_{name}",
+                shape=(self.num_tokens, self.dim),
+                initializer=initializers.get(initializer),
                 dtype="float32",
             )
-        self._tracker.lock()
+            deep_variable = None
+            if deep:
+                deep_variable = self.add_weight(
+                    name=f"deep_prompts_{name}",
+                    shape=(self.num_layers - 1, self.num_tokens, self.dim),
+                    # Random, not zeros: equal vectors would get equal gradients and stay equal.
+                    initializer=initializers.uniform(),
+                    dtype="float32",
+                )
+        finally:
+            self._tracker.lock()
         self.prompts.append(variable)
         self.deep_prompts.append(deep_variable)
         self.prefix_tasks.append(False)

@@ -7,25 +7,37 @@ share batches with input-level ones. An integer
 `task_id` input picks, per example, which prompt goes into the sequence and
 which head reads it, so a batch that mixes tasks runs in one forward pass
 through the backbone. Adding a task adds its own variables and touches no
-other task's.
+other task's; it is all or nothing: everything is checked before the bank
+changes, so a refused task leaves the bank exactly as it was.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 from keras import ops
 
+from tf_prompt_tuning import initializers
+from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
 from tf_prompt_tuning.layers.prefix_layer import is_prefixable
 from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer, check_task_ids
 from tf_prompt_tuning.models.task import PromptTask
-from tf_prompt_tuning.prompt_file import assign_tensors, backbone_fingerprint, check_backbone, read_prompt_file
+from tf_prompt_tuning.prompt_file import (
+    backbone_fingerprint,
+    check_backbone,
+    check_finite,
+    check_tensors,
+    read_prompt_file,
+)
 from tf_prompt_tuning.prompted_backbone import prompted_backbone
 from tf_prompt_tuning.mechanisms import mechanism_for
+from tf_prompt_tuning.mechanisms.prompt_mechanism import PromptMechanism
 from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
 from tf_prompt_tuning.pooling import check_pooling, pool
 
@@ -36,6 +48,39 @@ _ABSENT_CLASS_LOGIT = -1e9
 def _same_backbone(a, b) -> bool:
     # Hashing every weight (91 MB for MiniLM) is needed only for two different objects.
     return a is b or backbone_fingerprint(a) == backbone_fingerprint(b)
+
+
+def check_task_name(name, names: Sequence[str]) -> str:
+    """`name` if it can name a new task of a bank whose tasks are `names`.
+
+    It names the task's variables and layers too, and Keras refuses a `/` in
+    those: refused here, before the bank changes.
+    """
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(
+            f"A task name must be a non-empty string without '/'. Received: name={name!r}."
+        )
+    if name in names:
+        raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
+    return name
+
+
+def _empty_copy(layer):
+    """A new, built `layer` of the same settings, holding no task."""
+    copy = type(layer).from_config(layer.get_config())
+    copy.build((None, None, layer.dim))
+    return copy
+
+
+@dataclasses.dataclass
+class _NewTask:
+    """A task checked to be addable: what `PromptBank._add` makes, and the
+    shapes of its variables, by prompt-file name."""
+
+    spec: dict
+    mechanism: PromptMechanism
+    initializer: keras.initializers.Initializer
+    shapes: dict
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
@@ -142,25 +187,52 @@ class PromptBank(PromptTask):
     ) -> int:
         """Adds an untrained task (with deep prompts if `deep`: "hidden" or
         "prefix", as in `PromptTextClassifier`); returns its id."""
-        mechanism = mechanism_for(deep).bank_mechanism()
-        if name in self.task_names:
-            raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
-        if label_names is not None and len(label_names) != num_classes:
+        return self._add(self._new_task(name, num_classes, label_names, prompt_initializer, deep))
+
+    def _new_task(self, name, num_classes, label_names, prompt_initializer, deep) -> _NewTask:
+        """Checks everything about a task to add, before the bank changes."""
+        check_task_name(name, self.task_names)
+        num_classes = check_positive_int("num_classes", num_classes)
+        if num_classes < 2:
             raise ValueError(
-                f"`label_names` has {len(label_names)} names for {num_classes} classes."
+                "`num_classes` must be at least 2 (a head outputs one logit per class). "
+                f"Received: num_classes={num_classes}."
             )
-        mechanism.add_to_bank(self, name, prompt_initializer)
-        head = keras.layers.Dense(num_classes, dtype="float32", name=f"head_{name}")
+        if label_names is not None:
+            if isinstance(label_names, (str, bytes)) or not all(isinstance(n, str) for n in label_names) or (
+                len(label_names) != num_classes or len(set(label_names)) != num_classes
+            ):  # fmt: skip
+                raise ValueError(
+                    f"`label_names` must be {num_classes} distinct strings (num_classes). "
+                    f"Received: label_names={label_names!r}."
+                )
+            label_names = list(label_names)
+        mechanism = mechanism_for(deep).bank_mechanism()
+        initializer = initializers.get(prompt_initializer)
+        # The mechanism adds the task to empty copies of the prompt layers first:
+        # whatever it or the initializer refuses is refused here, and the copies
+        # give the shapes of the task's variables. (An unseeded initializer gives
+        # the same values each call, so the real ones are what they would be.)
+        scratch = types.SimpleNamespace(
+            backbone=self.backbone, prompts=_empty_copy(self.prompts),
+            prefixes=None if self.prefixes is None else _empty_copy(self.prefixes),
+        )  # fmt: skip
+        mechanism.add_to_bank(scratch, name, initializer)
+        shapes = {key: tuple(v.shape) for key, v in mechanism.bank_variables(scratch, 0).items()}
+        shapes.update({"head/kernel": (self.hidden_dim, num_classes), "head/bias": (num_classes,)})
+        spec = {"name": name, "num_classes": num_classes, "label_names": label_names, "deep": mechanism.deep}
+        return _NewTask(spec, mechanism, initializer, shapes)
+
+    def _add(self, task: _NewTask) -> int:
+        """Adds a task `_new_task` checked; returns its id."""
+        name = task.spec["name"]
+        task.mechanism.add_to_bank(self, name, task.initializer)
+        head = keras.layers.Dense(task.spec["num_classes"], dtype="float32", name=f"head_{name}")
         head.build((None, self.hidden_dim))
         self._tracker.unlock()
         self.heads.append(head)
         self._tracker.lock()
-        self.tasks.append(
-            {"name": name, "num_classes": int(num_classes),
-             "label_names": list(label_names) if label_names is not None else None,
-             "deep": mechanism.deep}
-        )  # fmt: skip
-
+        self.tasks.append(task.spec)
         freeze(self, trainable_layers=[self.prompts, *self.heads])
         # Functions Keras compiled for `fit`/`predict`/`evaluate` hold the old
         # task list; they are rebuilt on next use.
@@ -176,7 +248,8 @@ class PromptBank(PromptTask):
             )
 
     def add_classifier(self, name: str, classifier: PromptTextClassifier, label_names=None) -> int:
-        """Adds a trained `PromptTextClassifier` built on this bank's backbone."""
+        """Adds a trained `PromptTextClassifier` built on this bank's backbone
+        (with its `label_names` unless others are given)."""
         if not _same_backbone(classifier.backbone, self.backbone):
             raise ValueError(
                 f"Task {name!r} was trained on another backbone. Add only classifiers "
@@ -185,12 +258,16 @@ class PromptBank(PromptTask):
         self._check_compatible(
             classifier.num_tokens, classifier.placement, classifier.pooling, f"Classifier {name!r}"
         )
-        task = self.add_task(name, classifier.num_classes, label_names, deep=classifier.deep)
+        label_names = classifier.label_names if label_names is None else label_names
+        # "zeros": the classifier's values replace the initial ones.
+        task = self._new_task(name, classifier.num_classes, label_names, "zeros", classifier.deep)
         # What the classifier's prompt file would hold (an encoder's output, not the encoder).
         values = classifier.prompt_file_tensors()
+        check_finite(values, f"Classifier {name!r} not added to the bank")
+        self._add(task)
         for key, variable in self.task_variables(name).items():
             variable.assign(values[key])
-        return task
+        return self.task_id(name)
 
     def task_variables(self, name: str) -> dict:
         """Task `name`'s variables, by their name in its prompt file."""
@@ -212,11 +289,17 @@ class PromptBank(PromptTask):
             metadata["num_tokens"], metadata.get("placement"), metadata.get("pooling"), repr(loaded.path)
         )
         check_backbone(loaded, self.backbone, fingerprint=self._fingerprint())
-        task = self.add_task(name, metadata["num_classes"], metadata.get("label_names"), deep=metadata.get("deep", False))
+        deep = metadata.get("deep", False)
+        # "zeros": the file's values replace the initial ones.
+        task = self._new_task(name, metadata["num_classes"], metadata.get("label_names"), "zeros", deep)
         # What the bank serves the task with (a P-tuning file: the encoder's output).
-        served = mechanism_for(metadata.get("deep", False), metadata.get("prompt_encoder")).bank_mechanism()
-        assign_tensors(self.task_variables(name), loaded, optional=served.optional_file_tensors(loaded.tensors))
-        return task
+        served = mechanism_for(deep, metadata.get("prompt_encoder")).bank_mechanism()
+        optional = served.optional_file_tensors(loaded.tensors)
+        check_tensors(task.shapes, loaded, optional)
+        self._add(task)
+        for key, variable in self.task_variables(name).items():
+            variable.assign(loaded.tensors[key])
+        return self.task_id(name)
 
     def _fingerprint(self) -> str:
         # The frozen backbone's hash, once per bank rather than once per file.
@@ -279,6 +362,11 @@ def ensemble_probabilities(bank: PromptBank, inputs: dict, task_names: Sequence[
     >>> probabilities.shape, np.allclose(np.sum(probabilities, axis=-1), 1.0)
     (TensorShape([5, 2]), True)
     """
+    if not task_names:
+        raise ValueError(
+            f"An ensemble needs at least one member. Received: task_names={task_names!r}. "
+            "Name the tasks to average."
+        )
     ids = [bank.task_id(name) for name in task_names]
     classes = {bank.tasks[i]["num_classes"] for i in ids}
     if len(classes) != 1:

@@ -9,9 +9,9 @@ import numpy as np
 
 from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer, check_task_ids
-from tf_prompt_tuning.models.prompt_bank import _same_backbone
+from tf_prompt_tuning.models.prompt_bank import _same_backbone, check_task_name
 from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
-from tf_prompt_tuning.prompt_file import assign_tensors, check_backbone, read_prompt_file
+from tf_prompt_tuning.prompt_file import check_backbone, check_finite, check_tensors, read_prompt_file
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
@@ -75,10 +75,10 @@ class PromptCausalLMBank(PromptCausalLM):
         return self.tasks.index(name)
 
     def add_task(self, name: str, prompt_initializer="uniform") -> int:
-        """Adds an untrained task; returns its id."""
-        if name in self.tasks:
-            raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
-        self.prompt.add_prompt(name, prompt_initializer)
+        """Adds an untrained task; returns its id. A refused task (a bad name
+        or initializer) leaves the bank as it was."""
+        check_task_name(name, self.tasks)
+        self.prompt.add_prompt(name, prompt_initializer)  # one variable: made whole, or not at all
         self.tasks.append(name)
         # A compiled generate function holds the prompts as they were when it
         # was traced; a new task needs new ones.
@@ -87,6 +87,7 @@ class PromptCausalLMBank(PromptCausalLM):
 
     def add_lm(self, name: str, lm: PromptCausalLM) -> int:
         """Adds the prompt of a trained `PromptCausalLM` on this bank's backbone."""
+        check_task_name(name, self.tasks)
         if not _same_backbone(lm.backbone, self.backbone):
             raise ValueError(
                 f"Task {name!r} was trained on another backbone. Add only models of "
@@ -97,8 +98,10 @@ class PromptCausalLMBank(PromptCausalLM):
                 f"Task {name!r} must be a PromptCausalLM with the bank's num_tokens="
                 f"{self.num_tokens}. Received: {type(lm).__name__} with num_tokens={lm.num_tokens}."
             )
-        task = self.add_task(name)
-        self.prompt.prompts[task].assign(lm.prompt.prompt_value())
+        value = keras.ops.convert_to_numpy(lm.prompt.prompt_value())
+        check_finite({"prompt": value}, f"Task {name!r} not added to the bank")
+        task = self.add_task(name, "zeros")  # "zeros": the model's prompt replaces them
+        self.prompt.prompts[task].assign(value)
         return task
 
     def add_prompt_file(self, name: str, path) -> int:
@@ -111,8 +114,10 @@ class PromptCausalLMBank(PromptCausalLM):
                 f"tasks have num_tokens={self.num_tokens}. Tasks in one bank share it."
             )
         check_backbone(loaded, self.backbone)
-        task = self.add_task(name)
-        assign_tensors({"prompt": self.prompt.prompts[task]}, loaded)
+        check_task_name(name, self.tasks)
+        check_tensors({"prompt": (self.num_tokens, self.prompt.dim)}, loaded)
+        task = self.add_task(name, "zeros")  # "zeros": the file's prompt replaces them
+        self.prompt.prompts[task].assign(loaded.tensors["prompt"])
         return task
 
     def generate(self, token_ids, padding_mask=None, max_new_tokens: int = 16, *, task_id=None, **options) -> dict:
@@ -128,7 +133,8 @@ class PromptCausalLMBank(PromptCausalLM):
 
     def _valid_task_ids(self, task_id, batch: int) -> bool:
         ids = np.asarray(task_id)
-        return ids.shape == (batch,) and bool(np.all((ids >= 0) & (ids < len(self.tasks))))
+        in_range = ids.dtype.kind in "iu" and bool(np.all((ids >= 0) & (ids < len(self.tasks))))
+        return ids.shape == (batch,) and in_range
 
     def get_config(self):
         config = super().get_config()
