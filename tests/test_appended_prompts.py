@@ -240,3 +240,16 @@ def test_appended_lm_errors():
         tpt.PromptCausalLM(tiny_gpt2_lm(), num_tokens=2, placement="after_first")
     with pytest.raises(ValueError, match=r"A `PromptCausalLMBank` serves prepended prompts"):
         tpt.PromptCausalLMBank(tiny_gpt2_lm(), num_tokens=2, placement="append")
+
+
+def test_banks_refuse_appended_prompts_clearly(tmp_path):
+    with pytest.raises(ValueError, match=r"A bank serves prompts at fixed positions .* Received: placement='append'"):
+        tpt.PromptBank(tiny_bert(), num_tokens=2, placement="append")
+    lm = _lm("gpt2")
+    bank = tpt.PromptCausalLMBank(lm.backbone, num_tokens=3)
+    with pytest.raises(ValueError, match=r"Task 'a' is an appended prompt \(placement='append'\)"):
+        bank.add_lm("a", lm)
+    path = tpt.save_prompts(lm, str(tmp_path / "lm.safetensors"))
+    with pytest.raises(ValueError, match=r"is an appended prompt \(placement='append'\); a `PromptCausalLMBank` serves"):
+        bank.add_prompt_file("a", path)
+    assert bank.tasks == []

@@ -98,6 +98,12 @@ class PromptBankLayer(PromptLayer):
 
     def __init__(self, num_tokens, placement="prepend", num_layers=None, **kwargs):
         super().__init__(num_tokens, initializer="zeros", placement=placement, **kwargs)
+        if placement == "append":
+            # Each task's block sits at one slot for every row; after the text it would not.
+            raise ValueError(
+                "A bank serves prompts at fixed positions ('prepend' or 'after_first'). Received: "
+                "placement='append'. Serve an appended prompt with its own PromptTextClassifier."
+            )
         self.num_layers = num_layers
         self.prompts = []
         self.deep_prompts = []  # per task: (num_layers - 1, num_tokens, dim) or None

@@ -98,6 +98,7 @@ class PromptCausalLMBank(PromptCausalLM):
                 f"Task {name!r} must be a PromptCausalLM with the bank's num_tokens="
                 f"{self.num_tokens}. Received: {type(lm).__name__} with num_tokens={lm.num_tokens}."
             )
+        _check_prepended(lm.placement, f"Task {name!r}")
         value = keras.ops.convert_to_numpy(lm.prompt.prompt_value())
         check_finite({"prompt": value}, f"Task {name!r} not added to the bank")
         task = self.add_task(name, "zeros")  # "zeros": the model's prompt replaces them
@@ -113,6 +114,7 @@ class PromptCausalLMBank(PromptCausalLM):
                 f"{loaded.path!r} holds a {loaded.metadata['num_tokens']}-token prompt; the bank's "
                 f"tasks have num_tokens={self.num_tokens}. Tasks in one bank share it."
             )
+        _check_prepended(loaded.metadata.get("placement", "prepend"), repr(loaded.path))
         check_backbone(loaded, self.backbone)
         check_task_name(name, self.tasks)
         check_tensors({"prompt": (self.num_tokens, self.prompt.dim)}, loaded)
@@ -140,3 +142,13 @@ class PromptCausalLMBank(PromptCausalLM):
         config = super().get_config()
         config["tasks"] = list(self.tasks)
         return config
+
+
+def _check_prepended(placement: str, what: str):
+    """A bank serves prompts in front of the input; an appended prompt
+    would be served in the wrong place."""
+    if placement != "prepend":
+        raise ValueError(
+            f"{what} is an appended prompt (placement={placement!r}); a `PromptCausalLMBank` "
+            "serves prepended prompts. Serve it with its own `PromptCausalLM`."
+        )
