@@ -66,6 +66,7 @@ import numpy as np
 import tensorflow as tf
 
 import tf_prompt_tuning as tpt
+from cpu_flags import cpu_description
 from tf_prompt_tuning.app.datasets import load_sentiment
 
 VARIANTS = ("forward", "prompt step", "full FT step")
@@ -409,6 +410,7 @@ def main():
     )
     total = time.perf_counter() - start
 
+    print(cpu_description())
     print(
         f"{machine['platform']}, {machine['cpu_count']} CPUs ({machine['processor']}), "
         f"load average {machine['load_average']} at start; "
