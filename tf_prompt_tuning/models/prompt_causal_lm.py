@@ -444,8 +444,11 @@ class PromptCausalLM(PromptTask):
                 exported SavedModel samples as `jit_compile=False`).
             end_token_ids: a token id or ids that end a row.
             task_id: int `(batch,)`, each row's task (`PromptCausalLMBank`).
-            jit_compile: compile with XLA (about 1.5x faster per token on
-                CPU, a few seconds more to compile).
+            jit_compile: compile with XLA (a few seconds more to compile).
+                Without it the step is a TensorFlow graph, whose speed on CPU
+                depends on TensorFlow's oneDNN kernels: off by default on
+                AVX2-only CPUs, where Gemma's graph step measured ~9x slower
+                than with XLA (docs/gemma.md).
 
         Returns:
             `{"token_ids": (batch, max_new_tokens) int32, "padding_mask":
