@@ -1,5 +1,5 @@
 """Does bfloat16 arithmetic pay on this CPU? One matrix product, float32
-against bfloat16, in TensorFlow's graph mode (oneDNN) and under XLA.
+against bfloat16, in TensorFlow's graph mode (oneDNN's kernels only where TensorFlow turns them on: see the CPU line) and under XLA.
 
     .venv/bin/python benchmarks/bf16_matmul.py [--shape 512 640 2048] [--repeats 50]
 
@@ -17,17 +17,9 @@ import argparse
 import time
 
 import tensorflow as tf
+from cpu_flags import cpu_description
 
 FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def cpu_flags() -> dict:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split(":")[1].split()
-    except (OSError, StopIteration):
-        return {}
-    return {flag: flag in flags for flag in FLAGS}
 
 
 def main():
@@ -37,7 +29,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     m, k, n = args.shape
-    print("CPU flags: " + ", ".join(f"{flag} {'yes' if has else 'no'}" for flag, has in cpu_flags().items()))
+    print(cpu_description())
     cases = {}
     for jit in (False, True):
         for dtype in (tf.float32, tf.bfloat16):
@@ -45,7 +37,7 @@ def main():
             b = tf.cast(tf.random.normal([k, n]), dtype)
             fn = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=jit)
             fn(a, b).numpy()  # trace and compile outside the timing
-            cases[("XLA" if jit else "graph (oneDNN)", dtype.name)] = (fn, a, b)
+            cases[("XLA" if jit else "graph", dtype.name)] = (fn, a, b)
     best = {key: float("inf") for key in cases}
     for _ in range(args.rounds):  # interleaved
         for key, (fn, a, b) in cases.items():

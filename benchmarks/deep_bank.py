@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from train_step import measure_steps, random_batch
 
+from cpu_flags import cpu_description
 import tf_prompt_tuning as tpt
 
 
@@ -31,6 +32,7 @@ def main():
     parser.add_argument("--length", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
+    print(cpu_description())
 
     backbone, _ = tpt.load_backbone()
     shallow = tpt.PromptBank(backbone, num_tokens=20)

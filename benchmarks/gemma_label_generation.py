@@ -11,6 +11,7 @@ Prints a table; writes each run's results.json under outputs/gemma_labels/.
 import argparse
 import dataclasses
 
+from cpu_flags import cpu_description
 from tf_prompt_tuning.app.label_generation_job import LabelGenerationConfig, run_label_generation
 
 parser = argparse.ArgumentParser()
@@ -18,6 +19,7 @@ parser.add_argument("--steps", type=int, default=60)
 parser.add_argument("--eval-size", type=int, default=200)
 parser.add_argument("--data", default="movie_reviews")
 args = parser.parse_args()
+print(cpu_description())
 base = LabelGenerationConfig(data=args.data, steps=args.steps, eval_size=args.eval_size)
 runs = [
     ("zero-shot (instruction)", dataclasses.replace(base, output_dir="outputs/gemma_labels/zero_shot"), "zero_shot"),

@@ -39,6 +39,7 @@ import time
 import keras
 import numpy as np
 
+from cpu_flags import cpu_description
 import tf_prompt_tuning as tpt
 from tf_prompt_tuning.app.datasets import load_sentiment
 from tf_prompt_tuning.app.classification_job import evaluate, predict_function
@@ -168,6 +169,7 @@ def main():
     parser.add_argument("--eval-size", type=int, help="score only the first N dev, test (and train) sentences")
     parser.add_argument("--json", default="outputs/methods.json")
     args = parser.parse_args()
+    print(cpu_description())
 
     results = []
     for seed in args.seeds:

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the exported tokenizer's ops)
 
+from cpu_flags import cpu_description
 from tf_prompt_tuning.app.classification_job import TrainConfig, bank_files, export_task_or_bank, load_splits
 from tf_prompt_tuning.prompt_file import load_prompts
 
@@ -82,6 +83,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--json", default="outputs/serve_bank.json")
     args = parser.parse_args()
+    print(cpu_description())
 
     files = bank_files(args.bank)
     export_task_or_bank(args.bank, args.saved_model)

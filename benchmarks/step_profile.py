@@ -36,6 +36,7 @@ import keras
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
+from cpu_flags import cpu_description
 import tf_prompt_tuning as tpt
 
 _THUNK = re.compile(r"[a-z][a-z0-9_\-]*(\.\d+)?")
@@ -85,6 +86,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--top", type=int, default=8, help="also list the N costliest thunk names")
     args = parser.parse_args()
+    print(cpu_description())
 
     from train_step import _make_step, random_batch
 
