@@ -170,3 +170,14 @@ def test_fit_cache_inputs_needs_an_appended_decoder():
     (x, _), = _batches(ROWS, LABELS, batch_size=6)
     with pytest.raises(ValueError, match=r"`cache_inputs=True` reads the inputs of an appended prompt"):
         model.fit(x, LABELS, epochs=2, verbose=0, cache_inputs=True)
+
+
+def test_models_that_read_their_whole_input_fit_as_keras_does():
+    # A PromptCausalLM has a decoder too, but no input cache stands for its inputs.
+    lm = tpt.PromptCausalLM(tiny_gpt2_lm(), num_tokens=2)
+    assert not lm.reads_inputs_once
+    assert not tpt.PromptTextClassifier(tiny_gpt2_lm(), 2, num_tokens=3, placement="prepend", pooling="last").reads_inputs_once
+    assert _model().reads_inputs_once
+    lm.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y, w = tpt.causal_lm_batch(np.array([[5, 6, 7, 8]] * 2), np.ones((2, 4), "int32"))
+    lm.fit(x, y, sample_weight=w, epochs=2, verbose=0)

@@ -96,7 +96,7 @@ class InputCacheStore:
                 `tf.data.Dataset` of them, as `make_text_dataset` makes).
             **kwargs: `budget_bytes`, `directory`, `storage_dtype`.
         """
-        if not hasattr(model, "read_inputs"):
+        if not hasattr(model, "read_inputs"):  # not a classifier
             raise ValueError(
                 "`InputCacheStore` keeps the inputs of a `PromptTextClassifier` with placement='append' "
                 f"on a causal decoder. Received: {type(model).__name__}."

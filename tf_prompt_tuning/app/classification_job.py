@@ -219,7 +219,7 @@ def _fit_one(name, model, splits, tokenizer, config, print_fn, strategy, checkpo
     # A fixed shuffle per epoch, so a resumed run sees the same batches.
     batches = lambda epoch: make(splits[0], shuffle=True, seed=config.seed + epoch)  # noqa: E731
     with contextlib.ExitStack() as stack:
-        if getattr(model, "decoder", None) is not None:
+        if model.reads_inputs_once:
             # An appended prompt on a decoder: the training texts are read once, for every epoch.
             store = stack.enter_context(InputCacheStore.read(model, make(splits[0])))
             print_fn(f"read {store.num_tokens:,} input tokens once ({store.num_tokens * store.bytes_per_token / 1e6:,.0f} MB)")

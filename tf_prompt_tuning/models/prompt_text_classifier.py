@@ -259,6 +259,10 @@ class PromptTextClassifier(PromptTask):
     def label_classes(self) -> int:
         return self.num_classes
 
+    @property
+    def reads_inputs_once(self) -> bool:
+        return self.decoder is not None
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -69,6 +69,9 @@ class PromptTask(keras.Model):
 
     # The number of classes labels index (None: this task takes no class labels).
     label_classes: int | None = None
+    # Whether an `InputCache` of `read_inputs` can stand for the inputs (an
+    # appended prompt on a causal decoder), so they are read once for every epoch.
+    reads_inputs_once: bool = False
 
     def _check_labels(self, y):
         """Refuses labels in memory that are not class indices of this task,
@@ -141,10 +144,10 @@ class PromptTask(keras.Model):
         # text dataset, which Keras then takes as it is.
         shuffle = kwargs.pop("shuffle", True)
         epochs = kwargs.get("epochs", 1)
-        reuse = getattr(self, "decoder", None) is not None and cache_inputs is not False and (
+        reuse = self.reads_inputs_once and cache_inputs is not False and (
             cache_inputs or (epochs > 1 and not isinstance(x, tf.data.Dataset))
         )  # fmt: skip
-        if cache_inputs and getattr(self, "decoder", None) is None:
+        if cache_inputs and not self.reads_inputs_once:
             raise ValueError(
                 "`cache_inputs=True` reads the inputs of an appended prompt on a causal decoder once. "
                 f"Received: a {type(self).__name__} that reads its whole input every step. Leave "
