@@ -1,6 +1,6 @@
 """What TensorFlow's op determinism costs the main job, and whether runs repeat.
 
-    .venv/bin/python benchmarks/determinism.py [--train-size 2048] [--repeats 2]
+    cd benchmarks && ../.venv/bin/python determinism.py [--train-size 2048] [--repeats 2]
 
 `tf-prompt-tuning train` turns on `tf.config.experimental.enable_op_determinism`
 (it cannot be turned off in a process once on). This runs the job's own
@@ -44,7 +44,7 @@ def main():
             for mode in ("on", "off"):
                 out = os.path.join(tmp, f"{mode}{repeat}")
                 subprocess.run([sys.executable, "-c", RUN, mode, str(args.train_size), out], check=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.DEVNULL)
                 with open(os.path.join(out, "metrics.json")) as f:
                     (result,) = json.load(f)["results"].values()
                 runs.append((mode, result))
