@@ -181,27 +181,23 @@ def _calls(prompted, full, appended, lengths, batch_size, xla_settings) -> tuple
         x, y = random_batch(batch_size, length, tuple(prompted.backbone.input))
         for xla in xla_settings:
             forward = tf.function(lambda x: prompted(x, training=False), jit_compile=xla)
-            prompt_step, full_step = _make_step(prompted, xla), _make_step(full, xla)
-            calls[length, xla, "forward"] = lambda f=forward, x=x: f(x)
-            calls[length, xla, "prompt step"] = lambda s=prompt_step, x=x, y=y: s(x, y)
-            calls[length, xla, "full FT step"] = lambda s=full_step, x=x, y=y: s(x, y)
-            if xla:
-                # The steps' XLA part: forward and backward (the optimizer
-                # update runs outside XLA), built at their first call.
-                compiled[length, "forward"] = (forward, (x,))
-                compiled[length, "prompt step"] = (prompt_step, (x, y, ()))
-                compiled[length, "full FT step"] = (full_step, (x, y, ()))
+            variants = {
+                "forward": (forward, (x,)),
+                "prompt step": (_make_step(prompted, xla), (x, y)),
+                "full FT step": (_make_step(full, xla), (x, y)),
+            }
             if appended is not None:
                 read = tf.function(lambda x: appended.read_inputs(x).caches[-1], jit_compile=xla)
-                cache = appended.read_inputs(x)
-                appended_step, cached_step = _make_step(appended, xla), _make_step(appended, xla)
-                calls[length, xla, "input read"] = lambda f=read, x=x: f(x)
-                calls[length, xla, "appended step"] = lambda s=appended_step, x=x, y=y: s(x, y)
-                calls[length, xla, "appended step, reused cache"] = lambda s=cached_step, c=cache, y=y: s(c, y)
+                variants["input read"] = (read, (x,))
+                variants["appended step"] = (_make_step(appended, xla), (x, y))
+                variants["appended step, reused cache"] = (_make_step(appended, xla), (appended.read_inputs(x), y))
+            for variant, (fn, args) in variants.items():
+                calls[length, xla, variant] = lambda fn=fn, args=args: fn(*args)
                 if xla:
-                    compiled[length, "input read"] = (read, (x,))
-                    compiled[length, "appended step"] = (appended_step, (x, y, ()))
-                    compiled[length, "appended step, reused cache"] = (cached_step, (cache, y, ()))
+                    # The steps' XLA part: forward and backward (the optimizer
+                    # update runs outside XLA), built at their first call.
+                    step = isinstance(fn, tpt.TrainStep)
+                    compiled[length, variant] = (fn, (*args, ()) if step else args)
     return calls, compiled
 
 
