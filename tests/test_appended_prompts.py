@@ -66,11 +66,15 @@ def test_an_appended_prompt_of_token_embeddings_is_the_plain_model_on_text_then_
 # Not OPT: its graph embeds tokens and positions in one layer, so there the
 # graph's prompt gets no positions while the decoder's does (the decoder-level
 # test in test_causal_decoder.py covers OPT's gradients).
+@pytest.mark.parametrize("deep", [False, "hidden"])
 @pytest.mark.parametrize("family", ["gpt2", "gemma3"])
-def test_the_cached_path_has_the_gradients_of_the_uncached_graph(family):
+def test_the_cached_path_has_the_gradients_of_the_uncached_graph(family, deep):
     # `encoder` is the whole appended sequence through the backbone's own
-    # graph, with a gradient through every position.
-    model = tpt.PromptTextClassifier(DECODERS[family](), 3, num_tokens=3, placement="append", pooling="last", seed=0)
+    # graph, with a gradient through every position (deep prompts: rewritten
+    # after each row's text before every layer).
+    model = tpt.PromptTextClassifier(
+        DECODERS[family](), 3, num_tokens=3, placement="append", pooling="last", seed=0, deep=deep
+    )
     inputs = _batch(TEXTS, "right")
     labels = np.array([0, 2, 1])
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -84,23 +88,27 @@ def test_the_cached_path_has_the_gradients_of_the_uncached_graph(family):
         with tf.GradientTape() as tape:
             loss = loss_fn(labels, forward())
         results.append([g.numpy() for g in tape.gradient(loss, model.trainable_variables)])
-    assert [v.path for v in model.trainable_variables] == [model.prompt.prompt.path, *[w.path for w in model.head.weights]]
+    # With deep prompts an appended input prompt is read by nothing that
+    # lasts (rewritten before layer 1, no text after it): it does not train.
+    prompts = [model.prompt.deep_prompts if deep else model.prompt.prompt]
+    assert [v.path for v in model.trainable_variables] == [v.path for v in prompts + model.head.weights]
     for cached, whole in zip(results[1], results[0]):
         assert np.abs(whole).max() > 0
         np.testing.assert_allclose(cached, whole, atol=1e-5 * max(1.0, np.abs(whole).max()))
 
 
-def test_appended_training_moves_only_the_prompt_and_head():
+@pytest.mark.parametrize("deep", [False, "hidden"])
+def test_appended_training_moves_only_the_prompt_and_head(deep):
     backbone = tiny_gemma3_lm()
-    model = tpt.PromptTextClassifier(backbone, 2, num_tokens=3, placement="append", pooling="last", seed=0)
+    model = tpt.PromptTextClassifier(backbone, 2, num_tokens=3, placement="append", pooling="last", seed=0, deep=deep)
     frozen = [w.numpy().copy() for w in backbone.weights]
-    prompt = model.prompt.prompt.numpy().copy()
+    prompt = (model.prompt.deep_prompts if deep else model.prompt.prompt).numpy().copy()
     step = tpt.make_train_step(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                                optimizer=keras.optimizers.Adam(0.05))
     inputs = _batch(TEXTS, "right")
     losses = [float(step(inputs, np.array([0, 1, 1]))) for _ in range(15)]
     assert losses[-1] < losses[0]
-    assert not np.allclose(model.prompt.prompt.numpy(), prompt)
+    assert not np.allclose((model.prompt.deep_prompts if deep else model.prompt.prompt).numpy(), prompt)
     for before, after in zip(frozen, backbone.weights):
         np.testing.assert_array_equal(before, after.numpy())
 
@@ -134,9 +142,10 @@ def test_an_appended_prompt_file_round_trip(tmp_path):
     "kwargs, match",
     [
         (dict(pooling="mean"), r"must read the last prompt position. Received: pooling='mean' with placement='append'. Use pooling='last'"),
-        (dict(pooling="last", deep="hidden"), r"`DeepPromptLayer` rewrites the prompt at fixed positions"),
+        (dict(pooling="last", deep="hidden", deep_initializer="hidden_states"),
+         r"an appended prompt's hidden states depend on the text before it. Received: placement='append'"),
     ],
-    ids=["mean_pooling", "deep"],
+    ids=["mean_pooling", "hidden_states_initializer"],
 )
 def test_appended_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -235,6 +244,28 @@ def test_appended_lm_prompt_file_and_config_round_trip(tmp_path):
     assert clone.placement == "append"
 
 
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_next_token_logits_from_a_cache_are_the_appended_lms(family):
+    lm = _lm(family)
+    inputs = _batch(TEXTS, "left")
+    logits = keras.ops.convert_to_numpy(lm(inputs))
+    ends = inputs["padding_mask"].shape[1] - 1  # left padding: every row ends in the last slot
+    expected = logits[:, ends]
+    np.testing.assert_allclose(lm.next_token_logits(inputs), expected, atol=1e-5)
+    np.testing.assert_allclose(lm.next_token_logits(lm.read_inputs(inputs)), expected, atol=1e-5)
+    right = _batch(TEXTS, "right")
+    last = right["padding_mask"].sum(1) - 1
+    np.testing.assert_allclose(
+        lm.next_token_logits(right), keras.ops.convert_to_numpy(lm(right))[np.arange(3), last], atol=1e-5
+    )
+
+
+def test_read_inputs_of_an_lm_needs_an_appended_prompt():
+    lm = tpt.PromptCausalLM(tiny_gpt2_lm(), num_tokens=2)
+    with pytest.raises(ValueError, match=r"Received: a PromptCausalLM with placement='prepend' and num_tokens=2"):
+        lm.read_inputs(_batch(TEXTS, "right"))
+
+
 def test_appended_lm_errors():
     with pytest.raises(ValueError, match=r"`placement` must be one of \('prepend', 'append'\). Received: placement='after_first'"):
         tpt.PromptCausalLM(tiny_gpt2_lm(), num_tokens=2, placement="after_first")
@@ -242,9 +273,66 @@ def test_appended_lm_errors():
         tpt.PromptCausalLMBank(tiny_gpt2_lm(), num_tokens=2, placement="append")
 
 
-def test_banks_refuse_appended_prompts_clearly(tmp_path):
-    with pytest.raises(ValueError, match=r"A bank serves prompts at fixed positions .* Received: placement='append'"):
+def _appended_classifiers(backbone):
+    shallow = tpt.PromptTextClassifier(backbone, 2, num_tokens=3, placement="append", pooling="last", seed=1)
+    deep = tpt.PromptTextClassifier(backbone, 3, num_tokens=3, placement="append", pooling="last", seed=2, deep="hidden")
+    for model in (shallow, deep):
+        for variable in model.head.weights:
+            variable.assign(np.random.default_rng(len(variable.path)).normal(size=variable.shape))
+    return shallow, deep
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_an_appended_bank_gives_each_example_what_its_task_alone_gives(family, side, tmp_path):
+    backbone = DECODERS[family]()
+    shallow, deep = _appended_classifiers(backbone)
+    bank = tpt.PromptBank(backbone, num_tokens=3, placement="append", pooling="last")
+    assert bank.add_classifier("shallow", shallow) == 0
+    assert bank.add_prompt_file("deep", tpt.save_prompts(deep, str(tmp_path / "deep.safetensors"))) == 1
+    inputs = _batch(TEXTS, side)
+    alone = [keras.ops.convert_to_numpy(model(inputs)) for model in (shallow, deep)]
+    mixed = bank(dict(inputs, task_id=np.array([1, 0, 1])))
+    expected = [alone[1][0], np.r_[alone[0][1], -1e9], alone[1][2]]
+    np.testing.assert_allclose(mixed, expected, atol=1e-5)
+    # Every task for every input, from one read of the inputs.
+    every = keras.ops.convert_to_numpy(bank.call_tasks(inputs, ["deep", "shallow"]))
+    assert every.shape == (3, 2, 3)
+    np.testing.assert_allclose(every[:, 0], alone[1], atol=1e-5)
+    np.testing.assert_allclose(every[:, 1, :2], alone[0], atol=1e-5)
+    clone = tpt.PromptBank.from_config(bank.get_config())
+    assert clone.placement == "append" and clone.task_names == ["shallow", "deep"]
+
+
+def test_call_tasks_on_a_prepended_bank_repeats_the_batch_per_task():
+    backbone = tiny_bert()
+    bank = tpt.PromptBank(backbone, num_tokens=2)
+    for name in ("a", "b"):
+        bank.add_task(name, num_classes=2, prompt_initializer="uniform")
+    inputs = _batch([[2, 5, 6, 3], [2, 7, 3]], "right")
+    every = bank.call_tasks(inputs, ["b", "a"])
+    for column, task in enumerate((1, 0)):
+        np.testing.assert_allclose(every[:, column], bank(dict(inputs, task_id=np.array([task, task]))), atol=1e-6)
+
+
+def test_appended_bank_errors():
+    with pytest.raises(ValueError, match=r"needs a causal decoder .* Received: placement='append' on BertBackbone"):
         tpt.PromptBank(tiny_bert(), num_tokens=2, placement="append")
+    with pytest.raises(ValueError, match=r"Received: pooling='mean' with placement='append'. Use pooling='last'"):
+        tpt.PromptBank(tiny_gpt2_lm(), num_tokens=2, placement="append")
+    bank = tpt.PromptBank(tiny_gpt2_lm(), num_tokens=2, placement="append", pooling="last")
+    with pytest.raises(ValueError, match=r"The bank has no tasks"):
+        bank.call_tasks(_batch(TEXTS, "right"), ["a"])
+    bank.add_task("a", num_classes=2)
+    with pytest.raises(ValueError, match=r"`task_names` must be a non-empty list of task names. Received: task_names='a'"):
+        bank.call_tasks(_batch(TEXTS, "right"), "a")
+    with pytest.raises(KeyError, match=r"No task 'b' in the bank"):
+        bank.call_tasks(_batch(TEXTS, "right"), ["b"])
+    with pytest.raises(ValueError, match=r"Received: a call of a PromptBankLayer with placement='append'"):
+        bank.prompts(np.zeros((1, 2, bank.hidden_dim), "float32"), task_id=np.array([0]))
+
+
+def test_the_lm_bank_refuses_appended_prompts_clearly(tmp_path):
     lm = _lm("gpt2")
     bank = tpt.PromptCausalLMBank(lm.backbone, num_tokens=3)
     with pytest.raises(ValueError, match=r"Task 'a' is an appended prompt \(placement='append'\)"):

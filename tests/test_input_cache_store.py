@@ -117,13 +117,17 @@ def test_training_from_the_store_moves_the_prompt_and_matches_token_steps():
         (lambda: tpt.PromptTextClassifier(tiny_gpt2_lm(), 2, num_tokens=3, placement="prepend", pooling="last"), {},
          ValueError, r"`read_inputs` reads the input of an appended prompt"),
         (lambda: tpt.PromptCausalLM(tiny_gpt2_lm(), num_tokens=3), {}, ValueError,
-         r"keeps the inputs of a `PromptTextClassifier` with placement='append'.*Received: PromptCausalLM"),
+         r"`read_inputs` reads the inputs of an appended prompt.*Received: a PromptCausalLM with placement='prepend'"),
         (_model, {"budget_bytes": 100}, ValueError,
          r"`budget_bytes` \(100\) is smaller than one input of 6 tokens .* pass 0 to keep everything in a memory-mapped file"),
         (_model, {"budget_bytes": -1}, ValueError, r"`budget_bytes` must be a non-negative integer. Received: budget_bytes=-1"),
         (_model, {"storage_dtype": "float16"}, ValueError, r"`storage_dtype` must be one of \('float32', 'bfloat16'\)"),
+        (lambda: tpt.PromptCausalLMBank(tiny_gpt2_lm(), num_tokens=3), {}, ValueError,
+         r"Received: a PromptCausalLMBank with placement='prepend'"),
+        (lambda: keras.layers.Dense(2), {}, ValueError,
+         r"keeps the inputs of a `PromptTextClassifier` or `PromptCausalLM` with placement='append'.*Received: Dense"),
     ],
-    ids=["prepended", "causal_lm", "budget_below_one_input", "negative_budget", "dtype"],
+    ids=["prepended", "prepended_causal_lm", "budget_below_one_input", "negative_budget", "dtype", "lm_bank", "not_a_task"],
 )
 def test_bad_arguments_are_refused_before_any_reading(make, kwargs, error, match):
     with pytest.raises(error, match=match):

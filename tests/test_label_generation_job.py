@@ -50,6 +50,43 @@ def test_every_method_is_scored_on_the_same_held_out_examples(tiny_job, tmp_path
     assert len(losses) == 30 and np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
+def test_an_appended_soft_prompt_trains_from_inputs_read_once(tiny_job, tmp_path):
+    printed = []
+    config = job.LabelGenerationConfig(
+        backbone="tiny", num_tokens=4, steps=30, batch_size=8, learning_rate=0.1, eval_size=10,
+        max_text_tokens=8, placement="append", train_size=40, dev_size=12, eval_every=10,
+        output_dir=str(tmp_path / "out"),
+    )  # fmt: skip
+    results = job.run_label_generation(config, methods=("soft_prompt",), print_fn=printed.append)
+    assert sum(line.startswith("  read ") and "input tokens once" in line for line in printed) == 1
+    result = results["methods"]["soft_prompt"]
+    assert len(result["losses"]) == 30 and np.mean(result["losses"][-5:]) < np.mean(result["losses"][:5])
+    assert result["train_examples"] == 40
+    assert [step for step, _ in result["dev_curve"]] == [10, 20, 30]
+    assert results["config"]["placement"] == "append"
+
+
+def test_the_prompt_that_scored_best_on_dev_is_kept():
+    import types
+
+    import keras
+
+    prompt = keras.layers.Dense(1)
+    prompt.build((None, 1))
+    lm = types.SimpleNamespace(prompt=prompt)
+    config = job.LabelGenerationConfig(steps=6, eval_every=2)
+    scores = iter([0.5, 0.9, 0.7])
+
+    def step(x, y):  # the prompt's value records the step
+        prompt.kernel.assign([[x]])
+        return 1.0
+
+    batches = ((float(i + 1), None) for i in range(100))
+    result = job._train_loop(lm, step, batches, lambda: next(scores), config, lambda *a: None)
+    assert result["dev_curve"] == [[2, 0.5], [4, 0.9], [6, 0.7]]
+    assert prompt.kernel.numpy()[0, 0] == 4.0  # as it was after step 4
+
+
 def test_first_word_reads_the_label_and_nothing_else():
     assert job.first_word(" Positive.\n\nReview") == "positive"
     assert job.first_word("\n negative, I think") == "negative"
@@ -74,12 +111,15 @@ def test_generation_accuracy_counts_invalid_words_as_wrong(gemma):
     "argv, message",
     [
         (["--steps", "0"], "`steps` must be a positive integer. Received: steps=0."),
+        (["--dev-size", "-2"], "`dev_size` must be a positive integer. Received: dev_size=-2."),
+        (["--eval-every", "0"], "`eval_every` must be a positive integer. Received: eval_every=0."),
         (["--eval-size", "-1"], "`eval_size` must be a positive integer"),
         (["--learning-rate", "0"], "`learning_rate` must be a finite number above 0. Received: learning_rate=0.0."),
         (["--learning-rate", "inf"], "Received: learning_rate=inf."),
         (["--learning-rate", "nan"], "Received: learning_rate=nan."),
         (["--method", "beam"], "argument --method: invalid choice: 'beam'"),
         (["--init", "labels"], "argument --init: invalid choice: 'labels'"),
+        (["--placement", "after_first"], "argument --placement: invalid choice: 'after_first' (choose from 'prepend', 'append')"),
     ],
 )
 def test_cli_errors_are_one_line_and_write_nothing(argv, message, tmp_path, capsys):

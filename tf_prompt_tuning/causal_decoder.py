@@ -15,7 +15,9 @@ Every decoder takes the same arguments:
   of every cache slot);
 - `key_mask` `(batch, keys)`: 1 at the keys that may be attended to;
 - `caches`, `cache_index`: a list of per-layer caches, `(batch, 2, keys,
-  kv_heads, head_dim)`, and the slot of the first query token.
+  kv_heads, head_dim)`, and the slot of the first query token;
+- `rewrite`: optional `rewrite(i, x)`, applied to the hidden states before
+  every transformer layer `i >= 1` (deep prompts, P-tuning v2).
 Causality is by slot (a query sees keys up to its own slot).
 
 `read` runs a batch of inputs once and keeps their keys and values (an
@@ -79,6 +81,19 @@ class InputCache(NamedTuple):
     input_slots: object
 
 
+def tile_cache(cache: InputCache, times: int) -> InputCache:
+    """`cache` with its batch repeated `times` times (batch-major blocks:
+    all rows, then all rows again), so several prompts can run after one read."""
+
+    def tile(x):
+        return ops.tile(x, [times] + [1] * (len(x.shape) - 1))
+
+    return InputCache(
+        tuple(tile(c) for c in cache.caches), tile(cache.key_positions), tile(cache.key_mask),
+        tile(cache.lengths), cache.input_slots,
+    )  # fmt: skip
+
+
 class CausalDecoder:
     """Runs a KerasHub causal LM backbone with explicit positions and a cache.
 
@@ -120,7 +135,7 @@ class CausalDecoder:
         """The transformer layers' input from the (prompted) embeddings."""
         raise NotImplementedError
 
-    def run(self, x, positions, key_positions, key_mask, caches=None, cache_index=None):
+    def run(self, x, positions, key_positions, key_mask, caches=None, cache_index=None, rewrite=None):
         """Runs every transformer layer and the final norm; returns
         `(hidden, updated caches)` (an empty list without caches)."""
         raise NotImplementedError
@@ -163,17 +178,17 @@ class CausalDecoder:
         )
         return (cache, ops.stop_gradient(hidden)) if return_hidden else cache
 
-    def continue_from(self, cache: InputCache, x, offset=0):
+    def continue_from(self, cache: InputCache, x, offset=0, rewrite=None):
         """Runs embedded positions `x` `(batch, k, dim)` after the cached
         input, in its free slots `offset .. offset + k - 1`, at the positions
-        `read` gave those slots. Returns `(hidden, caches)`, the caches now
-        holding `x`'s keys and values too."""
+        `read` gave those slots (`rewrite` as in `run`). Returns `(hidden,
+        caches)`, the caches now holding `x`'s keys and values too."""
         first = cache.input_slots + offset
         positions = ops.slice(
             cache.key_positions, ops.stack([0, first]), ops.stack([ops.shape(x)[0], ops.shape(x)[1]])
         )
         return self.run(
-            self.start(x, positions), positions, cache.key_positions, cache.key_mask, cache.caches, first
+            self.start(x, positions), positions, cache.key_positions, cache.key_mask, cache.caches, first, rewrite
         )  # fmt: skip
 
 
@@ -217,11 +232,13 @@ class LearnedPositionDecoder(CausalDecoder):
     def start(self, x, positions):
         return x + self._position_table(self.backbone)(x, positions=positions)
 
-    def run(self, x, positions, key_positions, key_mask, caches=None, cache_index=None):
+    def run(self, x, positions, key_positions, key_mask, caches=None, cache_index=None, rewrite=None):
         # The layers add causality themselves, offset by `cache_index`.
         attention_mask = key_mask[:, None, :]
         updated = []
         for i, layer in enumerate(self.layers):
+            if i and rewrite is not None:
+                x = rewrite(i, x)
             if caches is None:
                 x = layer(x, decoder_attention_mask=attention_mask, training=False)
             else:
@@ -257,12 +274,14 @@ class Gemma3Decoder(CausalDecoder):
     def start(self, x, positions):
         return x * ops.cast(ops.sqrt(self.backbone.hidden_dim), x.dtype)
 
-    def run(self, x, positions, key_positions, key_mask, caches=None, cache_index=None):
+    def run(self, x, positions, key_positions, key_mask, caches=None, cache_index=None, rewrite=None):
         causal = _slot_causal(key_mask, ops.shape(x)[1], cache_index)
         distance = ops.cast(positions, "int32")[:, :, None] - ops.cast(key_positions, "int32")[:, None, :]
         masks = {}  # per window size (None: global), made once for all layers
         updated = []
         for i, block in enumerate(self.layers):
+            if i and rewrite is not None:
+                x = rewrite(i, x)
             attention = block.attention
             window = attention.sliding_window_size if attention.use_sliding_window_attention else None
             if window not in masks:

@@ -41,7 +41,8 @@ class InputCacheStore:
 
     Args:
         model: a `PromptTextClassifier` with placement "append" on a causal
-            decoder (it has `read_inputs`).
+            decoder, or a `PromptCausalLM` with placement "append" (both
+            have `read_inputs`).
         budget_bytes: the most bytes kept in memory; past it the rest goes
             to a memory-mapped file in `directory`.
         directory: where a spilled file goes (default: the system's temp
@@ -90,18 +91,19 @@ class InputCacheStore:
         """Reads every batch's inputs once through `model.read_inputs`.
 
         Args:
-            model: a classifier with an appended prompt on a causal decoder.
+            model: a classifier or LM with an appended prompt on a causal decoder.
             batches: an iterable of `(x, y)` or `(x, y, sample_weight)`
                 with `x` a dict of `token_ids` and `padding_mask` (a
                 `tf.data.Dataset` of them, as `make_text_dataset` makes).
             **kwargs: `budget_bytes`, `directory`, `storage_dtype`.
         """
-        if not hasattr(model, "read_inputs"):  # not a classifier
+        if not hasattr(model, "read_inputs"):
             raise ValueError(
-                "`InputCacheStore` keeps the inputs of a `PromptTextClassifier` with placement='append' "
-                f"on a causal decoder. Received: {type(model).__name__}."
+                "`InputCacheStore` keeps the inputs of a `PromptTextClassifier` or `PromptCausalLM` "
+                f"with placement='append' on a causal decoder. Received: {type(model).__name__}."
             )
-        if model.decoder is None:
+        appended = model.placement == "append" and model.decoder is not None and model.num_tokens
+        if not appended or getattr(model, "takes_task_id", False):
             model.read_inputs(None)  # raises, saying what the store needs
         store = cls(**kwargs)
         store.num_prompt_tokens = model.num_tokens

@@ -184,7 +184,7 @@ def prompted_backbone(
             lambda x: substitutes.get(id(x), x), (args, kwargs)
         )
         if deep_layers.get(id(layer), 0) > 0:
-            args = (prompt(args[0], layer_index=deep_layers[id(layer)], **extra), *args[1:])
+            args = (prompt(args[0], layer_index=deep_layers[id(layer)], **ends, **extra), *args[1:])
         if id(layer) in prefixed:
             return prefixed[id(layer)](*args, **kwargs, **extra)
         outputs = layer(*args, **kwargs)

@@ -52,7 +52,8 @@ def _label_generation(args) -> int:
 
     config = LabelGenerationConfig(
         backbone=args.backbone, data=args.data, num_tokens=args.num_tokens, initializer=args.init,
-        steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        placement=args.placement, steps=args.steps, train_size=args.train_size, dev_size=args.dev_size,
+        eval_every=args.eval_every, batch_size=args.batch_size, learning_rate=args.learning_rate,
         max_text_tokens=args.max_text_tokens, eval_size=args.eval_size, shots=args.shots,
         seed=args.seed, output_dir=args.output_dir,
     )  # fmt: skip
@@ -186,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where --method deep's later layers' prompts start: uniform, or the hidden "
                        "states the input prompt reaches there (the model starts as the shallow prompt's)")
     train.add_argument("--pooling", default=defaults.pooling, choices=POOLINGS)
-    train.add_argument("--placement", default=defaults.placement, choices=PLACEMENTS)
+    train.add_argument("--placement", default=defaults.placement, choices=PLACEMENTS,
+                       help="where the prompt goes: after the first token, in front, or after the text "
+                       "(on a decoder the text is then read once: docs/appended_prompts.md)")
     train.add_argument("--epochs", type=int, default=defaults.epochs)
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--max-length", type=int, default=defaults.max_length,
@@ -218,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     from tf_prompt_tuning.app.label_generation_job import INITIALIZERS, METHODS, LabelGenerationConfig
+    from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS
 
     generation = LabelGenerationConfig()
     labels = commands.add_parser(
@@ -233,7 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--num-tokens", type=int, default=generation.num_tokens, help="soft prompt length")
     labels.add_argument("--init", default=generation.initializer, choices=INITIALIZERS,
                         help="soft prompt initialization; text: the zero-shot instruction's embeddings")
+    labels.add_argument("--placement", default=generation.placement, choices=LM_PLACEMENTS,
+                        help="the soft prompt in front of the input, or after it (the input is then read "
+                        "once and each step runs the prompt only: docs/appended_prompts.md)")
     labels.add_argument("--steps", type=int, default=generation.steps)
+    labels.add_argument("--train-size", type=int, default=generation.train_size,
+                        help="training examples (default 0: steps x batch size x 2)")
+    labels.add_argument("--dev-size", type=int, default=generation.dev_size,
+                        help="dev examples scored every --eval-every steps; the best prompt is kept (0: none)")
+    labels.add_argument("--eval-every", type=int, default=generation.eval_every)
     labels.add_argument("--batch-size", type=int, default=generation.batch_size)
     labels.add_argument("--learning-rate", type=float, default=generation.learning_rate)
     labels.add_argument("--max-text-tokens", type=int, default=generation.max_text_tokens,

@@ -9,13 +9,17 @@ anything else, an invalid output included, counts as wrong):
 - zero-shot: a hand-written instruction in front of the input;
 - few-shot: the instruction and `shots` solved training examples;
 - soft prompt: `PromptCausalLM` with `num_tokens` trained vectors in front of
-  the bare input, trained on the label word's next-token loss (the full
-  vocabulary's softmax at the last input position, so the label must win
-  against every word, as generation needs).
+  the bare input (placement "prepend") or after it ("append"), trained on
+  the label word's next-token loss (the full vocabulary's softmax at the
+  last position, so the label must win against every word, as generation
+  needs). An appended prompt cannot change its input's keys and values, so
+  the training inputs are read once (`InputCacheStore`) and every step runs
+  the prompt's positions only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,7 +32,8 @@ from tf_prompt_tuning._checks import check_choice, check_positive_float, check_p
 from tf_prompt_tuning._io import write_atomically
 from tf_prompt_tuning.backbone import load_backbone
 from tf_prompt_tuning.initializers import make_prompt_initializer
-from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
+from tf_prompt_tuning.input_cache_store import InputCacheStore
+from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS, PromptCausalLM
 from tf_prompt_tuning.training import make_train_step
 
 INSTRUCTION = "Classify the sentiment of the movie review as positive or negative.\n\n"
@@ -45,8 +50,12 @@ class LabelGenerationConfig:
     data: str = "movie_reviews"
     num_tokens: int = 20
     initializer: str = "text"  # "text": the instruction's embeddings; or "vocab", "uniform"
+    placement: str = "prepend"  # or "append": after the input, which is then read once
     steps: int = 60
     batch_size: int = 8
+    train_size: int = 0  # training examples; 0: steps x batch_size x 2
+    dev_size: int = 0  # dev examples scored every `eval_every` steps, the best kept; 0: none
+    eval_every: int = 100
     learning_rate: float = 0.05
     max_text_tokens: int = 48
     eval_size: int = 200
@@ -55,9 +64,13 @@ class LabelGenerationConfig:
     output_dir: str = "outputs/label_generation"
 
     def __post_init__(self):
-        for name in ("num_tokens", "steps", "batch_size", "max_text_tokens", "eval_size", "shots"):
+        for name in ("num_tokens", "steps", "batch_size", "max_text_tokens", "eval_size", "shots", "eval_every"):
             check_positive_int(name, getattr(self, name))
+        for name in ("train_size", "dev_size"):
+            if getattr(self, name) != 0:
+                check_positive_int(name, getattr(self, name))
         check_choice("initializer", self.initializer, INITIALIZERS)
+        check_choice("placement", self.placement, LM_PLACEMENTS)
         check_positive_float("learning_rate", self.learning_rate)
 
 
@@ -110,45 +123,113 @@ def generation_accuracy(model, tokenizer, rows, labels, label_names, batch_size=
     return {"accuracy": correct / len(rows), "invalid": invalid / len(rows), "examples": len(rows)}
 
 
-class _LastTokenLogits(keras.Model):
-    """Full-vocabulary logits at each row's last real token: the next-token
-    prediction that generation will make, without logits at every position."""
+class _NextTokenLogits(keras.Model):
+    """Full-vocabulary logits of the token after each input (after the
+    prompt), the prediction generation makes first, without logits at every
+    position; takes an appended prompt's `InputCache` too."""
 
     def __init__(self, lm, **kwargs):
         super().__init__(**kwargs)
         self.lm = lm
 
     def call(self, inputs):
-        hidden = self.lm.hidden_states(inputs)
-        last = keras.ops.sum(keras.ops.cast(inputs["padding_mask"], "int32"), axis=1) - 1
-        hidden = keras.ops.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
-        return self.lm.decoder.logits(hidden)
+        return self.lm.next_token_logits(inputs)
 
 
-def train_soft_prompt(lm, tokenizer, rows, labels, label_names, config, print_fn=print) -> list[float]:
-    """Trains `lm`'s prompt on the label word after each row; returns the losses."""
-    label_ids = []
-    for name in label_names:
-        ids = _ids(tokenizer, ANSWER.format(label=name))
-        label_ids.append(ids[0])
+def _label_token_ids(tokenizer, label_names) -> np.ndarray:
+    """The first token of each label word as generated (" positive")."""
+    label_ids = [_ids(tokenizer, ANSWER.format(label=name))[0] for name in label_names]
     if len(set(label_ids)) != len(label_ids):
         raise ValueError(f"The label words {label_names} start with the same token; they must differ.")
-    model = _LastTokenLogits(lm, name="last_token_logits")
+    return np.array(label_ids, "int32")
+
+
+def _batches(rows, targets, size=64):
+    return [(dict(zip(("token_ids", "padding_mask"), _pad(rows[i : i + size]))), targets[i : i + size])
+            for i in range(0, len(rows), size)]  # fmt: skip
+
+
+def train_soft_prompt(lm, tokenizer, rows, labels, label_names, config, print_fn=print, dev=None) -> dict:
+    """Trains `lm`'s prompt on the label word after each row.
+
+    With `dev` (`(rows, labels)`), scores the dev rows every
+    `config.eval_every` steps (the first token greedy decoding would write
+    must be the label word's) and keeps the prompt that scored best.
+    Returns `{"losses", "dev_curve": [[step, accuracy], ...]}`.
+    """
+    if len(rows) < config.batch_size:
+        raise ValueError(
+            f"`batch_size` is {config.batch_size} but there are {len(rows)} training examples. "
+            "Use a smaller batch or more data."
+        )
+    label_ids = _label_token_ids(tokenizer, label_names)
+    model = _NextTokenLogits(lm, name="next_token_logits")
     step = make_train_step(
         model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         optimizer=keras.optimizers.Adam(config.learning_rate),
     )  # fmt: skip
+    targets = label_ids[np.asarray(labels[: len(rows)])]
+    appended = lm.placement == "append"
+    with contextlib.ExitStack() as stack:
+        # An appended prompt's inputs are read once; every step then runs the prompt only.
+        read = (lambda r, t: stack.enter_context(InputCacheStore.read(lm, _batches(r, t)))) if appended else None
+        scorer = None
+        if dev is not None:
+            dev_targets = label_ids[np.asarray(dev[1])]
+            dev_batches = read(dev[0], dev_targets).batches(64) if appended else _batches(*dev, dev_targets)
+            dev_batches = list(dev_batches)
+            predict = keras.ops.convert_to_numpy
+
+            def scorer():
+                hits = [predict(keras.ops.argmax(lm.next_token_logits(x), axis=-1)) == y for x, y in dev_batches]
+                return float(np.mean(np.concatenate(hits)))
+
+        if appended:
+            store = read(rows, targets)
+            print_fn(f"  read {store.num_tokens} input tokens once ({store.num_tokens * store.bytes_per_token / 2**20:.0f} MB)")
+            batches = _cached_batches(store, config)
+        else:
+            batches = _sampled_batches(rows, targets, config)
+        return _train_loop(lm, step, batches, scorer, config, print_fn)
+
+
+def _cached_batches(store, config):
+    """Full shuffled batches of the store, epoch after epoch."""
+    epoch = 0
+    while True:
+        for cache, y in store.batches(config.batch_size, shuffle=True, seed=config.seed + epoch):
+            if len(y) == config.batch_size:  # full batches: one compiled shape per width
+                yield cache, y
+        epoch += 1
+
+
+def _sampled_batches(rows, targets, config):
     rng = np.random.default_rng(config.seed)
     length = max(map(len, rows))
-    losses = []
-    for i in range(config.steps):
+    while True:
         batch = rng.choice(len(rows), config.batch_size, replace=False)
         ids, mask = _pad([rows[j] for j in batch], length)
-        targets = np.array([label_ids[labels[j]] for j in batch], "int32")
-        losses.append(float(step({"token_ids": ids, "padding_mask": mask}, targets)))
-        if (i + 1) % 10 == 0:
-            print_fn(f"  step {i + 1}/{config.steps}  loss {np.mean(losses[-10:]):.4f}")
-    return losses
+        yield {"token_ids": ids, "padding_mask": mask}, targets[batch]
+
+
+def _train_loop(lm, step, batches, scorer, config, print_fn) -> dict:
+    losses, curve, best = [], [], None
+    for x, y in batches:
+        losses.append(float(step(x, y)))
+        done = len(losses)
+        if done % 10 == 0:
+            print_fn(f"  step {done}/{config.steps}  loss {np.mean(losses[-10:]):.4f}")
+        if scorer is not None and (done % config.eval_every == 0 or done == config.steps):
+            curve.append([done, scorer()])
+            print_fn(f"  step {done}: dev accuracy {curve[-1][1]:.4f}")
+            if best is None or curve[-1][1] > best[0]:
+                best = (curve[-1][1], [v.numpy() for v in lm.prompt.trainable_weights])
+        if done == config.steps:
+            break
+    if best is not None:
+        for variable, value in zip(lm.prompt.trainable_weights, best[1]):
+            variable.assign(value)
+    return {"losses": losses, "dev_curve": curve}
 
 
 def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_fn=print) -> dict:
@@ -161,7 +242,7 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
     if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
         raise ValueError(f"`output_dir` {config.output_dir!r} is a file; pass a directory.")
     backbone, tokenizer = load_backbone(config.backbone)
-    train, _, test = load_dataset(config.data).split(seed=config.seed)
+    train, dev, test = load_dataset(config.data).split(seed=config.seed)
     test = test.subset(np.arange(min(config.eval_size, len(test))))
     names = list(train.label_names)
     results = {"config": dataclasses.asdict(config), "label_names": names, "methods": {}}
@@ -187,12 +268,19 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
                 initializer = make_prompt_initializer(
                     "text", backbone=backbone, num_tokens=config.num_tokens, tokenizer=tokenizer, text=INSTRUCTION
                 )
-            lm = PromptCausalLM(backbone, num_tokens=config.num_tokens, prompt_initializer=initializer, seed=config.seed)
+            lm = PromptCausalLM(
+                backbone, num_tokens=config.num_tokens, prompt_initializer=initializer,
+                placement=config.placement, seed=config.seed,
+            )  # fmt: skip
             encode = _Encoder(tokenizer, config.max_text_tokens)
-            rows = [encode(t) for t in train.texts[: config.steps * config.batch_size * 2]]
-            losses = train_soft_prompt(lm, tokenizer, rows, train.labels, names, config, print_fn)
+            rows = [encode(t) for t in train.texts[: config.train_size or config.steps * config.batch_size * 2]]
+            scored = None
+            if config.dev_size:
+                scored = dev.subset(np.arange(min(config.dev_size, len(dev))))
+                scored = ([encode(t) for t in scored.texts], scored.labels)
+            trained = train_soft_prompt(lm, tokenizer, rows, train.labels, names, config, print_fn, dev=scored)
             result = generation_accuracy(lm, tokenizer, [encode(t) for t in test.texts], test.labels, names)
-            result["losses"] = losses
+            result.update(trained, train_examples=len(rows))
         result["seconds"] = round(time.time() - start, 1)
         results["methods"][method] = result
         print_fn(f"{method}: accuracy {result['accuracy']:.3f}  invalid {result['invalid']:.3f}  ({result['seconds']} s)")

@@ -52,12 +52,6 @@ class DeepPromptLayer(PromptLayer):
         placement="prepend", **kwargs,
     ):  # fmt: skip
         super().__init__(num_tokens, initializer=initializer, placement=placement, **kwargs)
-        if self.placement == "append":
-            raise ValueError(
-                "`DeepPromptLayer` rewrites the prompt at fixed positions, which an appended prompt "
-                "(after each row's text) does not have. Received: placement='append'. Use 'prepend' "
-                "or 'after_first'."
-            )
         self.num_layers = check_positive_int("num_layers", num_layers)
         if self.num_layers < 2:
             raise ValueError(
@@ -76,14 +70,34 @@ class DeepPromptLayer(PromptLayer):
         )
 
     def call(self, inputs, padding_mask=None, mask=None, layer_index=0):
-        """Inserts the prompt (layer 0), or rewrites it before layer `layer_index`."""
+        """Inserts the prompt (layer 0), or rewrites it before layer `layer_index`
+        (placement "append": after each row's text, which the input's
+        `padding_mask` locates, as at layer 0)."""
         if not layer_index:
             return super().call(inputs, padding_mask=padding_mask, mask=mask)
+        block = self.layer_prompt(layer_index, inputs.dtype)
+        if self.placement == "append":
+            return self._rewrite_appended(inputs, block, padding_mask)
         start = 0 if self.placement == "prepend" else 1
         end = start + self.num_tokens
-        block = ops.cast(self.deep_prompts[layer_index - 1], inputs.dtype)
         block = ops.zeros_like(inputs[:, start:end]) + block[None]
         return ops.concatenate([inputs[:, :start], block, inputs[:, end:]], axis=1)
+
+    def layer_prompt(self, layer_index, dtype):
+        """The `(num_tokens, dim)` prompt that enters transformer layer `layer_index >= 1`."""
+        return ops.cast(self.deep_prompts[layer_index - 1], dtype)
+
+    def _rewrite_appended(self, inputs, block, padding_mask):
+        if padding_mask is None:  # no padding: the prompt is the last n positions
+            prompt = ops.zeros_like(inputs[:, -self.num_tokens :]) + block[None]
+            return ops.concatenate([inputs[:, : -self.num_tokens], prompt], axis=1)
+        mask = ops.cast(padding_mask, "int32")
+        ends = ops.max(mask * ops.cumsum(ops.ones_like(mask), axis=1), axis=1, keepdims=True)
+        # Slot j of a row holds prompt vector j - end where 0 <= j - end < n.
+        offsets = ops.cumsum(ops.ones_like(inputs[..., 0], dtype="int32"), axis=1) - 1 - ends
+        inside = ops.logical_and(offsets >= 0, offsets < self.num_tokens)
+        vectors = ops.take(block, ops.clip(offsets, 0, self.num_tokens - 1), axis=0)
+        return ops.where(inside[..., None], vectors, inputs)
 
     def compute_mask(self, inputs, mask=None, padding_mask=None, layer_index=0):
         if layer_index:

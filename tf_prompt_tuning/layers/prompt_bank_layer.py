@@ -70,7 +70,9 @@ class PromptBankLayer(PromptLayer):
 
     Args:
         num_tokens: prompt length of every task.
-        placement: as in `PromptLayer`.
+        placement: as in `PromptLayer`; with "append" the layer only holds
+            the prompts, which an appended `PromptBank` runs after its
+            cached input (`per_example_prompts`).
         num_layers: the backbone's transformer layers, to hold deep tasks;
             `None` (default) for input-level prompts only.
         **kwargs: standard layer arguments.
@@ -98,12 +100,6 @@ class PromptBankLayer(PromptLayer):
 
     def __init__(self, num_tokens, placement="prepend", num_layers=None, **kwargs):
         super().__init__(num_tokens, initializer="zeros", placement=placement, **kwargs)
-        if placement == "append":
-            # Each task's block sits at one slot for every row; after the text it would not.
-            raise ValueError(
-                "A bank serves prompts at fixed positions ('prepend' or 'after_first'). Received: "
-                "placement='append'. Serve an appended prompt with its own PromptTextClassifier."
-            )
         self.num_layers = num_layers
         self.prompts = []
         self.deep_prompts = []  # per task: (num_layers - 1, num_tokens, dim) or None
@@ -178,6 +174,13 @@ class PromptBankLayer(PromptLayer):
     def call(self, inputs, task_id=None, padding_mask=None, mask=None, layer_index=0):
         if task_id is None:
             raise ValueError("`PromptBankLayer` needs a `task_id` input.")
+        if self.placement == "append":
+            # Each task's block would sit at a different slot in each row.
+            raise ValueError(
+                "An appended bank runs its prompts after a cached input, not inside the backbone's "
+                "graph. Received: a call of a PromptBankLayer with placement='append'. Use "
+                "PromptBank(backbone, placement='append') on a causal decoder."
+            )
         if layer_index:
             return self._rewrite(inputs, task_id, layer_index)
         if not self.prompts:  # symbolic build, before any task exists
@@ -186,16 +189,28 @@ class PromptBankLayer(PromptLayer):
             block = _per_example(self.prompts, task_id, (self.num_tokens, self.dim), inputs.dtype)
         return self._layout(inputs, insert_block(inputs, block, self.placement), task_id)
 
+    def per_example_prompts(self, task_id, dtype, layer_index=0):
+        """`(batch, num_tokens, dim)`: each example's task's prompt for
+        transformer layer `layer_index` (0: the input prompt); tasks without
+        deep prompts give zeros past layer 0."""
+        if not layer_index:
+            return _per_example(self.prompts, task_id, (self.num_tokens, self.dim), dtype)
+        blocks = [None if v is None else v[layer_index - 1] for v in self.deep_prompts]
+        return _per_example(blocks, task_id, (self.num_tokens, self.dim), dtype)
+
+    def deep_tasks(self, task_id):
+        """`(batch,)` bool: whether each example's task has deep prompts."""
+        return _task_flags([v is not None for v in self.deep_prompts], task_id)
+
     def _rewrite(self, inputs, task_id, layer_index):
         if all(v is None for v in self.deep_prompts):
             return inputs  # no deep task (yet): nothing to rewrite
         start = 0 if self.placement == "prepend" else 1
         end = start + self.num_tokens
-        blocks = [None if v is None else v[layer_index - 1] for v in self.deep_prompts]
         # Shallow tasks' examples keep the hidden states they have.
         block = ops.where(
-            _task_flags([v is not None for v in self.deep_prompts], task_id)[:, None, None],
-            _per_example(blocks, task_id, (self.num_tokens, self.dim), inputs.dtype),
+            self.deep_tasks(task_id)[:, None, None],
+            self.per_example_prompts(task_id, inputs.dtype, layer_index),
             inputs[:, start:end],
         )
         return ops.concatenate([inputs[:, :start], block, inputs[:, end:]], axis=1)

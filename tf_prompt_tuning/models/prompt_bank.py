@@ -23,6 +23,7 @@ from keras import ops
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning.causal_decoder import causal_decoder, tile_cache
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
 from tf_prompt_tuning.layers.prefix_layer import is_prefixable
@@ -39,7 +40,7 @@ from tf_prompt_tuning.prompted_backbone import prompted_backbone
 from tf_prompt_tuning.mechanisms import mechanism_for
 from tf_prompt_tuning.mechanisms.prompt_mechanism import PromptMechanism
 from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
-from tf_prompt_tuning.pooling import check_pooling, pool
+from tf_prompt_tuning.pooling import check_pooling, is_causal, pool
 
 # Logit given to the classes a task does not have, so softmax gives them 0.
 _ABSENT_CLASS_LOGIT = -1e9
@@ -158,11 +159,17 @@ class PromptBank(PromptTask):
         self.prefixes = None
         if is_prefixable(backbone):
             self.prefixes = PrefixBankLayer(num_tokens, num_layers, name="prefixes")
-        self.encoder = prompted_backbone(backbone, self.prompts, prefixes=self.prefixes)
+        self.encoder = self.decoder = None
+        if placement == "append":
+            self.decoder = self._appended_decoder(backbone, pooling)
+            self.prompts.build((None, None, backbone.hidden_dim))
+            self.hidden_dim = backbone.hidden_dim
+        else:
+            self.encoder = prompted_backbone(backbone, self.prompts, prefixes=self.prefixes)
+            self.hidden_dim = self.encoder.output["sequence_output"].shape[-1]
         # XLA would drop the task-id check (`check_task_ids`); Keras's
         # `jit_compile="auto"` and `make_train_step` honour this.
         self.supports_jit = False
-        self.hidden_dim = self.encoder.output["sequence_output"].shape[-1]
         self.heads = []
         self.tasks = []
         self.num_tokens = num_tokens
@@ -171,6 +178,22 @@ class PromptBank(PromptTask):
         self.built = True
         for task in tasks:
             self.add_task(**task)
+
+    @staticmethod
+    def _appended_decoder(backbone, pooling):
+        if not is_causal(backbone):
+            raise ValueError(
+                "An appended bank reads each input once and runs every task's prompt after it, "
+                "which needs a causal decoder (GPT-2, OPT, Gemma 3). Received: placement='append' "
+                f"on {type(backbone).__name__}, an encoder, whose text would see the prompt. Use "
+                "placement 'after_first' or 'prepend' there."
+            )
+        if pooling != "last":
+            raise ValueError(
+                "After an appended prompt the heads read the last prompt position. Received: "
+                f"pooling={pooling!r} with placement='append'. Use pooling='last'."
+            )
+        return causal_decoder(backbone)
 
     @property
     def task_names(self) -> list[str]:
@@ -307,13 +330,70 @@ class PromptBank(PromptTask):
             self._backbone_fingerprint = backbone_fingerprint(self.backbone)
         return self._backbone_fingerprint
 
-    def call(self, inputs, training=None):
+    def _check_call(self, inputs):
         self.check_input_length(inputs["token_ids"].shape[1])
         if not self.tasks:
             raise ValueError("The bank has no tasks. Add one with add_classifier or add_prompt_file.")
-        inputs = dict(inputs, task_id=check_task_ids(inputs["task_id"], len(self.tasks)))
-        encoded = self.encoder(self.backbone_inputs(inputs), training=False)
-        pooled = pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling)
+
+    def call(self, inputs, training=None):
+        self._check_call(inputs)
+        task_id = check_task_ids(inputs["task_id"], len(self.tasks))
+        if self.decoder is not None:
+            return self._logits_from_cache(self._read(inputs), task_id)
+        encoded = self.encoder(self.backbone_inputs(dict(inputs, task_id=task_id)), training=False)
+        return self._heads(pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling), task_id)
+
+    def _read(self, inputs):
+        """The frozen decoder's keys and values for the inputs, with room for a prompt."""
+        return self.decoder.read(inputs["token_ids"], inputs["padding_mask"], self.num_tokens)
+
+    def _logits_from_cache(self, cache, task_id):
+        """Each example's task's appended prompt (deep ones rewritten before
+        every layer) run after its cached input; its task's head reads the
+        last prompt position."""
+        dtype = self.backbone.token_embedding.compute_dtype
+        block = self.prompts.per_example_prompts(task_id, dtype)
+        rewrite = None
+        if any(v is not None for v in self.prompts.deep_prompts):
+            deep = self.prompts.deep_tasks(task_id)[:, None, None]
+
+            def rewrite(i, x):  # shallow tasks' examples keep their states
+                return ops.where(deep, self.prompts.per_example_prompts(task_id, x.dtype, i), x)
+
+        hidden, _ = self.decoder.continue_from(cache, block, rewrite=rewrite)
+        return self._heads(hidden[:, -1], task_id)
+
+    def call_tasks(self, inputs, task_names: Sequence[str]):
+        """Every listed task's logits for every input, `(batch, tasks,
+        max_classes)`, in one pass.
+
+        With placement "append" the inputs are read once, without a prompt,
+        and each task's prompt then runs after that shared read: N tasks cost
+        one read of the text and N runs of a prompt's positions. Otherwise
+        the batch is repeated once per task and goes through the backbone
+        with each task's prompt.
+        """
+        if isinstance(task_names, str) or not task_names:
+            raise ValueError(
+                f"`task_names` must be a non-empty list of task names. Received: task_names={task_names!r}."
+            )
+        self._check_call(inputs)
+        ids = np.asarray([self.task_id(name) for name in task_names], "int32")
+        batch = ops.shape(inputs["token_ids"])[0]
+        # Task-major: the batch once per task, so a reshape splits the tasks.
+        task_id = ops.repeat(ops.convert_to_tensor(ids), batch)
+        if self.decoder is not None:
+            logits = self._logits_from_cache(tile_cache(self._read(inputs), len(ids)), task_id)
+        else:
+            tiled = {
+                k: ops.tile(v, [len(ids)] + [1] * (len(v.shape) - 1)) for k, v in inputs.items() if k != "task_id"
+            }
+            encoded = self.encoder(self.backbone_inputs(dict(tiled, task_id=task_id)), training=False)
+            logits = self._heads(pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling), task_id)
+        return ops.transpose(ops.reshape(logits, (len(ids), batch, -1)), (1, 0, 2))
+
+    def _heads(self, pooled, task_id):
+        """Each example's task's head on its pooled states, `(batch, max_classes)`."""
         width = max(task["num_classes"] for task in self.tasks)
         logits = []
         for head, task in zip(self.heads, self.tasks):
@@ -324,7 +404,7 @@ class PromptBank(PromptTask):
                 task_logits = ops.concatenate([task_logits, ops.repeat(filler, missing, axis=1)], 1)
             logits.append(task_logits)
         stacked = ops.stack(logits, axis=1)  # (batch, tasks, classes)
-        return ops.take_along_axis(stacked, inputs["task_id"][:, None, None], axis=1)[:, 0]
+        return ops.take_along_axis(stacked, task_id[:, None, None], axis=1)[:, 0]
 
     def get_config(self):
         config = super().get_config()
@@ -371,8 +451,5 @@ def ensemble_probabilities(bank: PromptBank, inputs: dict, task_names: Sequence[
     classes = {bank.tasks[i]["num_classes"] for i in ids}
     if len(classes) != 1:
         raise ValueError(f"Ensemble members must have the same classes. Received: {task_names}.")
-    batch = ops.shape(inputs["token_ids"])[0]
-    tiled = {k: ops.tile(v, [len(ids)] + [1] * (len(v.shape) - 1)) for k, v in inputs.items() if k != "task_id"}
-    tiled["task_id"] = ops.repeat(ops.convert_to_tensor(np.asarray(ids, "int32")), batch)
-    probabilities = ops.softmax(bank(tiled, training=False))[:, : classes.pop()]
-    return ops.mean(ops.reshape(probabilities, (len(ids), batch, -1)), axis=0)
+    probabilities = ops.softmax(bank.call_tasks(inputs, task_names))[..., : classes.pop()]
+    return ops.mean(probabilities, axis=1)

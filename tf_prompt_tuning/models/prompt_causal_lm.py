@@ -25,7 +25,7 @@ import tensorflow as tf
 from keras import ops
 
 from tf_prompt_tuning._checks import check_choice, check_positive_int
-from tf_prompt_tuning.causal_decoder import causal_decoder
+from tf_prompt_tuning.causal_decoder import InputCache, causal_decoder
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.layers.prompt_layer import PromptLayer
 from tf_prompt_tuning.initializers import make_prompt_initializer
@@ -316,6 +316,40 @@ class PromptCausalLM(PromptTask):
 
     def call(self, inputs, training=None):
         return self.decoder.logits(self.hidden_states(inputs))
+
+    def read_inputs(self, inputs):
+        """An appended prompt's inputs as the frozen decoder reads them: their
+        keys and values, computed once without a gradient, with room for the
+        prompt after each row's last real token (`next_token_logits` takes
+        it, for as many steps and epochs as the inputs stay the same)."""
+        if self.placement != "append" or self.prompt is None or self.takes_task_id:
+            raise ValueError(
+                "`read_inputs` reads the inputs of an appended prompt, which cannot change them. "
+                f"Received: a {type(self).__name__} with placement={self.placement!r} and "
+                f"num_tokens={self.num_tokens}. Build a PromptCausalLM with placement='append'."
+            )
+        self.check_input_length(inputs["token_ids"].shape[1])
+        return self.decoder.read(inputs["token_ids"], inputs["padding_mask"], self.num_tokens)
+
+    def next_token_logits(self, inputs):
+        """`(batch, vocabulary)` float32 logits of the token after each row's
+        input (with an appended prompt: after the prompt), what greedy
+        generation picks first. Takes the inputs, or an appended prompt's
+        `InputCache` from `read_inputs`: then only the prompt's positions run."""
+        if isinstance(inputs, InputCache):
+            if self.placement != "append" or self.prompt is None or self.takes_task_id:
+                self.read_inputs(None)  # raises: only an appended prompt runs after a cache
+            hidden, _ = self.decoder.continue_from(inputs, self._prompt_block(self._cache_block_like(inputs)))
+            return self.decoder.logits(hidden[:, -1])
+        hidden = self.hidden_states(inputs)
+        mask = ops.cast(inputs["padding_mask"], "int32")
+        last = ops.max(mask * ops.arange(1, ops.shape(mask)[1] + 1, dtype="int32")[None, :], axis=1) - 1
+        return self.decoder.logits(ops.take_along_axis(hidden, ops.maximum(last, 0)[:, None, None], axis=1)[:, 0])
+
+    def _cache_block_like(self, cache):
+        """An empty `(batch, 0, dim)` sequence for `_prompt_block` to fill."""
+        dim = self.backbone.token_embedding.output_dim
+        return ops.zeros((ops.shape(cache.lengths)[0], 0, dim), self.backbone.token_embedding.compute_dtype)
 
     def generation_function(self, **options):
         """A plain TensorFlow function `(token_ids, padding_mask, task_id, seed)`

@@ -165,17 +165,22 @@ class PromptTextClassifier(PromptTask):
         self.seed = seed
         self.built = True
         freeze(self, trainable_layers=[self.head])  # prompts and prefixes stay trainable
+        if self.decoder is not None and self.prompt.num_layers:
+            # Appended deep prompts: the input prompt's positions are rewritten
+            # before layer 1 and no text follows them, so nothing reads it.
+            self.prompt.prompt.trainable = False
 
     def _appended_decoder(self, backbone, placement, pooling):
         """The `CausalDecoder` that runs an appended prompt after a cached
         input, or None where the prompt runs through `encoder`."""
         if placement != "append" or self.prompt is None or not is_causal(backbone):
             return None
-        if self.prefixes is not None or self.prompt.num_layers:
+        if self.prefixes is not None:
             raise ValueError(
-                "An appended prompt on a decoder is an input prompt (deep=False, or a "
-                f"prompt_encoder). Received: placement='append' with deep={self.mechanism.deep!r}. "
-                "Use placement 'prepend' for deep prompts and prefixes."
+                "Key/value prefixes after the text would be read by no later position: a decoder's "
+                "text cannot attend to them and the head reads the last text token. Received: "
+                "placement='append' with deep='prefix'. Use deep='hidden' (appended deep prompts) "
+                "or placement 'prepend' for prefixes."
             )
         if pooling != "last":
             raise ValueError(
@@ -208,7 +213,11 @@ class PromptTextClassifier(PromptTask):
         prompt = ops.cast(self.prompt.prompt_value(), self.backbone.token_embedding.compute_dtype)
         batch = ops.shape(cache.lengths)[0]
         block = ops.broadcast_to(prompt[None], (batch, *prompt.shape))
-        hidden, _ = self.decoder.continue_from(cache, block)
+        rewrite = None
+        if self.prompt.num_layers:  # deep prompts: each layer's prompt replaces the block's states
+            dtype = block.dtype
+            rewrite = lambda i, x: ops.zeros_like(x) + self.prompt.layer_prompt(i, dtype)[None]  # noqa: E731
+        hidden, _ = self.decoder.continue_from(cache, block, rewrite=rewrite)
         return self.head(self.head_dropout_layer(hidden[:, -1], training=training))
 
     def _check_deep_initializer(self, deep_initializer, deep, prompt_encoder, num_tokens, placement):
@@ -223,6 +232,12 @@ class PromptTextClassifier(PromptTask):
                 f"prompt_encoder, num_tokens > 0). Received: deep_initializer={deep_initializer!r} "
                 f"with deep={deep!r}, prompt_encoder={prompt_encoder!r}, num_tokens={num_tokens}. "
                 "Leave it at 'uniform' or use deep='hidden'."
+            )
+        if placement == "append":
+            raise ValueError(
+                "`deep_initializer='hidden_states'` starts each layer's prompt where the input "
+                "prompt alone reaches it; an appended prompt's hidden states depend on the text "
+                "before it. Received: placement='append'. Use deep_initializer='uniform'."
             )
         if placement != "after_first":
             return None
