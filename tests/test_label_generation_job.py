@@ -62,7 +62,7 @@ def test_an_appended_soft_prompt_trains_from_inputs_read_once(tiny_job, tmp_path
     result = results["methods"]["soft_prompt"]
     assert len(result["losses"]) == 30 and np.mean(result["losses"][-5:]) < np.mean(result["losses"][:5])
     assert result["train_examples"] == 40
-    assert [step for step, _ in result["dev_curve"]] == [10, 20, 30]
+    assert [step for step, _ in result["dev_curve"]] == [0, 10, 20, 30]
     assert results["config"]["placement"] == "append"
 
 
@@ -75,7 +75,7 @@ def test_the_prompt_that_scored_best_on_dev_is_kept():
     prompt.build((None, 1))
     lm = types.SimpleNamespace(prompt=prompt)
     config = job.LabelGenerationConfig(steps=6, eval_every=2)
-    scores = iter([0.5, 0.9, 0.7])
+    scores = iter([0.1, 0.5, 0.9, 0.7])
 
     def step(x, y):  # the prompt's value records the step
         prompt.kernel.assign([[x]])
@@ -83,8 +83,58 @@ def test_the_prompt_that_scored_best_on_dev_is_kept():
 
     batches = ((float(i + 1), None) for i in range(100))
     result = job._train_loop(lm, step, batches, lambda: next(scores), config, lambda *a: None)
-    assert result["dev_curve"] == [[2, 0.5], [4, 0.9], [6, 0.7]]
+    assert result["dev_curve"] == [[0, 0.1], [2, 0.5], [4, 0.9], [6, 0.7]]
     assert prompt.kernel.numpy()[0, 0] == 4.0  # as it was after step 4
+
+
+def test_label_word_loss_over_the_vocabulary_or_the_label_words():
+    import keras
+
+    logits = np.random.default_rng(0).normal(size=(3, 7)).astype("float32")
+    label_ids = [4, 1]
+    one_hot = np.array([[1, 0], [0, 1], [1, 0]], "float32")
+    over_vocabulary = job.LabelWordLoss(label_ids, "vocabulary", reduction=None)(one_hot, logits)
+    expected = keras.losses.sparse_categorical_crossentropy(np.array([4, 1, 4]), logits, from_logits=True)
+    np.testing.assert_allclose(over_vocabulary, expected, rtol=1e-5)
+    over_words = job.LabelWordLoss(label_ids, "label_words", reduction=None)(one_hot, logits)
+    expected = keras.losses.sparse_categorical_crossentropy(np.array([0, 1, 0]), logits[:, label_ids], from_logits=True)
+    np.testing.assert_allclose(over_words, expected, rtol=1e-5)
+    soft = np.array([[0.25, 0.75]] * 3, "float32")  # a teacher's distribution: the mix of both
+    mixed = job.LabelWordLoss(label_ids, "label_words", reduction=None)(soft, logits)
+    ends = [job.LabelWordLoss(label_ids, "label_words", reduction=None)(np.eye(2, dtype="float32")[[k] * 3], logits) for k in (0, 1)]
+    np.testing.assert_allclose(mixed, 0.25 * ends[0] + 0.75 * ends[1], rtol=1e-5)
+    with pytest.raises(ValueError, match=r"`loss` must be one of \('vocabulary', 'label_words'\). Received: loss='words'"):
+        job.LabelWordLoss(label_ids, "words")
+
+
+def test_a_prompt_started_from_the_few_shot_prompt_starts_as_it(gemma):
+    backbone, tokenizer = gemma
+    data = _data()
+    names = list(data.label_names)
+    config = job.LabelGenerationConfig(initializer="few_shot", shots=2, max_text_tokens=8)
+    prefix = job.INSTRUCTION + job._shots(data, names, config)
+    lm = job._soft_prompt_lm(backbone, tokenizer, names, prefix, config)
+    assert lm.num_tokens == 1 + len(job._ids(tokenizer, prefix))
+    texts = data.texts[:4]
+    base = job.PromptCausalLM(backbone, num_tokens=0)
+    few_shot = [job._Encoder(tokenizer, 8, prefix)(t) for t in texts]
+    bare = [job._Encoder(tokenizer, 8, start=False)(t) for t in texts]
+    label_ids = job._label_token_ids(tokenizer, names)
+    np.testing.assert_allclose(
+        job._label_distribution(lm, bare, label_ids), job._label_distribution(base, few_shot, label_ids), atol=1e-5
+    )
+
+
+def test_context_distillation_trains_on_the_few_shot_models_answers(tiny_job, tmp_path):
+    config = job.LabelGenerationConfig(
+        backbone="tiny", num_tokens=4, steps=20, batch_size=8, learning_rate=0.1, eval_size=10, shots=2,
+        max_text_tokens=8, placement="append", targets="few_shot", loss="label_words", initializer="labels",
+        optimizer="adafactor", warmup_steps=5, train_size=32, output_dir=str(tmp_path / "out"),
+    )  # fmt: skip
+    result = job.run_label_generation(config, methods=("soft_prompt",), print_fn=lambda *a: None)["methods"]["soft_prompt"]
+    assert 0.0 <= result["teacher_train_accuracy"] <= 1.0
+    assert len(result["losses"]) == 20 and np.all(np.isfinite(result["losses"]))
+    assert np.mean(result["losses"][-5:]) < np.mean(result["losses"][:5])
 
 
 def test_first_word_reads_the_label_and_nothing_else():
@@ -113,12 +163,16 @@ def test_generation_accuracy_counts_invalid_words_as_wrong(gemma):
         (["--steps", "0"], "`steps` must be a positive integer. Received: steps=0."),
         (["--dev-size", "-2"], "`dev_size` must be a positive integer. Received: dev_size=-2."),
         (["--eval-every", "0"], "`eval_every` must be a positive integer. Received: eval_every=0."),
+        (["--warmup-steps", "-1"], "`warmup_steps` must be a positive integer. Received: warmup_steps=-1."),
+        (["--split-seed", "-1"], "`split_seed` must be a positive integer. Received: split_seed=-1."),
+        (["--targets", "teacher"], "argument --targets: invalid choice: 'teacher'"),
+        (["--loss", "mse"], "argument --loss: invalid choice: 'mse'"),
         (["--eval-size", "-1"], "`eval_size` must be a positive integer"),
         (["--learning-rate", "0"], "`learning_rate` must be a finite number above 0. Received: learning_rate=0.0."),
         (["--learning-rate", "inf"], "Received: learning_rate=inf."),
         (["--learning-rate", "nan"], "Received: learning_rate=nan."),
         (["--method", "beam"], "argument --method: invalid choice: 'beam'"),
-        (["--init", "labels"], "argument --init: invalid choice: 'labels'"),
+        (["--init", "words"], "argument --init: invalid choice: 'words'"),
         (["--placement", "after_first"], "argument --placement: invalid choice: 'after_first' (choose from 'prepend', 'append')"),
     ],
 )

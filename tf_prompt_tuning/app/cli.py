@@ -52,8 +52,9 @@ def _label_generation(args) -> int:
 
     config = LabelGenerationConfig(
         backbone=args.backbone, data=args.data, num_tokens=args.num_tokens, initializer=args.init,
-        placement=args.placement, steps=args.steps, train_size=args.train_size, dev_size=args.dev_size,
-        eval_every=args.eval_every, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        placement=args.placement, loss=args.loss, targets=args.targets, optimizer=args.optimizer,
+        warmup_steps=args.warmup_steps, steps=args.steps, train_size=args.train_size, dev_size=args.dev_size,
+        eval_every=args.eval_every, split_seed=args.split_seed, batch_size=args.batch_size, learning_rate=args.learning_rate,
         max_text_tokens=args.max_text_tokens, eval_size=args.eval_size, shots=args.shots,
         seed=args.seed, output_dir=args.output_dir,
     )  # fmt: skip
@@ -220,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", default=defaults.output_dir)
     train.set_defaults(run=_train)
 
-    from tf_prompt_tuning.app.label_generation_job import INITIALIZERS, METHODS, LabelGenerationConfig
+    from tf_prompt_tuning.app.label_generation_job import (
+        INITIALIZERS, LOSSES, METHODS, OPTIMIZERS, TARGETS, LabelGenerationConfig,
+    )  # fmt: skip
     from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS
 
     generation = LabelGenerationConfig()
@@ -236,7 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--method", action="append", choices=METHODS, help="repeat for several (default: all)")
     labels.add_argument("--num-tokens", type=int, default=generation.num_tokens, help="soft prompt length")
     labels.add_argument("--init", default=generation.initializer, choices=INITIALIZERS,
-                        help="soft prompt initialization; text: the zero-shot instruction's embeddings")
+                        help="soft prompt initialization; text: the zero-shot instruction's embeddings; "
+                        "few_shot: the few-shot prompt's (the prompt takes its length); labels: the label words'")
+    labels.add_argument("--loss", default=generation.loss, choices=LOSSES,
+                        help="the softmax the label word must win: over the vocabulary (as greedy generation "
+                        "needs) or over the label words alone")
+    labels.add_argument("--targets", default=generation.targets, choices=TARGETS,
+                        help="labels; or few_shot: context distillation, the few-shot model's label "
+                        "distribution on each training text (no labels read)")
+    labels.add_argument("--optimizer", default=generation.optimizer, choices=OPTIMIZERS)
+    labels.add_argument("--warmup-steps", type=int, default=generation.warmup_steps,
+                        help="steps of linear learning-rate warmup from 0")
     labels.add_argument("--placement", default=generation.placement, choices=LM_PLACEMENTS,
                         help="the soft prompt in front of the input, or after it (the input is then read "
                         "once and each step runs the prompt only: docs/appended_prompts.md)")
@@ -252,7 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="each text is cut to this many tokens")
     labels.add_argument("--eval-size", type=int, default=generation.eval_size, help="held-out examples scored")
     labels.add_argument("--shots", type=int, default=generation.shots, help="solved examples of few_shot")
-    labels.add_argument("--seed", type=int, default=generation.seed)
+    labels.add_argument("--seed", type=int, default=generation.seed,
+                        help="the prompt's initialization, the batches' order, the few-shot examples")
+    labels.add_argument("--split-seed", type=int, default=generation.split_seed,
+                        help="the train/dev/test split (the same for every --seed)")
     labels.add_argument("--output-dir", default=generation.output_dir)
     labels.set_defaults(run=_label_generation)
 

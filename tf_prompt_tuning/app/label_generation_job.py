@@ -27,11 +27,12 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tf_prompt_tuning._checks import check_choice, check_positive_float, check_positive_int
 from tf_prompt_tuning._io import write_atomically
 from tf_prompt_tuning.backbone import load_backbone
-from tf_prompt_tuning.initializers import make_prompt_initializer
+from tf_prompt_tuning.initializers import FromArray, make_prompt_initializer
 from tf_prompt_tuning.input_cache_store import InputCacheStore
 from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS, PromptCausalLM
 from tf_prompt_tuning.training import make_train_step
@@ -41,7 +42,13 @@ TEMPLATE = "Review: {text}\nSentiment:"
 ANSWER = " {label}\n\n"
 NEW_TOKENS = 3  # enough for a label word and what follows it
 METHODS = ("zero_shot", "few_shot", "soft_prompt")
-INITIALIZERS = ("text", "vocab", "uniform")
+# "text": the instruction's embeddings; "few_shot": the few-shot prompt's
+# (instruction and solved examples; the prompt takes its length); "labels":
+# the label words' (Lester et al.), then vocabulary rows.
+INITIALIZERS = ("text", "few_shot", "labels", "vocab", "uniform")
+LOSSES = ("vocabulary", "label_words")  # the softmax the label word must win
+TARGETS = ("labels", "few_shot")  # "few_shot": context distillation, no labels read
+OPTIMIZERS = ("adam", "adafactor")
 
 
 @dataclasses.dataclass
@@ -49,8 +56,12 @@ class LabelGenerationConfig:
     backbone: str = "gemma3_270m"
     data: str = "movie_reviews"
     num_tokens: int = 20
-    initializer: str = "text"  # "text": the instruction's embeddings; or "vocab", "uniform"
+    initializer: str = "text"  # one of INITIALIZERS
     placement: str = "prepend"  # or "append": after the input, which is then read once
+    loss: str = "vocabulary"  # one of LOSSES
+    targets: str = "labels"  # one of TARGETS
+    optimizer: str = "adam"
+    warmup_steps: int = 0  # the learning rate rises linearly from 0, then stays
     steps: int = 60
     batch_size: int = 8
     train_size: int = 0  # training examples; 0: steps x batch_size x 2
@@ -60,17 +71,23 @@ class LabelGenerationConfig:
     max_text_tokens: int = 48
     eval_size: int = 200
     shots: int = 4
-    seed: int = 0
+    seed: int = 0  # the prompt's initialization, the batches' order, the few-shot examples
+    split_seed: int = 0  # the train/dev/test split, the same whatever `seed`
     output_dir: str = "outputs/label_generation"
 
     def __post_init__(self):
         for name in ("num_tokens", "steps", "batch_size", "max_text_tokens", "eval_size", "shots", "eval_every"):
             check_positive_int(name, getattr(self, name))
-        for name in ("train_size", "dev_size"):
+        for name in ("train_size", "dev_size", "split_seed"):
             if getattr(self, name) != 0:
                 check_positive_int(name, getattr(self, name))
         check_choice("initializer", self.initializer, INITIALIZERS)
         check_choice("placement", self.placement, LM_PLACEMENTS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("targets", self.targets, TARGETS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.warmup_steps != 0:
+            check_positive_int("warmup_steps", self.warmup_steps)
         check_positive_float("learning_rate", self.learning_rate)
 
 
@@ -79,14 +96,14 @@ def _ids(tokenizer, text) -> list[int]:
 
 
 class _Encoder:
-    """Token ids of templated examples: `<bos>`, an optional fixed prefix,
-    the text cut to `max_text_tokens`, the template's end."""
+    """Token ids of templated examples: `<bos>` (unless not `start`), an
+    optional fixed prefix, the text cut to `max_text_tokens`, the template's end."""
 
-    def __init__(self, tokenizer, max_text_tokens, prefix=""):
+    def __init__(self, tokenizer, max_text_tokens, prefix="", start=True):
         self.tokenizer = tokenizer
         self.max_text_tokens = max_text_tokens
         head, tail = TEMPLATE.split("{text}")
-        self.head = [tokenizer.start_token_id] + _ids(tokenizer, prefix + head)
+        self.head = [tokenizer.start_token_id] * start + _ids(tokenizer, prefix + head)
         self.tail = _ids(tokenizer, tail)
 
     def __call__(self, text) -> list[int]:
@@ -149,12 +166,52 @@ def _batches(rows, targets, size=64):
             for i in range(0, len(rows), size)]  # fmt: skip
 
 
-def train_soft_prompt(lm, tokenizer, rows, labels, label_names, config, print_fn=print, dev=None) -> dict:
-    """Trains `lm`'s prompt on the label word after each row.
+@keras.saving.register_keras_serializable(package="tf_prompt_tuning")
+class LabelWordLoss(keras.losses.Loss):
+    """Cross-entropy of next-token logits against a distribution over the
+    label words: one-hot for labels, the teacher's for context distillation.
 
-    With `dev` (`(rows, labels)`), scores the dev rows every
-    `config.eval_every` steps (the first token greedy decoding would write
-    must be the label word's) and keeps the prompt that scored best.
+    `over="vocabulary"` normalizes over the whole vocabulary, so the label
+    word must beat every word, as greedy generation needs; `"label_words"`
+    over the label words alone.
+    """
+
+    def __init__(self, label_ids, over="vocabulary", **kwargs):
+        super().__init__(**kwargs)
+        self.label_ids = np.asarray(label_ids, "int32")
+        self.over = check_choice("loss", over, LOSSES)
+
+    def call(self, y_true, y_pred):
+        label_logits = keras.ops.take(y_pred, self.label_ids, axis=-1)
+        if self.over == "vocabulary":
+            log_probs = label_logits - keras.ops.logsumexp(y_pred, axis=-1, keepdims=True)
+        else:
+            log_probs = keras.ops.log_softmax(label_logits, axis=-1)
+        return -keras.ops.sum(keras.ops.cast(y_true, log_probs.dtype) * log_probs, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "label_ids": self.label_ids.tolist(), "over": self.over}
+
+
+def _optimizer(config):
+    rate = config.learning_rate
+    if config.warmup_steps:
+        # From 0 to the rate over the warmup, then constant (alpha=1: no decay).
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=1, alpha=1.0, warmup_target=config.learning_rate, warmup_steps=config.warmup_steps
+        )
+    if config.optimizer == "adafactor":
+        return keras.optimizers.Adafactor(rate)
+    return keras.optimizers.Adam(rate)
+
+
+def train_soft_prompt(lm, rows, targets, label_ids, config, print_fn=print, dev=None) -> dict:
+    """Trains `lm`'s prompt on `targets` `(rows, labels)`, the distribution
+    each row's next token should have over the label words `label_ids`.
+
+    With `dev` (`(rows, labels)`), scores the dev rows before training and
+    every `config.eval_every` steps (the first token greedy decoding would
+    write must be the label word's) and keeps the prompt that scored best.
     Returns `{"losses", "dev_curve": [[step, accuracy], ...]}`.
     """
     if len(rows) < config.batch_size:
@@ -162,21 +219,17 @@ def train_soft_prompt(lm, tokenizer, rows, labels, label_names, config, print_fn
             f"`batch_size` is {config.batch_size} but there are {len(rows)} training examples. "
             "Use a smaller batch or more data."
         )
-    label_ids = _label_token_ids(tokenizer, label_names)
     model = _NextTokenLogits(lm, name="next_token_logits")
-    step = make_train_step(
-        model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-    )  # fmt: skip
-    targets = label_ids[np.asarray(labels[: len(rows)])]
+    step = make_train_step(model, loss=LabelWordLoss(label_ids, config.loss), optimizer=_optimizer(config))
+    targets = np.asarray(targets, "float32")
     appended = lm.placement == "append"
     with contextlib.ExitStack() as stack:
         # An appended prompt's inputs are read once; every step then runs the prompt only.
         read = (lambda r, t: stack.enter_context(InputCacheStore.read(lm, _batches(r, t)))) if appended else None
         scorer = None
         if dev is not None:
-            dev_targets = label_ids[np.asarray(dev[1])]
-            dev_batches = read(dev[0], dev_targets).batches(64) if appended else _batches(*dev, dev_targets)
+            dev_targets = np.asarray(label_ids)[np.asarray(dev[1])]
+            dev_batches = read(dev[0], dev_targets).batches(64) if appended else _batches(dev[0], dev_targets)
             dev_batches = list(dev_batches)
             predict = keras.ops.convert_to_numpy
 
@@ -214,6 +267,10 @@ def _sampled_batches(rows, targets, config):
 
 def _train_loop(lm, step, batches, scorer, config, print_fn) -> dict:
     losses, curve, best = [], [], None
+    if scorer is not None:
+        curve.append([0, scorer()])
+        best = (curve[0][1], [v.numpy() for v in lm.prompt.trainable_weights])
+        print_fn(f"  step 0: dev accuracy {curve[0][1]:.4f}")
     for x, y in batches:
         losses.append(float(step(x, y)))
         done = len(losses)
@@ -232,6 +289,43 @@ def _train_loop(lm, step, batches, scorer, config, print_fn) -> dict:
     return {"losses": losses, "dev_curve": curve}
 
 
+def _shots(train, names, config) -> str:
+    """`config.shots` solved training examples, balanced, in a seeded random order."""
+    rng = np.random.default_rng(config.seed)
+    picks = [int(rng.choice(np.flatnonzero(train.labels == label))) for label in range(len(names))]
+    picks = [int(i) for i in rng.permutation(np.resize(picks, config.shots))]
+    return "".join(TEMPLATE.format(text=train.texts[i]) + ANSWER.format(label=names[train.labels[i]]) for i in picks)
+
+
+def _soft_prompt_lm(backbone, tokenizer, names, few_shot_prefix, config) -> PromptCausalLM:
+    num_tokens, initializer = config.num_tokens, config.initializer
+    if initializer == "few_shot":
+        # `<bos>` and the few-shot prompt's tokens: prepended to inputs without
+        # their `<bos>`, the model starts exactly as the few-shot prompt.
+        ids = [tokenizer.start_token_id] + _ids(tokenizer, few_shot_prefix)
+        num_tokens = len(ids)
+        initializer = FromArray(keras.ops.convert_to_numpy(backbone.token_embedding.embeddings)[ids])
+    elif initializer in ("text", "labels"):
+        initializer = make_prompt_initializer(
+            initializer, backbone=backbone, num_tokens=num_tokens, tokenizer=tokenizer, text=INSTRUCTION,
+            label_names=[ANSWER.format(label=name).strip() for name in names], seed=config.seed,
+        )  # fmt: skip
+    return PromptCausalLM(
+        backbone, num_tokens=num_tokens, prompt_initializer=initializer, placement=config.placement, seed=config.seed
+    )
+
+
+def _label_distribution(lm, rows, label_ids, batch_size=16) -> np.ndarray:
+    """`(rows, labels)`: `lm`'s next-token probabilities over the label words, renormalized."""
+    out = []
+    length = max(map(len, rows))
+    predict = tf.function(lambda x: keras.ops.softmax(keras.ops.take(lm.next_token_logits(x), label_ids, axis=-1)))
+    for start in range(0, len(rows), batch_size):
+        ids, mask = _pad(rows[start : start + batch_size], length)
+        out.append(keras.ops.convert_to_numpy(predict({"token_ids": ids, "padding_mask": mask})))
+    return np.concatenate(out).astype("float32")
+
+
 def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_fn=print) -> dict:
     """Runs and scores each method on the same held-out split; writes
     `results.json` to `config.output_dir` at the end (nothing before)."""
@@ -242,45 +336,40 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
     if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
         raise ValueError(f"`output_dir` {config.output_dir!r} is a file; pass a directory.")
     backbone, tokenizer = load_backbone(config.backbone)
-    train, dev, test = load_dataset(config.data).split(seed=config.seed)
+    train, dev, test = load_dataset(config.data).split(seed=config.split_seed)
     test = test.subset(np.arange(min(config.eval_size, len(test))))
     names = list(train.label_names)
+    label_ids = _label_token_ids(tokenizer, names)
     results = {"config": dataclasses.asdict(config), "label_names": names, "methods": {}}
     base = PromptCausalLM(backbone, num_tokens=0)
+    few_shot_prefix = INSTRUCTION + _shots(train, names, config)
     for method in methods:
         start = time.time()
-        if method == "zero_shot":
-            encode = _Encoder(tokenizer, config.max_text_tokens, INSTRUCTION)
-            result = generation_accuracy(base, tokenizer, [encode(t) for t in test.texts], test.labels, names)
-        elif method == "few_shot":
-            rng = np.random.default_rng(config.seed)
-            # Balanced shots, in random order.
-            picks = [int(rng.choice(np.flatnonzero(train.labels == label))) for label in range(len(names))]
-            picks = [int(i) for i in rng.permutation(np.resize(picks, config.shots))]
-            shots = "".join(
-                TEMPLATE.format(text=train.texts[i]) + ANSWER.format(label=names[train.labels[i]]) for i in picks
-            )
-            encode = _Encoder(tokenizer, config.max_text_tokens, INSTRUCTION + shots)
+        if method in ("zero_shot", "few_shot"):
+            encode = _Encoder(tokenizer, config.max_text_tokens, INSTRUCTION if method == "zero_shot" else few_shot_prefix)
             result = generation_accuracy(base, tokenizer, [encode(t) for t in test.texts], test.labels, names)
         elif method == "soft_prompt":
-            initializer = config.initializer
-            if initializer == "text":
-                initializer = make_prompt_initializer(
-                    "text", backbone=backbone, num_tokens=config.num_tokens, tokenizer=tokenizer, text=INSTRUCTION
-                )
-            lm = PromptCausalLM(
-                backbone, num_tokens=config.num_tokens, prompt_initializer=initializer,
-                placement=config.placement, seed=config.seed,
-            )  # fmt: skip
-            encode = _Encoder(tokenizer, config.max_text_tokens)
-            rows = [encode(t) for t in train.texts[: config.train_size or config.steps * config.batch_size * 2]]
+            lm = _soft_prompt_lm(backbone, tokenizer, names, few_shot_prefix, config)
+            # A prompt that starts as the few-shot prompt holds the `<bos>` in front.
+            starts = config.initializer == "few_shot" and config.placement == "prepend"
+            encode = _Encoder(tokenizer, config.max_text_tokens, start=not starts)
+            texts = train.texts[: config.train_size or config.steps * config.batch_size * 2]
+            rows = [encode(t) for t in texts]
+            if config.targets == "few_shot":  # the few-shot model's answers, not the labels
+                teacher = _Encoder(tokenizer, config.max_text_tokens, few_shot_prefix)
+                targets = _label_distribution(base, [teacher(t) for t in texts], label_ids)
+            else:
+                targets = np.eye(len(names), dtype="float32")[train.labels[: len(rows)]]
             scored = None
             if config.dev_size:
                 scored = dev.subset(np.arange(min(config.dev_size, len(dev))))
                 scored = ([encode(t) for t in scored.texts], scored.labels)
-            trained = train_soft_prompt(lm, tokenizer, rows, train.labels, names, config, print_fn, dev=scored)
+            trained = train_soft_prompt(lm, rows, targets, label_ids, config, print_fn, dev=scored)
             result = generation_accuracy(lm, tokenizer, [encode(t) for t in test.texts], test.labels, names)
-            result.update(trained, train_examples=len(rows))
+            result.update(trained, train_examples=len(rows), num_tokens=lm.num_tokens)
+            if config.targets == "few_shot":
+                agreement = np.argmax(targets, axis=1) == train.labels[: len(rows)]
+                result["teacher_train_accuracy"] = float(np.mean(agreement))
         result["seconds"] = round(time.time() - start, 1)
         results["methods"][method] = result
         print_fn(f"{method}: accuracy {result['accuracy']:.3f}  invalid {result['invalid']:.3f}  ({result['seconds']} s)")
