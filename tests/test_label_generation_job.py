@@ -42,6 +42,11 @@ def test_every_method_is_scored_on_the_same_held_out_examples(tiny_job, tmp_path
     results = job.run_label_generation(config, print_fn=lambda *a: None)
     with open(tmp_path / "out" / "results.json") as f:
         assert json.load(f)["methods"].keys() == set(job.METHODS)
+    # The trained prompt is kept, and reads back as the model that was scored.
+    backbone, _ = job.load_backbone("tiny")
+    restored = job.PromptCausalLM.from_prompt_file(str(tmp_path / "out" / "soft_prompt.safetensors"), backbone)
+    assert restored.num_tokens == 4
+    assert 0 <= results["methods"]["soft_prompt"]["first_token_accuracy"] <= 1
     for method in job.METHODS:
         result = results["methods"][method]
         assert result["examples"] == 10
@@ -125,13 +130,32 @@ def test_a_prompt_started_from_the_few_shot_prompt_starts_as_it(gemma):
     )
 
 
+def test_a_shared_prefix_read_once_scores_as_the_whole_rows(gemma):
+    backbone, tokenizer = gemma
+    data = _data()
+    names = list(data.label_names)
+    encode = job._Encoder(tokenizer, 8, job.INSTRUCTION + job._shots(data, names, job.LabelGenerationConfig(shots=2)))
+    rows = [encode(t) for t in data.texts[:20]]  # rows of several lengths, batches of 16 and 4
+    assert len(set(map(len, rows))) > 1
+    base = job.PromptCausalLM(backbone, num_tokens=0)
+    label_ids = job._label_token_ids(tokenizer, names)
+    np.testing.assert_allclose(
+        job._label_distribution(base, rows, label_ids, len(encode.prefix)), job._label_distribution(base, rows, label_ids),
+        atol=1e-5,
+    )
+    whole = job.first_token_accuracy(base, rows, data.labels, label_ids)
+    assert job.first_token_accuracy(base, rows, data.labels, label_ids, len(encode.prefix)) == whole
+
+
 def test_context_distillation_trains_on_the_few_shot_models_answers(tiny_job, tmp_path):
     config = job.LabelGenerationConfig(
         backbone="tiny", num_tokens=4, steps=20, batch_size=8, learning_rate=0.1, eval_size=10, shots=2,
         max_text_tokens=8, placement="append", targets="few_shot", loss="label_words", initializer="labels",
-        optimizer="adafactor", warmup_steps=5, train_size=32, output_dir=str(tmp_path / "out"),
+        optimizer="adafactor", warmup_steps=5, train_size=32, score="first_token", output_dir=str(tmp_path / "out"),
     )  # fmt: skip
-    result = job.run_label_generation(config, methods=("soft_prompt",), print_fn=lambda *a: None)["methods"]["soft_prompt"]
+    results = job.run_label_generation(config, methods=("few_shot", "soft_prompt"), print_fn=lambda *a: None)
+    assert results["metric"] == "first_token" and results["methods"]["few_shot"]["examples"] == 10
+    result = results["methods"]["soft_prompt"]
     assert 0.0 <= result["teacher_train_accuracy"] <= 1.0
     assert len(result["losses"]) == 20 and np.all(np.isfinite(result["losses"]))
     assert np.mean(result["losses"][-5:]) < np.mean(result["losses"][:5])
@@ -167,6 +191,7 @@ def test_generation_accuracy_counts_invalid_words_as_wrong(gemma):
         (["--split-seed", "-1"], "`split_seed` must be a positive integer. Received: split_seed=-1."),
         (["--targets", "teacher"], "argument --targets: invalid choice: 'teacher'"),
         (["--loss", "mse"], "argument --loss: invalid choice: 'mse'"),
+        (["--score", "bleu"], "argument --score: invalid choice: 'bleu'"),
         (["--eval-size", "-1"], "`eval_size` must be a positive integer"),
         (["--learning-rate", "0"], "`learning_rate` must be a finite number above 0. Received: learning_rate=0.0."),
         (["--learning-rate", "inf"], "Received: learning_rate=inf."),

@@ -54,7 +54,7 @@ def _label_generation(args) -> int:
         backbone=args.backbone, data=args.data, num_tokens=args.num_tokens, initializer=args.init,
         placement=args.placement, loss=args.loss, targets=args.targets, optimizer=args.optimizer,
         warmup_steps=args.warmup_steps, steps=args.steps, train_size=args.train_size, dev_size=args.dev_size,
-        eval_every=args.eval_every, split_seed=args.split_seed, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        eval_every=args.eval_every, split_seed=args.split_seed, score=args.score, batch_size=args.batch_size, learning_rate=args.learning_rate,
         max_text_tokens=args.max_text_tokens, eval_size=args.eval_size, shots=args.shots,
         seed=args.seed, output_dir=args.output_dir,
     )  # fmt: skip
@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     from tf_prompt_tuning.app.label_generation_job import (
-        INITIALIZERS, LOSSES, METHODS, OPTIMIZERS, TARGETS, LabelGenerationConfig,
+        INITIALIZERS, LOSSES, METHODS, OPTIMIZERS, SCORES, TARGETS, LabelGenerationConfig,
     )  # fmt: skip
     from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS
 
@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--max-text-tokens", type=int, default=generation.max_text_tokens,
                         help="each text is cut to this many tokens")
     labels.add_argument("--eval-size", type=int, default=generation.eval_size, help="held-out examples scored")
+    labels.add_argument("--score", default=generation.score, choices=SCORES,
+                        help="generation: the first generated word must be the label; first_token: its first "
+                        "token must be the label word's (no generation; a few-shot prefix is read once)")
     labels.add_argument("--shots", type=int, default=generation.shots, help="solved examples of few_shot")
     labels.add_argument("--seed", type=int, default=generation.seed,
                         help="the prompt's initialization, the batches' order, the few-shot examples")

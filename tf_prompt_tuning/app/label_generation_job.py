@@ -32,9 +32,11 @@ import tensorflow as tf
 from tf_prompt_tuning._checks import check_choice, check_positive_float, check_positive_int
 from tf_prompt_tuning._io import write_atomically
 from tf_prompt_tuning.backbone import load_backbone
+from tf_prompt_tuning.causal_decoder import tile_cache
 from tf_prompt_tuning.initializers import FromArray, make_prompt_initializer
 from tf_prompt_tuning.input_cache_store import InputCacheStore
 from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS, PromptCausalLM
+from tf_prompt_tuning.prompt_file import save_prompts
 from tf_prompt_tuning.training import make_train_step
 
 INSTRUCTION = "Classify the sentiment of the movie review as positive or negative.\n\n"
@@ -49,6 +51,10 @@ INITIALIZERS = ("text", "few_shot", "labels", "vocab", "uniform")
 LOSSES = ("vocabulary", "label_words")  # the softmax the label word must win
 TARGETS = ("labels", "few_shot")  # "few_shot": context distillation, no labels read
 OPTIMIZERS = ("adam", "adafactor")
+# "generation": the first word greedy generation writes must be the label;
+# "first_token": its first token must be the label word's (no generation;
+# a shared few-shot prefix is read once).
+SCORES = ("generation", "first_token")
 
 
 @dataclasses.dataclass
@@ -62,6 +68,7 @@ class LabelGenerationConfig:
     targets: str = "labels"  # one of TARGETS
     optimizer: str = "adam"
     warmup_steps: int = 0  # the learning rate rises linearly from 0, then stays
+    score: str = "generation"  # one of SCORES
     steps: int = 60
     batch_size: int = 8
     train_size: int = 0  # training examples; 0: steps x batch_size x 2
@@ -86,6 +93,7 @@ class LabelGenerationConfig:
         check_choice("loss", self.loss, LOSSES)
         check_choice("targets", self.targets, TARGETS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("score", self.score, SCORES)
         if self.warmup_steps != 0:
             check_positive_int("warmup_steps", self.warmup_steps)
         check_positive_float("learning_rate", self.learning_rate)
@@ -103,7 +111,9 @@ class _Encoder:
         self.tokenizer = tokenizer
         self.max_text_tokens = max_text_tokens
         head, tail = TEMPLATE.split("{text}")
-        self.head = [tokenizer.start_token_id] * start + _ids(tokenizer, prefix + head)
+        # The prefix apart from the template: a cache of `start + prefix` then serves every row.
+        self.prefix = [tokenizer.start_token_id] * start + (_ids(tokenizer, prefix) if prefix else [])
+        self.head = self.prefix + _ids(tokenizer, head)
         self.tail = _ids(tokenizer, tail)
 
     def __call__(self, text) -> list[int]:
@@ -123,6 +133,43 @@ def _pad(rows, length=None):
 def first_word(text: str) -> str:
     words = text.strip().split()
     return words[0].strip(".,;:!?\"'").lower() if words else ""
+
+
+def next_token_outputs(lm, rows, reduce, prefix_length=0, batch_size=16) -> np.ndarray:
+    """`reduce(logits)` of `lm.next_token_logits` for every row, batched.
+
+    Rows that share their first `prefix_length` tokens (a few-shot prompt)
+    read them once: the prefix's keys and values are computed for one row
+    and every batch continues after them, so a long hard prompt costs about
+    what a short one does.
+    """
+    decoder = lm.decoder
+    prefix = None
+    if prefix_length:
+        ids = np.asarray([rows[0][:prefix_length]], "int32")
+        prefix = decoder.read(ids, np.ones_like(ids), max(map(len, rows)) - prefix_length)
+
+    @tf.function(reduce_retracing=True)
+    def run(ids, mask):
+        if prefix is None:
+            return reduce(lm.next_token_logits({"token_ids": ids, "padding_mask": mask}))
+        hidden, _ = decoder.continue_from(tile_cache(prefix, tf.shape(ids)[0]), decoder.embed_tokens(ids))
+        last = keras.ops.sum(mask, axis=1) - 1
+        return reduce(decoder.logits(keras.ops.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]))
+
+    out = []
+    for start in range(0, len(rows), batch_size):
+        ids, mask = _pad([row[prefix_length:] for row in rows[start : start + batch_size]])
+        out.append(keras.ops.convert_to_numpy(run(ids, mask)))
+    return np.concatenate(out)
+
+
+def first_token_accuracy(lm, rows, labels, label_ids, prefix_length=0) -> dict:
+    """Share of rows whose next token (greedy generation's first) is their
+    label word's first token (`next_token_outputs`)."""
+    predicted = next_token_outputs(lm, rows, lambda logits: keras.ops.argmax(logits, axis=-1), prefix_length)
+    hits = predicted == np.asarray(label_ids)[np.asarray(labels[: len(rows)])]
+    return {"first_token_accuracy": float(np.mean(hits)), "examples": len(rows)}
 
 
 def generation_accuracy(model, tokenizer, rows, labels, label_names, batch_size=16) -> dict:
@@ -315,15 +362,14 @@ def _soft_prompt_lm(backbone, tokenizer, names, few_shot_prefix, config) -> Prom
     )
 
 
-def _label_distribution(lm, rows, label_ids, batch_size=16) -> np.ndarray:
+def _label_distribution(lm, rows, label_ids, prefix_length=0) -> np.ndarray:
     """`(rows, labels)`: `lm`'s next-token probabilities over the label words, renormalized."""
-    out = []
-    length = max(map(len, rows))
-    predict = tf.function(lambda x: keras.ops.softmax(keras.ops.take(lm.next_token_logits(x), label_ids, axis=-1)))
-    for start in range(0, len(rows), batch_size):
-        ids, mask = _pad(rows[start : start + batch_size], length)
-        out.append(keras.ops.convert_to_numpy(predict({"token_ids": ids, "padding_mask": mask})))
-    return np.concatenate(out).astype("float32")
+    label_ids = np.asarray(label_ids)
+
+    def reduce(logits):
+        return keras.ops.softmax(keras.ops.take(logits, label_ids, axis=-1))
+
+    return next_token_outputs(lm, rows, reduce, prefix_length).astype("float32")
 
 
 def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_fn=print) -> dict:
@@ -340,14 +386,21 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
     test = test.subset(np.arange(min(config.eval_size, len(test))))
     names = list(train.label_names)
     label_ids = _label_token_ids(tokenizer, names)
-    results = {"config": dataclasses.asdict(config), "label_names": names, "methods": {}}
+    results = {"config": dataclasses.asdict(config), "label_names": names, "metric": config.score, "methods": {}}
     base = PromptCausalLM(backbone, num_tokens=0)
     few_shot_prefix = INSTRUCTION + _shots(train, names, config)
+
+    def score(rows, lm, prefix_length=0):
+        if config.score == "first_token":
+            result = first_token_accuracy(lm, rows, test.labels, label_ids, prefix_length)
+            return {"accuracy": result.pop("first_token_accuracy"), **result}
+        return generation_accuracy(lm, tokenizer, rows, test.labels, names)
+
     for method in methods:
         start = time.time()
         if method in ("zero_shot", "few_shot"):
             encode = _Encoder(tokenizer, config.max_text_tokens, INSTRUCTION if method == "zero_shot" else few_shot_prefix)
-            result = generation_accuracy(base, tokenizer, [encode(t) for t in test.texts], test.labels, names)
+            result = score([encode(t) for t in test.texts], base, len(encode.prefix))
         elif method == "soft_prompt":
             lm = _soft_prompt_lm(backbone, tokenizer, names, few_shot_prefix, config)
             # A prompt that starts as the few-shot prompt holds the `<bos>` in front.
@@ -357,7 +410,7 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
             rows = [encode(t) for t in texts]
             if config.targets == "few_shot":  # the few-shot model's answers, not the labels
                 teacher = _Encoder(tokenizer, config.max_text_tokens, few_shot_prefix)
-                targets = _label_distribution(base, [teacher(t) for t in texts], label_ids)
+                targets = _label_distribution(base, [teacher(t) for t in texts], label_ids, len(teacher.prefix))
             else:
                 targets = np.eye(len(names), dtype="float32")[train.labels[: len(rows)]]
             scored = None
@@ -365,13 +418,24 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
                 scored = dev.subset(np.arange(min(config.dev_size, len(dev))))
                 scored = ([encode(t) for t in scored.texts], scored.labels)
             trained = train_soft_prompt(lm, rows, targets, label_ids, config, print_fn, dev=scored)
-            result = generation_accuracy(lm, tokenizer, [encode(t) for t in test.texts], test.labels, names)
+            test_rows = [encode(t) for t in test.texts]
+            result = score(test_rows, lm)
+            if config.score == "generation":  # both measures of the same prompt: they may be compared
+                result.update(first_token_accuracy(lm, test_rows, test.labels, label_ids))
+            trained_lm = lm
             result.update(trained, train_examples=len(rows), num_tokens=lm.num_tokens)
             if config.targets == "few_shot":
                 agreement = np.argmax(targets, axis=1) == train.labels[: len(rows)]
                 result["teacher_train_accuracy"] = float(np.mean(agreement))
         result["seconds"] = round(time.time() - start, 1)
         results["methods"][method] = result
-        print_fn(f"{method}: accuracy {result['accuracy']:.3f}  invalid {result['invalid']:.3f}  ({result['seconds']} s)")
+        invalid = f"  invalid {result['invalid']:.3f}" if "invalid" in result else ""
+        print_fn(f"{method}: {config.score} accuracy {result['accuracy']:.3f}{invalid}  ({result['seconds']} s)")
+    if "soft_prompt" in results["methods"]:
+        os.makedirs(config.output_dir, exist_ok=True)
+        save_prompts(
+            trained_lm, os.path.join(config.output_dir, "soft_prompt.safetensors"),
+            extra={"train_config": dataclasses.asdict(config), "verbalizer": names},
+        )  # fmt: skip
     write_atomically(os.path.join(config.output_dir, "results.json"), json.dumps(results, indent=1).encode())
     return results
