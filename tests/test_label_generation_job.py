@@ -161,6 +161,27 @@ def test_context_distillation_trains_on_the_few_shot_models_answers(tiny_job, tm
     assert np.mean(result["losses"][-5:]) < np.mean(result["losses"][:5])
 
 
+def test_template_instruction_and_verbalizer_are_the_users(tiny_job, tmp_path):
+    out = tmp_path / "out"
+    code = main([
+        "generate-labels", "--backbone", "tiny", "--method", "few_shot", "--shots", "2", "--eval-size", "6",
+        "--max-text-tokens", "8", "--score", "first_token", "--template", "Text: {text}\\nLabel:",
+        "--instruction", "Sort.\\n", "--verbalizer", "cat, sat", "--output-dir", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    with open(out / "results.json") as f:
+        results = json.load(f)
+    assert results["label_names"] == ["cat", "sat"]
+    assert results["config"]["template"] == "Text: {text}\nLabel:" and results["config"]["instruction"] == "Sort.\n"
+
+
+def test_a_verbalizer_of_the_wrong_length_is_refused_before_writing(tiny_job, tmp_path):
+    config = job.LabelGenerationConfig(backbone="tiny", verbalizer=("a", "b", "c"), output_dir=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match=r"one word per class: 2 for \['sat', 'cat'\]. Received: verbalizer=\['a', 'b', 'c'\]"):
+        job.run_label_generation(config, print_fn=lambda *a: None)
+    assert not (tmp_path / "out").exists()
+
+
 def test_first_word_reads_the_label_and_nothing_else():
     assert job.first_word(" Positive.\n\nReview") == "positive"
     assert job.first_word("\n negative, I think") == "negative"
@@ -192,6 +213,8 @@ def test_generation_accuracy_counts_invalid_words_as_wrong(gemma):
         (["--targets", "teacher"], "argument --targets: invalid choice: 'teacher'"),
         (["--loss", "mse"], "argument --loss: invalid choice: 'mse'"),
         (["--score", "bleu"], "argument --score: invalid choice: 'bleu'"),
+        (["--template", "Review: {txt}"], "`template` must hold '{text}' exactly once"),
+        (["--verbalizer", "good,,bad"], "`verbalizer` must be a list of label words, one per class"),
         (["--eval-size", "-1"], "`eval_size` must be a positive integer"),
         (["--learning-rate", "0"], "`learning_rate` must be a finite number above 0. Received: learning_rate=0.0."),
         (["--learning-rate", "inf"], "Received: learning_rate=inf."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -47,17 +48,20 @@ def _train(args) -> int:
     return 0
 
 
+def _unescape(text: str) -> str:
+    # A shell passes "\n" as two characters; templates mean a line break.
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
 def _label_generation(args) -> int:
     from tf_prompt_tuning.app.label_generation_job import METHODS, LabelGenerationConfig, run_label_generation
 
-    config = LabelGenerationConfig(
-        backbone=args.backbone, data=args.data, num_tokens=args.num_tokens, initializer=args.init,
-        placement=args.placement, loss=args.loss, targets=args.targets, optimizer=args.optimizer,
-        warmup_steps=args.warmup_steps, steps=args.steps, train_size=args.train_size, dev_size=args.dev_size,
-        eval_every=args.eval_every, split_seed=args.split_seed, score=args.score, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        max_text_tokens=args.max_text_tokens, eval_size=args.eval_size, shots=args.shots,
-        seed=args.seed, output_dir=args.output_dir,
-    )  # fmt: skip
+    # Every option is named after its config field: one list of settings.
+    settings = {field.name: getattr(args, field.name) for field in dataclasses.fields(LabelGenerationConfig)}
+    settings.update(instruction=_unescape(args.instruction), template=_unescape(args.template))
+    if args.verbalizer is not None:
+        settings["verbalizer"] = tuple(word.strip() for word in args.verbalizer.split(","))
+    config = LabelGenerationConfig(**settings)
     run_label_generation(config, methods=tuple(args.method or METHODS))
     return 0
 
@@ -238,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--data", default=generation.data, help="a built-in set or a .csv/.tsv/.jsonl file")
     labels.add_argument("--method", action="append", choices=METHODS, help="repeat for several (default: all)")
     labels.add_argument("--num-tokens", type=int, default=generation.num_tokens, help="soft prompt length")
-    labels.add_argument("--init", default=generation.initializer, choices=INITIALIZERS,
+    labels.add_argument("--init", dest="initializer", default=generation.initializer, choices=INITIALIZERS,
                         help="soft prompt initialization; text: the zero-shot instruction's embeddings; "
                         "few_shot: the few-shot prompt's (the prompt takes its length); labels: the label words'")
     labels.add_argument("--loss", default=generation.loss, choices=LOSSES,
@@ -264,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--max-text-tokens", type=int, default=generation.max_text_tokens,
                         help="each text is cut to this many tokens")
     labels.add_argument("--eval-size", type=int, default=generation.eval_size, help="held-out examples scored")
+    labels.add_argument("--instruction", default=generation.instruction,
+                        help="in front of the zero- and few-shot prompts (\\n: a line break)")
+    labels.add_argument("--template", default=generation.template,
+                        help="each example, with {text} where the text goes (default: %(default)r)")
+    labels.add_argument("--verbalizer", help="the word written for each class, comma-separated, in class "
+                        "order (default: the data's label names)")
     labels.add_argument("--score", default=generation.score, choices=SCORES,
                         help="generation: the first generated word must be the label; first_token: its first "
                         "token must be the label word's (no generation; a few-shot prefix is read once)")

@@ -81,6 +81,9 @@ class LabelGenerationConfig:
     seed: int = 0  # the prompt's initialization, the batches' order, the few-shot examples
     split_seed: int = 0  # the train/dev/test split, the same whatever `seed`
     output_dir: str = "outputs/label_generation"
+    instruction: str = INSTRUCTION  # in front of zero- and few-shot prompts; the "text" initialization
+    template: str = TEMPLATE  # each example; "{text}" once, where the text goes
+    verbalizer: tuple | None = None  # the word written for each class; None: the data's label names
 
     def __post_init__(self):
         for name in ("num_tokens", "steps", "batch_size", "max_text_tokens", "eval_size", "shots", "eval_every"):
@@ -94,6 +97,19 @@ class LabelGenerationConfig:
         check_choice("targets", self.targets, TARGETS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("score", self.score, SCORES)
+        if not isinstance(self.template, str) or self.template.count("{text}") != 1:
+            raise ValueError(
+                "`template` must hold '{text}' exactly once, where each example's text goes. "
+                f"Received: template={self.template!r}. For example: 'Review: {{text}}\\nSentiment:'."
+            )
+        if self.verbalizer is not None:
+            words = self.verbalizer
+            if isinstance(words, str) or not words or not all(isinstance(w, str) and w.strip() == w and w for w in words):
+                raise ValueError(
+                    "`verbalizer` must be a list of label words, one per class, each non-empty without "
+                    f"surrounding spaces. Received: verbalizer={words!r}."
+                )
+            self.verbalizer = tuple(words)
         if self.warmup_steps != 0:
             check_positive_int("warmup_steps", self.warmup_steps)
         check_positive_float("learning_rate", self.learning_rate)
@@ -107,10 +123,10 @@ class _Encoder:
     """Token ids of templated examples: `<bos>` (unless not `start`), an
     optional fixed prefix, the text cut to `max_text_tokens`, the template's end."""
 
-    def __init__(self, tokenizer, max_text_tokens, prefix="", start=True):
+    def __init__(self, tokenizer, max_text_tokens, prefix="", start=True, template=TEMPLATE):
         self.tokenizer = tokenizer
         self.max_text_tokens = max_text_tokens
-        head, tail = TEMPLATE.split("{text}")
+        head, tail = template.split("{text}")
         # The prefix apart from the template: a cache of `start + prefix` then serves every row.
         self.prefix = [tokenizer.start_token_id] * start + (_ids(tokenizer, prefix) if prefix else [])
         self.head = self.prefix + _ids(tokenizer, head)
@@ -341,7 +357,9 @@ def _shots(train, names, config) -> str:
     rng = np.random.default_rng(config.seed)
     picks = [int(rng.choice(np.flatnonzero(train.labels == label))) for label in range(len(names))]
     picks = [int(i) for i in rng.permutation(np.resize(picks, config.shots))]
-    return "".join(TEMPLATE.format(text=train.texts[i]) + ANSWER.format(label=names[train.labels[i]]) for i in picks)
+    return "".join(
+        config.template.replace("{text}", train.texts[i]) + ANSWER.format(label=names[train.labels[i]]) for i in picks
+    )
 
 
 def _soft_prompt_lm(backbone, tokenizer, names, few_shot_prefix, config) -> PromptCausalLM:
@@ -354,7 +372,7 @@ def _soft_prompt_lm(backbone, tokenizer, names, few_shot_prefix, config) -> Prom
         initializer = FromArray(keras.ops.convert_to_numpy(backbone.token_embedding.embeddings)[ids])
     elif initializer in ("text", "labels"):
         initializer = make_prompt_initializer(
-            initializer, backbone=backbone, num_tokens=num_tokens, tokenizer=tokenizer, text=INSTRUCTION,
+            initializer, backbone=backbone, num_tokens=num_tokens, tokenizer=tokenizer, text=config.instruction,
             label_names=[ANSWER.format(label=name).strip() for name in names], seed=config.seed,
         )  # fmt: skip
     return PromptCausalLM(
@@ -384,11 +402,16 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
     backbone, tokenizer = load_backbone(config.backbone)
     train, dev, test = load_dataset(config.data).split(seed=config.split_seed)
     test = test.subset(np.arange(min(config.eval_size, len(test))))
-    names = list(train.label_names)
+    names = list(train.label_names) if config.verbalizer is None else list(config.verbalizer)
+    if len(names) != len(train.label_names):
+        raise ValueError(
+            f"`verbalizer` must give one word per class: {len(train.label_names)} for {list(train.label_names)}. "
+            f"Received: verbalizer={list(config.verbalizer)!r}."
+        )
     label_ids = _label_token_ids(tokenizer, names)
     results = {"config": dataclasses.asdict(config), "label_names": names, "metric": config.score, "methods": {}}
     base = PromptCausalLM(backbone, num_tokens=0)
-    few_shot_prefix = INSTRUCTION + _shots(train, names, config)
+    few_shot_prefix = config.instruction + _shots(train, names, config)
 
     def score(rows, lm, prefix_length=0):
         if config.score == "first_token":
@@ -399,17 +422,18 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
     for method in methods:
         start = time.time()
         if method in ("zero_shot", "few_shot"):
-            encode = _Encoder(tokenizer, config.max_text_tokens, INSTRUCTION if method == "zero_shot" else few_shot_prefix)
+            prefix = config.instruction if method == "zero_shot" else few_shot_prefix
+            encode = _Encoder(tokenizer, config.max_text_tokens, prefix, template=config.template)
             result = score([encode(t) for t in test.texts], base, len(encode.prefix))
         elif method == "soft_prompt":
             lm = _soft_prompt_lm(backbone, tokenizer, names, few_shot_prefix, config)
             # A prompt that starts as the few-shot prompt holds the `<bos>` in front.
             starts = config.initializer == "few_shot" and config.placement == "prepend"
-            encode = _Encoder(tokenizer, config.max_text_tokens, start=not starts)
+            encode = _Encoder(tokenizer, config.max_text_tokens, start=not starts, template=config.template)
             texts = train.texts[: config.train_size or config.steps * config.batch_size * 2]
             rows = [encode(t) for t in texts]
             if config.targets == "few_shot":  # the few-shot model's answers, not the labels
-                teacher = _Encoder(tokenizer, config.max_text_tokens, few_shot_prefix)
+                teacher = _Encoder(tokenizer, config.max_text_tokens, few_shot_prefix, template=config.template)
                 targets = _label_distribution(base, [teacher(t) for t in texts], label_ids, len(teacher.prefix))
             else:
                 targets = np.eye(len(names), dtype="float32")[train.labels[: len(rows)]]
