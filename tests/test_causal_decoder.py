@@ -93,6 +93,47 @@ def test_gradients_from_the_cache_equal_those_of_the_whole_sequence(family):
     np.testing.assert_allclose(grad_cached, grad_whole, atol=1e-5 * np.abs(grad_whole).max())
 
 
+def _prefix_of(decoder, tokens):
+    """The keys and values `tokens` give in every layer, `(layers, 2, n, kv_heads, head_dim)`."""
+    ids = np.array([tokens], "int32")
+    cache = decoder.read(ids, np.ones_like(ids), new_slots=0)
+    return ops.stack([c[0] for c in cache.caches])
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_prefix_of_a_tokens_keys_and_values_is_the_plain_model_after_those_tokens(family, side):
+    decoder = causal_decoder(FAMILIES[family]())
+    prefix = _prefix_of(decoder, APPENDED)
+    assert tuple(prefix.shape[3:]) == decoder.key_value_shape
+    ids, mask = _batch(TEXTS, side)
+    hidden = ops.convert_to_numpy(decoder.run_after_prefix(ids, mask, prefix))
+    for row, (text, real) in enumerate(zip(TEXTS, mask.astype(bool))):
+        plain_ids = np.array([APPENDED + text], "int32")
+        positions = np.arange(plain_ids.shape[1])[None].astype("int32")
+        plain, _ = decoder.run(decoder.start(decoder.embed_tokens(plain_ids), positions), positions, positions,
+                               np.ones_like(plain_ids))  # fmt: skip
+        np.testing.assert_allclose(hidden[row][real], ops.convert_to_numpy(plain)[0, len(APPENDED):], atol=2e-5)
+
+
+def test_the_gradient_reaches_a_prefix():
+    decoder = causal_decoder(tiny_gemma3_lm())
+    prefix = tf.Variable(ops.convert_to_numpy(_prefix_of(decoder, APPENDED)))
+    ids, mask = _batch(TEXTS, "right")
+    with tf.GradientTape() as tape:
+        loss = ops.sum(decoder.run_after_prefix(ids, mask, prefix) ** 2)
+    gradient = tape.gradient(loss, prefix).numpy()
+    assert np.abs(gradient).max() > 0
+    # Against a finite difference along the gradient, in float64 arithmetic of float32 runs.
+    direction = gradient / np.linalg.norm(gradient)
+    eps = 1e-2
+    values = []
+    for sign in (1, -1):
+        moved = prefix.numpy() + sign * eps * direction
+        values.append(float(ops.sum(decoder.run_after_prefix(ids, mask, moved) ** 2)))
+    np.testing.assert_allclose((values[0] - values[1]) / (2 * eps), np.linalg.norm(gradient), rtol=2e-2)
+
+
 def test_slice_update_has_the_gradient_of_a_write():
     operand = tf.constant(np.arange(12, dtype="float32").reshape(3, 4))
     update = tf.Variable(np.ones((2, 2), "float32"))

@@ -143,8 +143,17 @@ def test_a_shared_prefix_read_once_scores_as_the_whole_rows(gemma):
         job._label_distribution(base, rows, label_ids, len(encode.prefix)), job._label_distribution(base, rows, label_ids),
         atol=1e-5,
     )
-    whole = job.first_token_accuracy(base, rows, data.labels, label_ids)
-    assert job.first_token_accuracy(base, rows, data.labels, label_ids, len(encode.prefix)) == whole
+    classes = job.token_labels(tokenizer, names)
+    whole = job.first_token_accuracy(base, rows, data.labels, classes)
+    assert job.first_token_accuracy(base, rows, data.labels, classes, len(encode.prefix)) == whole
+
+
+def test_a_token_reads_as_the_label_its_first_word_is(gemma):
+    _, tokenizer = gemma
+    classes = job.token_labels(tokenizer, ["Cat", "sat"])
+    vocabulary = tokenizer.get_vocabulary()
+    for piece, expected in (("\u2581cat", 0), ("\u2581sat", 1), ("\u2581the", -1), ("\u2581ca", -1), ("<bos>", -1)):
+        assert classes[vocabulary.index(piece)] == expected, piece
 
 
 def test_context_distillation_trains_on_the_few_shot_models_answers(tiny_job, tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from conftest import assert_keras_save_load_parity, bert_inputs, tiny_bert, tiny_gemma3_lm, tiny_gpt2
 
-from tf_prompt_tuning import make_train_step, parameter_summary
+from tf_prompt_tuning import make_train_step, parameter_summary, save_prompts
 from tf_prompt_tuning.initializers import FromArray, make_prompt_initializer
 from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
 from tf_prompt_tuning.pooling import pool
@@ -323,9 +323,30 @@ def test_deep_must_be_a_known_kind():
         PromptTextClassifier(tiny_bert(), 2, num_tokens=2, deep="kv")
 
 
-def test_prefixes_on_a_decoder_are_an_error():
-    with pytest.raises(ValueError, match="Key/value prefixes run KerasHub `TransformerEncoder` layers"):
-        PromptTextClassifier(tiny_gpt2(), 2, num_tokens=2, placement="prepend", deep="prefix")
+@pytest.mark.parametrize("backbone", [tiny_gpt2, tiny_gemma3_lm], ids=["gpt2", "gemma3"])
+def test_prefixes_on_a_decoder_train_alone_and_take_positions(backbone, tmp_path):
+    backbone = backbone()
+    model = PromptTextClassifier(backbone, 2, num_tokens=4, deep="prefix", pooling="last", seed=0)
+    assert model.prefix_decoder is not None and model.encoder is None
+    assert model.prefixes.prefixes.shape[:3] == (len(backbone.transformer_layers), 2, 4)
+    inputs = {"token_ids": np.array([[5, 6, 7, 0], [8, 9, 10, 11]]), "padding_mask": np.array([[1, 1, 1, 0], [1, 1, 1, 1]])}
+    frozen = [w.numpy().copy() for w in backbone.weights]
+    prefixes = model.prefixes.prefixes.numpy().copy()
+    step = make_train_step(model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                           optimizer=keras.optimizers.Adam(0.05))  # fmt: skip
+    losses = [float(step(inputs, np.array([0, 1]))) for _ in range(10)]
+    assert losses[-1] < losses[0] and not np.allclose(model.prefixes.prefixes.numpy(), prefixes)
+    for before, after in zip(frozen, backbone.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+    path = save_prompts(model, str(tmp_path / "prefix.safetensors"))
+    restored = PromptTextClassifier.from_prompt_file(path, backbone)
+    np.testing.assert_allclose(restored(inputs), model(inputs), atol=1e-6)
+    assert model.prompt_positions == 4  # the text follows the prefix's positions
+
+
+def test_prefixes_after_the_text_of_a_decoder_are_refused():
+    with pytest.raises(ValueError, match=r"Key/value prefixes after the text would be read by no later position"):
+        PromptTextClassifier(tiny_gpt2(), 2, num_tokens=2, placement="append", pooling="last", deep="prefix")
 
 
 def test_prefixes_follow_a_backbone_built_in_another_dtype():

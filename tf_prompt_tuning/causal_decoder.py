@@ -178,6 +178,36 @@ class CausalDecoder:
         )
         return (cache, ops.stop_gradient(hidden)) if return_hidden else cache
 
+    @property
+    def key_value_shape(self) -> tuple:
+        """`(kv_heads, head_dim)`: one cache entry of one layer and token."""
+        return tuple(self.empty_caches(1, 1)[0].shape[3:])
+
+    def run_after_prefix(self, token_ids, padding_mask, prefix):
+        """The inputs' final hidden states `(batch, seq, dim)`, every layer
+        reading keys and values `prefix` `(num_layers, 2, n, kv_heads,
+        head_dim)` in front of them (prefix tuning, P-tuning v2).
+
+        The prefix takes positions 0 .. n - 1 and the real tokens follow from
+        n, as if n tokens came first: a prefix holding the keys and values
+        that tokens `t` give (`read`) makes this the plain model on `t`
+        followed by the inputs. The gradient reaches `prefix`."""
+        n = prefix.shape[2]
+        mask = ops.cast(padding_mask, "int32")
+        batch, length = ops.shape(mask)[0], ops.shape(mask)[1]
+        positions = n + ops.maximum(ops.cumsum(mask, axis=1) - 1, 0)
+        ahead = ops.zeros_like(mask[:, :1]) + ops.arange(n, dtype="int32")[None, :]
+        key_positions = ops.concatenate([ahead, positions], axis=1)
+        key_mask = ops.concatenate([ops.ones_like(ahead), mask], axis=1)
+        empty = self.empty_caches(batch, length)
+        caches = [
+            ops.concatenate([ops.broadcast_to(ops.cast(prefix[i], e.dtype)[None], (batch, *prefix.shape[1:])), e], axis=2)
+            for i, e in enumerate(empty)
+        ]
+        x = self.start(self.embed_tokens(token_ids), positions)
+        hidden, _ = self.run(x, positions, key_positions, key_mask, caches, n)
+        return hidden
+
     def continue_from(self, cache: InputCache, x, offset=0, rewrite=None):
         """Runs embedded positions `x` `(batch, k, dim)` after the cached
         input, in its free slots `offset .. offset + k - 1`, at the positions

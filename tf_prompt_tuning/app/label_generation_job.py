@@ -180,12 +180,26 @@ def next_token_outputs(lm, rows, reduce, prefix_length=0, batch_size=16) -> np.n
     return np.concatenate(out)
 
 
-def first_token_accuracy(lm, rows, labels, label_ids, prefix_length=0) -> dict:
-    """Share of rows whose next token (greedy generation's first) is their
-    label word's first token (`next_token_outputs`)."""
+def token_labels(tokenizer, label_names) -> np.ndarray:
+    """`(vocabulary,)`: the class whose label each token reads as (`first_word`:
+    " Positive" and "positive" read as "positive"), or -1."""
+    names = {name.lower(): i for i, name in enumerate(label_names)}
+    pieces = tokenizer.get_vocabulary()
+    return np.array([names.get(first_word(piece.replace("\u2581", " ")), -1) for piece in pieces], "int32")
+
+
+def first_token_accuracy(lm, rows, labels, token_classes, prefix_length=0) -> dict:
+    """Share of rows whose next token (greedy generation's first) reads as
+    their label (`token_labels`), as `generation_accuracy` reads the first
+    word; scored from `next_token_outputs`, without generating."""
     predicted = next_token_outputs(lm, rows, lambda logits: keras.ops.argmax(logits, axis=-1), prefix_length)
-    hits = predicted == np.asarray(label_ids)[np.asarray(labels[: len(rows)])]
-    return {"first_token_accuracy": float(np.mean(hits)), "examples": len(rows)}
+    classes = np.asarray(token_classes)[predicted]
+    labels = np.asarray(labels[: len(rows)])
+    return {
+        "first_token_accuracy": float(np.mean(classes == labels)),
+        "first_token_invalid": float(np.mean(classes < 0)),
+        "examples": len(rows),
+    }
 
 
 def generation_accuracy(model, tokenizer, rows, labels, label_names, batch_size=16) -> dict:
@@ -413,10 +427,12 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
     base = PromptCausalLM(backbone, num_tokens=0)
     few_shot_prefix = config.instruction + _shots(train, names, config)
 
+    token_classes = token_labels(tokenizer, names)
+
     def score(rows, lm, prefix_length=0):
         if config.score == "first_token":
-            result = first_token_accuracy(lm, rows, test.labels, label_ids, prefix_length)
-            return {"accuracy": result.pop("first_token_accuracy"), **result}
+            result = first_token_accuracy(lm, rows, test.labels, token_classes, prefix_length)
+            return {"accuracy": result.pop("first_token_accuracy"), "invalid": result.pop("first_token_invalid"), **result}
         return generation_accuracy(lm, tokenizer, rows, test.labels, names)
 
     for method in methods:
@@ -445,7 +461,7 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
             test_rows = [encode(t) for t in test.texts]
             result = score(test_rows, lm)
             if config.score == "generation":  # both measures of the same prompt: they may be compared
-                result.update(first_token_accuracy(lm, test_rows, test.labels, label_ids))
+                result.update(first_token_accuracy(lm, test_rows, test.labels, token_classes))
             trained_lm = lm
             result.update(trained, train_examples=len(rows), num_tokens=lm.num_tokens)
             if config.targets == "few_shot":

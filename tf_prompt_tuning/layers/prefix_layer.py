@@ -34,6 +34,10 @@ class PrefixLayer(keras.layers.Layer):
         num_layers: transformer layers of the backbone.
         initializer: a random or constant Keras initializer, or its name.
             Defaults to `"uniform"` in [-0.5, 0.5], as for prompts.
+        key_value_shape: `(kv_heads, head_dim)` for a causal decoder, whose
+            prefixes are keys and values as its cache holds them
+            (`CausalDecoder.run_after_prefix`); None (default) for inputs
+            to an encoder layer's key and value projections.
         **kwargs: standard layer arguments.
 
     Call arguments:
@@ -61,10 +65,11 @@ class PrefixLayer(keras.layers.Layer):
     extra_inputs: dict = {}
     active = True
 
-    def __init__(self, num_tokens, num_layers, initializer="uniform", **kwargs):
+    def __init__(self, num_tokens, num_layers, initializer="uniform", key_value_shape=None, **kwargs):
         super().__init__(**kwargs)
         self.num_tokens = check_positive_int("num_tokens", num_tokens)
         self.num_layers = check_positive_int("num_layers", num_layers)
+        self.key_value_shape = None if key_value_shape is None else tuple(int(d) for d in key_value_shape)
         self.initializer = initializers.get(initializer)
         if isinstance(self.initializer, initializers.FromArray):
             raise ValueError(
@@ -75,9 +80,12 @@ class PrefixLayer(keras.layers.Layer):
             )
 
     def build(self, input_shape):
+        # A decoder's prefixes are its cache entries (already projected); an
+        # encoder's are inputs to each layer's key and value projections.
+        entry = self.key_value_shape or (input_shape[-1],)
         self.prefixes = self.add_weight(
             name="prefixes",
-            shape=(self.num_layers, 2, self.num_tokens, input_shape[-1]),
+            shape=(self.num_layers, 2, self.num_tokens, *entry),
             initializer=self.initializer,
             dtype="float32",
         )
@@ -97,6 +105,7 @@ class PrefixLayer(keras.layers.Layer):
                 "num_tokens": self.num_tokens,
                 "num_layers": self.num_layers,
                 "initializer": keras.initializers.serialize(self.initializer),
+                "key_value_shape": self.key_value_shape,
             }
         )
         return config

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from tf_prompt_tuning import initializers
+from tf_prompt_tuning.causal_decoder import causal_decoder
 from tf_prompt_tuning.layers.prefix_layer import PrefixLayer, check_prefixable
 from tf_prompt_tuning.mechanisms.prompt_mechanism import PromptMechanism
+from tf_prompt_tuning.pooling import is_causal
 
 
 class KeyValuePrefixes(PromptMechanism):
-    """`num_tokens` keys and values per attention layer (`PrefixLayer`), for
-    KerasHub `TransformerEncoder` layers; no positions in the sequence."""
+    """`num_tokens` keys and values per attention layer (`PrefixLayer`): for
+    KerasHub `TransformerEncoder` layers, with no positions in the sequence;
+    for causal decoders (GPT-2, OPT, Gemma 3), as cache entries in front of
+    the text, which they push back by `num_tokens` positions."""
 
     name = "prefix"
     description = "prefixes + head"
@@ -19,7 +23,8 @@ class KeyValuePrefixes(PromptMechanism):
     word_initializers = False
 
     def check(self, backbone, initializer):
-        check_prefixable(backbone)
+        if not is_causal(backbone):
+            check_prefixable(backbone)
         if isinstance(initializers.get(initializer), initializers.FromArray):
             raise ValueError(
                 "`prompt_initializer` of key/value prefixes must be random or constant "
@@ -29,7 +34,11 @@ class KeyValuePrefixes(PromptMechanism):
             )
 
     def make_layers(self, backbone, num_tokens, initializer, placement):
-        layer = PrefixLayer(num_tokens, len(backbone.transformer_layers), initializer=initializer, name="prefixes")
+        shape = causal_decoder(backbone).key_value_shape if is_causal(backbone) else None
+        layer = PrefixLayer(
+            num_tokens, len(backbone.transformer_layers), initializer=initializer, key_value_shape=shape,
+            name="prefixes",
+        )  # fmt: skip
         return None, layer
 
     def variables(self, prompt, prefixes):

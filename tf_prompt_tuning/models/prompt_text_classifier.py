@@ -52,7 +52,9 @@ class PromptTextClassifier(PromptTask):
             positions' hidden states before every layer (`DeepPromptLayer`,
             any transformer layer); `"prefix"` gives every attention layer
             `num_tokens` trainable keys and values (`PrefixLayer`, KerasHub
-            `TransformerEncoder` layers; no positions in the sequence, faster).
+            `TransformerEncoder` layers, with no positions in the sequence;
+            and causal decoders, GPT-2, OPT and Gemma 3, as cache entries in
+            front of the text at positions 0 .. num_tokens - 1).
             `False` (default) for the input only.
         deep_initializer: with `deep="hidden"`, where the prompts of the
             layers after the first start: "uniform" (default, random), or
@@ -146,14 +148,23 @@ class PromptTextClassifier(PromptTask):
                 )
             self.mechanism.check(backbone, prompt_initializer)
             self.prompt, self.prefixes = self.mechanism.make_layers(backbone, num_tokens, prompt_initializer, placement)
-        self.encoder = prompted_backbone(backbone, self.prompt, prefixes=self.prefixes)
         self.decoder = self._appended_decoder(backbone, placement, pooling)
+        # Prefixes on a causal decoder run through it (`run_after_prefix`);
+        # everything else through the backbone's own graph (`prompted_backbone`).
+        self.prefix_decoder = None
+        if self.prefixes is not None and is_causal(backbone):
+            self.prefix_decoder = causal_decoder(backbone)
+            self.prefixes.build((None, None, backbone.hidden_dim))
+            self.encoder = None
+        else:
+            self.encoder = prompted_backbone(backbone, self.prompt, prefixes=self.prefixes)
         if deep_initializer == "hidden_states":
             self.prompt.deep_prompts.assign(prompt_hidden_states(backbone, self.prompt, first_token_id))
         self.head_dropout_layer = keras.layers.Dropout(head_dropout, name="head_dropout")
         # float32 logits under mixed precision, for a stable softmax.
         self.head = keras.layers.Dense(num_classes, dtype="float32", name="head")
-        self.head.build((None, self.encoder.output["sequence_output"].shape[-1]))
+        dim = backbone.hidden_dim if self.encoder is None else self.encoder.output["sequence_output"].shape[-1]
+        self.head.build((None, dim))
         self.num_classes = num_classes
         self.num_tokens = num_tokens
         self.placement = placement
@@ -173,7 +184,7 @@ class PromptTextClassifier(PromptTask):
     def _appended_decoder(self, backbone, placement, pooling):
         """The `CausalDecoder` that runs an appended prompt after a cached
         input, or None where the prompt runs through `encoder`."""
-        if placement != "append" or self.prompt is None or not is_causal(backbone):
+        if placement != "append" or self.mechanism is None or not is_causal(backbone):
             return None
         if self.prefixes is not None:
             raise ValueError(
@@ -258,7 +269,8 @@ class PromptTextClassifier(PromptTask):
 
     @property
     def prompt_positions(self) -> int:
-        return self.num_tokens if self.mechanism and self.mechanism.takes_positions else 0
+        takes_positions = self.mechanism and (self.mechanism.takes_positions or self.prefix_decoder is not None)
+        return self.num_tokens if takes_positions else 0
 
     def call(self, inputs, training=None):
         if isinstance(inputs, InputCache):  # read once, e.g. before every epoch
@@ -266,8 +278,12 @@ class PromptTextClassifier(PromptTask):
         if self.decoder is not None:
             return self.call_from_cache(self.read_inputs(inputs), training=training)
         self.check_input_length(inputs["token_ids"].shape[1])
-        encoded = self.encoder(self.backbone_inputs(inputs), training=False)
-        pooled = pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling)
+        if self.prefix_decoder is not None:
+            hidden = self.prefix_decoder.run_after_prefix(inputs["token_ids"], inputs["padding_mask"], self.prefixes.prefixes)
+            pooled = pool(hidden, inputs["padding_mask"], self.pooling)
+        else:
+            encoded = self.encoder(self.backbone_inputs(inputs), training=False)
+            pooled = pool(encoded["sequence_output"], encoded["padding_mask"], self.pooling)
         return self.head(self.head_dropout_layer(pooled, training=training))
 
     @property
