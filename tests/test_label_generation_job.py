@@ -191,6 +191,36 @@ def test_a_verbalizer_of_the_wrong_length_is_refused_before_writing(tiny_job, tm
     assert not (tmp_path / "out").exists()
 
 
+def test_a_trained_prompt_file_labels_texts_as_the_job_scored_them(tiny_job, tmp_path, capsys):
+    out = tmp_path / "out"
+    config = job.LabelGenerationConfig(
+        backbone="tiny", num_tokens=4, steps=10, batch_size=8, learning_rate=0.1, eval_size=12,
+        max_text_tokens=8, placement="append", score="first_token", output_dir=str(out),
+    )  # fmt: skip
+    results = job.run_label_generation(config, methods=("soft_prompt",), print_fn=lambda *a: None)
+    path = str(out / "soft_prompt.safetensors")
+    writer = job.LabelWriter.load(path)
+    test = _data().split(seed=0)[2].subset(np.arange(12))
+    scored = writer.evaluate(test.texts, test.labels)
+    assert scored["written_accuracy"] == results["methods"]["soft_prompt"]["accuracy"]
+    rows = writer.predict(test.texts[:3])
+    assert [set(row["probabilities"]) for row in rows] == [{"sat", "cat"}] * 3
+    assert all(abs(sum(row["probabilities"].values()) - 1) < 1e-5 and row["label"] in ("sat", "cat") for row in rows)
+    capsys.readouterr()
+    assert main(["predict", "--prompt", path, *test.texts[:2]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [row["label"] for row in rows[:2]]
+    assert main(["evaluate", "--prompt", path]) == 0
+    assert capsys.readouterr().out.startswith("accuracy ")
+
+
+def test_an_lm_prompt_file_without_its_template_is_refused(gemma, tmp_path):
+    backbone, _ = gemma
+    path = job.save_prompts(job.PromptCausalLM(backbone, num_tokens=2), str(tmp_path / "lm.safetensors"))
+    with pytest.raises(ValueError, match=r"holds an LM prompt without the template and label words"):
+        job.LabelWriter.load(path)
+
+
 def test_first_word_reads_the_label_and_nothing_else():
     assert job.first_word(" Positive.\n\nReview") == "positive"
     assert job.first_word("\n negative, I think") == "negative"

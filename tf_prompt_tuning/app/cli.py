@@ -99,10 +99,33 @@ def _export(args) -> int:
     return 0
 
 
+def _label_writer(args):
+    """The `LabelWriter` of an LM prompt file that `generate-labels` wrote, else None."""
+    from tf_prompt_tuning.app.label_generation_job import LabelWriter
+    from tf_prompt_tuning.prompt_file import load_prompts
+
+    path = _prompt_path(args.prompt, args.task)
+    if load_prompts(path).metadata.get("kind") != "causal_lm":
+        return None
+    return LabelWriter.load(path, backbone=args.backbone)
+
+
 def _evaluate(args) -> int:
     from tf_prompt_tuning.app.classification_job import TrainConfig, evaluate, load_splits
     from tf_prompt_tuning.app.datasets import load_dataset
     from tf_prompt_tuning.text_pipeline import make_text_dataset
+
+    writer = _label_writer(args)
+    if writer is not None:  # a label-writing prompt: its own test split, or --data
+        trained_on = load_dataset(writer.config.data)
+        if args.data is None:
+            data = trained_on.split(seed=writer.config.split_seed)[2]
+        else:  # its classes in the order the prompt learned them
+            data = load_dataset(args.data, label_names=list(trained_on.label_names))
+        result = writer.evaluate(data.texts, data.labels)
+        print(f"accuracy {result['accuracy']:.4f}  written {result['written_accuracy']:.4f}  "
+              f"({result['examples']} examples)")
+        return 0
 
     model, tokenizer, metadata = _load(args)
     if args.data is None:  # the held-out test split the prompt was trained next to
@@ -124,10 +147,15 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from tf_prompt_tuning.app.classification_job import predict_texts
 
-    model, tokenizer, metadata = _load(args)
+    writer = _label_writer(args)
     texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         raise ValueError("No texts to classify: pass them as arguments, or one per line on standard input.")
+    if writer is not None:
+        for row in writer.predict(texts):
+            print(f"{row['label']}\t{row['probability']:.4f}\t{row['text']}")
+        return 0
+    model, tokenizer, metadata = _load(args)
     length = args.max_length or metadata.get("sequence_length", 64)
     for row in predict_texts(model, tokenizer, texts, sequence_length=length,
                              label_names=metadata.get("label_names")):  # fmt: skip

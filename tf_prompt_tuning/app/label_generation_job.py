@@ -36,7 +36,7 @@ from tf_prompt_tuning.causal_decoder import tile_cache
 from tf_prompt_tuning.initializers import FromArray, make_prompt_initializer
 from tf_prompt_tuning.input_cache_store import InputCacheStore
 from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS, PromptCausalLM
-from tf_prompt_tuning.prompt_file import save_prompts
+from tf_prompt_tuning.prompt_file import read_prompt_file, save_prompts
 from tf_prompt_tuning.training import make_train_step
 
 INSTRUCTION = "Classify the sentiment of the movie review as positive or negative.\n\n"
@@ -402,6 +402,74 @@ def _label_distribution(lm, rows, label_ids, prefix_length=0) -> np.ndarray:
         return keras.ops.softmax(keras.ops.take(logits, label_ids, axis=-1))
 
     return next_token_outputs(lm, rows, reduce, prefix_length).astype("float32")
+
+
+class LabelWriter:
+    """A soft prompt trained by `generate-labels`, ready to label texts.
+
+    Its prompt file keeps the training settings, template and verbalizer,
+    so loading it rebuilds the whole path: each text is framed by the
+    template, the frozen LM reads it (and the prompt), and the next token's
+    logits give the label. `predict` returns, per text, the label word with
+    the highest probability among the label words (`label`, `probability`,
+    `probabilities`) and what greedy generation would write first
+    (`written`: the label its first token reads as, or None for another word).
+    """
+
+    def __init__(self, lm, tokenizer, config: LabelGenerationConfig, label_names):
+        self.lm, self.config, self.label_names = lm, config, list(label_names)
+        starts = config.initializer == "few_shot" and config.placement == "prepend"
+        self.encode = _Encoder(tokenizer, config.max_text_tokens, start=not starts, template=config.template)
+        self.label_ids = _label_token_ids(tokenizer, self.label_names)
+        self.token_classes = token_labels(tokenizer, self.label_names)
+
+    @classmethod
+    def load(cls, path, backbone: str | None = None) -> LabelWriter:
+        """The writer a `generate-labels` prompt file holds (`backbone`: a
+        backbone name other than the one it was trained on, e.g. a local preset)."""
+        loaded = read_prompt_file(path, "causal_lm")
+        settings, names = loaded.metadata.get("train_config"), loaded.metadata.get("verbalizer")
+        if not isinstance(settings, dict) or not names:
+            raise ValueError(
+                f"{loaded.path!r} holds an LM prompt without the template and label words that "
+                "`generate-labels` saves. Label texts with a prompt file that command wrote."
+            )
+        fields = {field.name for field in dataclasses.fields(LabelGenerationConfig)}
+        config = LabelGenerationConfig(**{k: v for k, v in settings.items() if k in fields})
+        backbone_model, tokenizer = load_backbone(backbone or config.backbone)
+        return cls(PromptCausalLM.from_prompt_file(loaded, backbone_model), tokenizer, config, names)
+
+    def _outputs(self, texts):
+        label_ids = self.label_ids
+
+        def reduce(logits):
+            return keras.ops.concatenate(
+                [keras.ops.softmax(keras.ops.take(logits, label_ids, axis=-1)),
+                 keras.ops.cast(keras.ops.argmax(logits, axis=-1), "float32")[:, None]], axis=-1,
+            )  # fmt: skip
+
+        out = next_token_outputs(self.lm, [self.encode(t) for t in texts], reduce)
+        return out[:, :-1], self.token_classes[out[:, -1].astype("int64")]
+
+    def predict(self, texts) -> list[dict]:
+        probabilities, written = self._outputs(list(texts))
+        return [
+            {"text": text, "label": self.label_names[int(p.argmax())], "probability": float(p.max()),
+             "probabilities": dict(zip(self.label_names, map(float, p))),
+             "written": self.label_names[w] if w >= 0 else None}
+            for text, p, w in zip(texts, probabilities, written)
+        ]  # fmt: skip
+
+    def evaluate(self, texts, labels) -> dict:
+        """`accuracy` of the most probable label word and `written_accuracy`
+        of greedy generation's first token, on `labels` (class indices)."""
+        probabilities, written = self._outputs(list(texts))
+        labels = np.asarray(labels)
+        return {
+            "accuracy": float(np.mean(probabilities.argmax(-1) == labels)),
+            "written_accuracy": float(np.mean(written == labels)),
+            "examples": len(labels),
+        }
 
 
 def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_fn=print) -> dict:
