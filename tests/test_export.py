@@ -364,3 +364,31 @@ def test_an_interrupted_export_leaves_the_old_model_and_no_temporary_directory(t
     with pytest.raises(KeyboardInterrupt):
         export_saved_model(model, str(tmp_path / "new"))
     assert os.listdir(tmp_path) == ["sm"]
+
+
+def test_appended_prompts_export_and_serve_as_in_keras(tmp_path):
+    # Placement "append" on a decoder: the classifier, a bank of appended
+    # tasks (shallow and deep) and the LM, served without this library.
+    from test_prompt_causal_lm import MASK, TOKEN_IDS
+
+    backbone = tiny_gpt2_lm(max_sequence_length=32)
+    keras.utils.set_random_seed(0)
+    classifier = PromptTextClassifier(backbone, 2, num_tokens=3, placement="append", pooling="last")
+    deep = PromptTextClassifier(backbone, 3, num_tokens=3, placement="append", pooling="last", deep="hidden")
+    bank = PromptBank(backbone, num_tokens=3, placement="append", pooling="last")
+    bank.add_classifier("shallow", classifier)
+    bank.add_classifier("deep", deep)
+    inputs = {"token_ids": np.array([[5, 6, 7, 0], [8, 9, 10, 11]], "int32"),
+              "padding_mask": np.array([[1, 1, 1, 0], [1, 1, 1, 1]], "int32")}  # fmt: skip
+    export_saved_model(classifier, str(tmp_path / "classifier"))
+    export_saved_model(bank, str(tmp_path / "bank"))
+    (served,) = _serve(tmp_path / "classifier", [{"signature": "serving_default", **{k: v.tolist() for k, v in inputs.items()}}])
+    np.testing.assert_allclose(served, keras.ops.convert_to_numpy(keras.ops.softmax(classifier(inputs))), atol=1e-5)
+    request = {"signature": "serving_default", **{k: v.tolist() for k, v in inputs.items()}, "task_id": [1, 0]}
+    (served,) = _serve(tmp_path / "bank", [request])
+    expected = keras.ops.softmax(bank(dict(inputs, task_id=np.array([1, 0]))))
+    np.testing.assert_allclose(served, keras.ops.convert_to_numpy(expected), atol=1e-5)
+    lm = PromptCausalLM(backbone, num_tokens=3, placement="append")
+    export_saved_model(lm, str(tmp_path / "lm"), generate_options={"max_new_tokens": 4})
+    (generated,) = _run(GENERATE, tmp_path / "lm", [{"token_ids": TOKEN_IDS.tolist(), "padding_mask": MASK.tolist()}])
+    np.testing.assert_array_equal(generated["token_ids"], lm.generate(TOKEN_IDS, MASK, 4)["token_ids"])
