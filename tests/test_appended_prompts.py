@@ -269,8 +269,6 @@ def test_read_inputs_of_an_lm_needs_an_appended_prompt():
 def test_appended_lm_errors():
     with pytest.raises(ValueError, match=r"`placement` must be one of \('prepend', 'append'\). Received: placement='after_first'"):
         tpt.PromptCausalLM(tiny_gpt2_lm(), num_tokens=2, placement="after_first")
-    with pytest.raises(ValueError, match=r"A `PromptCausalLMBank` serves prepended prompts"):
-        tpt.PromptCausalLMBank(tiny_gpt2_lm(), num_tokens=2, placement="append")
 
 
 def _appended_classifiers(backbone):
@@ -332,12 +330,35 @@ def test_appended_bank_errors():
         bank.prompts(np.zeros((1, 2, bank.hidden_dim), "float32"), task_id=np.array([0]))
 
 
-def test_the_lm_bank_refuses_appended_prompts_clearly(tmp_path):
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_an_appended_lm_bank_serves_each_row_as_its_task_alone(family, tmp_path):
+    first = _lm(family)
+    second = tpt.PromptCausalLM(first.backbone, num_tokens=3, placement="append", seed=5)
+    bank = tpt.PromptCausalLMBank(first.backbone, num_tokens=3, placement="append")
+    bank.add_lm("first", first)
+    bank.add_prompt_file("second", tpt.save_prompts(second, str(tmp_path / "second.safetensors")))
+    inputs = _batch(TEXTS, "left")
+    task_id = np.array([1, 0, 1])
+    mixed = keras.ops.convert_to_numpy(bank(dict(inputs, task_id=task_id)))
+    alone = [keras.ops.convert_to_numpy(lm(inputs)) for lm in (first, second)]
+    for row, task in enumerate(task_id):
+        np.testing.assert_allclose(mixed[row], alone[task][row], atol=1e-5)
+    generated = bank.generate(inputs["token_ids"], inputs["padding_mask"], 4, task_id=task_id, jit_compile=False)
+    for row, task in enumerate(task_id):
+        own = (first, second)[task].generate(inputs["token_ids"], inputs["padding_mask"], 4, jit_compile=False)
+        np.testing.assert_array_equal(generated["token_ids"][row], own["token_ids"][row])
+    assert tpt.PromptCausalLMBank.from_config(bank.get_config()).placement == "append"
+
+
+def test_an_lm_bank_takes_tasks_of_its_own_placement_only(tmp_path):
     lm = _lm("gpt2")
     bank = tpt.PromptCausalLMBank(lm.backbone, num_tokens=3)
-    with pytest.raises(ValueError, match=r"Task 'a' is an appended prompt \(placement='append'\)"):
+    with pytest.raises(ValueError, match=r"Task 'a' has placement='append', but the bank serves placement='prepend'"):
         bank.add_lm("a", lm)
     path = tpt.save_prompts(lm, str(tmp_path / "lm.safetensors"))
-    with pytest.raises(ValueError, match=r"is an appended prompt \(placement='append'\); a `PromptCausalLMBank` serves"):
+    with pytest.raises(ValueError, match=r"has placement='append', but the bank serves placement='prepend'. Tasks in one bank"):
         bank.add_prompt_file("a", path)
     assert bank.tasks == []
+    appended = tpt.PromptCausalLMBank(lm.backbone, num_tokens=3, placement="append")
+    with pytest.raises(ValueError, match=r"Task 'b' has placement='prepend', but the bank serves placement='append'"):
+        appended.add_lm("b", tpt.PromptCausalLM(lm.backbone, num_tokens=3))

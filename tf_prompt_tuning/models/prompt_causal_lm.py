@@ -191,11 +191,6 @@ class PromptCausalLM(PromptTask):
             "placement", placement, LM_PLACEMENTS,
             "Use 'prepend' to steer from the start, 'append' to put the prompt after each input.",
         )  # fmt: skip
-        if placement == "append" and self.takes_task_id:
-            raise ValueError(
-                "A `PromptCausalLMBank` serves prepended prompts. Received: placement='append'. "
-                "Use placement='prepend', or one `PromptCausalLM` per appended task."
-            )
         self.placement = placement
         self.decoder = causal_decoder(backbone)
         self.backbone = backbone
@@ -278,12 +273,14 @@ class PromptCausalLM(PromptTask):
         token_ids = inputs["token_ids"]
         self.check_input_length(token_ids.shape[1])
         if self.placement == "append" and self.prompt is not None:
-            return self._appended_hidden_states(token_ids, inputs["padding_mask"], inputs.get("target_mask"))
+            return self._appended_hidden_states(
+                token_ids, inputs["padding_mask"], inputs.get("target_mask"), inputs.get("task_id")
+            )
         x, key_mask, positions = self._embed(token_ids, inputs["padding_mask"], inputs.get("task_id"))
         hidden, _ = self.decoder.run(x, positions, positions, key_mask)
         return hidden[:, self.num_tokens :]
 
-    def _appended_hidden_states(self, token_ids, padding_mask, target_mask=None):
+    def _appended_hidden_states(self, token_ids, padding_mask, target_mask=None, task_id=None):
         """`[input, P, targets]`: the input is read once without a gradient
         (`CausalDecoder.read`), then the prompt and the targets run after
         it. Hidden states aligned with `token_ids`: the targets' own, and at
@@ -304,7 +301,8 @@ class PromptCausalLM(PromptTask):
         after_mask = ops.concatenate([ops.ones_like(after_positions[:, :n]), targets], axis=1)
         cache, text = self.decoder.read(token_ids, source, n + length, after_positions, after_mask, return_hidden=True)
         x = self.decoder.embed_tokens(token_ids)
-        hidden, _ = self.decoder.continue_from(cache, ops.concatenate([self._prompt_block(x), x], axis=1))
+        block = self._prompt_block(x, task_id if self.takes_task_id else None)
+        hidden, _ = self.decoder.continue_from(cache, ops.concatenate([block, x], axis=1))
         # Before the prompt, what the input predicts is the frozen model's;
         # the last input token's prediction (the token after the prompt)
         # and the targets' are the prompt's.
@@ -409,7 +407,8 @@ class PromptCausalLM(PromptTask):
                 x = decoder.embed_tokens(token_ids)
                 prompt_positions = lengths[:, None] + tf.range(n)[None, :]
                 positions = tf.concat([tf.maximum(tf.cumsum(mask, axis=1) - 1, 0), prompt_positions], axis=1)
-                x = decoder.start(tf.concat([x, self._prompt_block(x)], axis=1), positions)
+                block = self._prompt_block(x, task_id if self.takes_task_id else None)
+                x = decoder.start(tf.concat([x, block], axis=1), positions)
                 key_mask = tf.concat([mask, tf.ones_like(prompt_positions)], axis=1)
                 last = tf.fill([batch], length + n - 1)  # the prompt's last vector
             else:

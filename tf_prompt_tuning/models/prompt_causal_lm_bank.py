@@ -28,6 +28,8 @@ class PromptCausalLMBank(PromptCausalLM):
         backbone: the frozen KerasHub causal LM backbone all tasks share.
         num_tokens: prompt length of every task.
         tasks: names of the tasks to create (used when loading a saved bank).
+        placement: "prepend" (default) or "append", as in `PromptCausalLM`;
+            every task of the bank has it.
         **kwargs: standard model arguments.
 
     Example:
@@ -98,7 +100,7 @@ class PromptCausalLMBank(PromptCausalLM):
                 f"Task {name!r} must be a PromptCausalLM with the bank's num_tokens="
                 f"{self.num_tokens}. Received: {type(lm).__name__} with num_tokens={lm.num_tokens}."
             )
-        _check_prepended(lm.placement, f"Task {name!r}")
+        self._check_placement(lm.placement, f"Task {name!r}")
         value = keras.ops.convert_to_numpy(lm.prompt.prompt_value())
         check_finite({"prompt": value}, f"Task {name!r} not added to the bank")
         task = self.add_task(name, "zeros")  # "zeros": the model's prompt replaces them
@@ -114,13 +116,21 @@ class PromptCausalLMBank(PromptCausalLM):
                 f"{loaded.path!r} holds a {loaded.metadata['num_tokens']}-token prompt; the bank's "
                 f"tasks have num_tokens={self.num_tokens}. Tasks in one bank share it."
             )
-        _check_prepended(loaded.metadata.get("placement", "prepend"), repr(loaded.path))
+        self._check_placement(loaded.metadata.get("placement", "prepend"), repr(loaded.path))
         check_backbone(loaded, self.backbone)
         check_task_name(name, self.tasks)
         check_tensors({"prompt": (self.num_tokens, self.prompt.dim)}, loaded)
         task = self.add_task(name, "zeros")  # "zeros": the file's prompt replaces them
         self.prompt.prompts[task].assign(loaded.tensors["prompt"])
         return task
+
+    def _check_placement(self, placement: str, what: str):
+        """A task's prompt must sit where the bank serves every task's."""
+        if placement != self.placement:
+            raise ValueError(
+                f"{what} has placement={placement!r}, but the bank serves placement={self.placement!r}. "
+                "Tasks in one bank share it: put it in a bank of its placement."
+            )
 
     def generate(self, token_ids, padding_mask=None, max_new_tokens: int = 16, *, task_id=None, **options) -> dict:
         """`PromptCausalLM.generate`, each row with the prompt of its `task_id`."""
@@ -142,13 +152,3 @@ class PromptCausalLMBank(PromptCausalLM):
         config = super().get_config()
         config["tasks"] = list(self.tasks)
         return config
-
-
-def _check_prepended(placement: str, what: str):
-    """A bank serves prompts in front of the input; an appended prompt
-    would be served in the wrong place."""
-    if placement != "prepend":
-        raise ValueError(
-            f"{what} is an appended prompt (placement={placement!r}); a `PromptCausalLMBank` "
-            "serves prepended prompts. Serve it with its own `PromptCausalLM`."
-        )
