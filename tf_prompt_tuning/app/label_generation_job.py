@@ -282,13 +282,15 @@ def _optimizer(config):
     return keras.optimizers.Adam(rate)
 
 
-def train_soft_prompt(lm, rows, targets, label_ids, config, print_fn=print, dev=None) -> dict:
+def train_soft_prompt(lm, rows, targets, label_ids, config, print_fn=print, dev=None, token_classes=None) -> dict:
     """Trains `lm`'s prompt on `targets` `(rows, labels)`, the distribution
     each row's next token should have over the label words `label_ids`.
 
     With `dev` (`(rows, labels)`), scores the dev rows before training and
     every `config.eval_every` steps (the first token greedy decoding would
-    write must be the label word's) and keeps the prompt that scored best.
+    write must read as the label: `token_classes`, from `token_labels`, or
+    else be the label word's own first token) and keeps the prompt that
+    scored best.
     Returns `{"losses", "dev_curve": [[step, accuracy], ...]}`.
     """
     if len(rows) < config.batch_size:
@@ -305,13 +307,17 @@ def train_soft_prompt(lm, rows, targets, label_ids, config, print_fn=print, dev=
         read = (lambda r, t: stack.enter_context(InputCacheStore.read(lm, _batches(r, t)))) if appended else None
         scorer = None
         if dev is not None:
-            dev_targets = np.asarray(label_ids)[np.asarray(dev[1])]
-            dev_batches = read(dev[0], dev_targets).batches(64) if appended else _batches(dev[0], dev_targets)
+            dev_labels = np.asarray(dev[1])
+            dev_batches = read(dev[0], dev_labels).batches(64) if appended else _batches(dev[0], dev_labels)
             dev_batches = list(dev_batches)
-            predict = keras.ops.convert_to_numpy
+            classes = token_classes
+            if classes is None:  # each label word's first token reads as its class, nothing else does
+                classes = np.full(lm.backbone.vocabulary_size, -1, "int32")
+                classes[np.asarray(label_ids)] = np.arange(len(label_ids))
 
             def scorer():
-                hits = [predict(keras.ops.argmax(lm.next_token_logits(x), axis=-1)) == y for x, y in dev_batches]
+                hits = [classes[keras.ops.convert_to_numpy(keras.ops.argmax(lm.next_token_logits(x), axis=-1))] == y
+                        for x, y in dev_batches]  # fmt: skip
                 return float(np.mean(np.concatenate(hits)))
 
         if appended:
@@ -525,7 +531,9 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
             if config.dev_size:
                 scored = dev.subset(np.arange(min(config.dev_size, len(dev))))
                 scored = ([encode(t) for t in scored.texts], scored.labels)
-            trained = train_soft_prompt(lm, rows, targets, label_ids, config, print_fn, dev=scored)
+            trained = train_soft_prompt(
+                lm, rows, targets, label_ids, config, print_fn, dev=scored, token_classes=token_classes
+            )
             test_rows = [encode(t) for t in test.texts]
             result = score(test_rows, lm)
             if config.score == "generation":  # both measures of the same prompt: they may be compared
