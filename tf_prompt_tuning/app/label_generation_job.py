@@ -2,19 +2,26 @@
 
 As in PEFT's prompt-tuning example, a classification set becomes a
 generation task: `"Review: <text>\\nSentiment:"` -> `" positive"` or
-`" negative"`. Three ways to steer a frozen LM, scored the same way on the
-same held-out examples (the first word generated greedily must be the label;
-anything else, an invalid output included, counts as wrong):
+`" negative"` (the template, instruction and label words are settings).
+Three ways to steer a frozen LM, scored the same way on the same held-out
+examples (the first word generated greedily must be the label; anything
+else, an invalid output included, counts as wrong; or, without generating,
+the first token must read as the label):
 
 - zero-shot: a hand-written instruction in front of the input;
 - few-shot: the instruction and `shots` solved training examples;
-- soft prompt: `PromptCausalLM` with `num_tokens` trained vectors in front of
-  the bare input (placement "prepend") or after it ("append"), trained on
-  the label word's next-token loss (the full vocabulary's softmax at the
-  last position, so the label must win against every word, as generation
-  needs). An appended prompt cannot change its input's keys and values, so
-  the training inputs are read once (`InputCacheStore`) and every step runs
-  the prompt's positions only.
+- soft prompt: `PromptCausalLM` with trained vectors in front of the bare
+  input (placement "prepend") or after it ("append"), trained on the next
+  token's loss over the label words (over the whole vocabulary, so the
+  label must win against every word as generation needs, or over the label
+  words alone), against the labels or, for context distillation, against
+  the few-shot model's own label distribution. It starts from the
+  instruction's, the few-shot prompt's or the label words' embeddings. An
+  appended prompt cannot change its input's keys and values, so the
+  training inputs are read once (`InputCacheStore`) and every step runs the
+  prompt's positions only. The prompt that scores best on dev is kept and
+  saved as a prompt file that `LabelWriter` (and the CLI's `predict` and
+  `evaluate`) use.
 """
 
 from __future__ import annotations
@@ -52,8 +59,8 @@ LOSSES = ("vocabulary", "label_words")  # the softmax the label word must win
 TARGETS = ("labels", "few_shot")  # "few_shot": context distillation, no labels read
 OPTIMIZERS = ("adam", "adafactor")
 # "generation": the first word greedy generation writes must be the label;
-# "first_token": its first token must be the label word's (no generation;
-# a shared few-shot prefix is read once).
+# "first_token": its first token must read as the label (no generation; a
+# shared few-shot prefix is read once).
 SCORES = ("generation", "first_token")
 
 
