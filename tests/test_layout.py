@@ -67,3 +67,18 @@ def test_one_public_layer_a_module_named_after_it():
         if isinstance(obj, type) and issubclass(obj, keras.layers.Layer) and not issubclass(obj, keras.Model):
             snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
             assert obj.__module__ == f"tf_prompt_tuning.layers.{snake}", (name, obj.__module__)
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if p.name != "_keras_internals.py"], ids=_name)
+def test_private_keras_apis_are_reached_only_through_keras_internals(path):
+    """A private attribute of another object (`layer._tracker`) is read only in
+    `_keras_internals.py`, where a test checks each against the installed
+    Keras and KerasHub; a module may use its own classes' private methods."""
+    tree = ast.parse(path.read_text())
+    own = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    foreign = [
+        f"line {node.lineno}: {ast.unparse(node)}" for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")) and node.attr not in own
+    ]  # fmt: skip
+    assert not foreign, f"private attributes read outside _keras_internals.py: {foreign}"

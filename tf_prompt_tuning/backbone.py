@@ -8,6 +8,7 @@ import os
 import keras
 
 from tf_prompt_tuning._io import cache_dir
+from tf_prompt_tuning._keras_internals import encoder_sublayers
 from tf_prompt_tuning.gemma3_gguf import GEMMA3_270M, gemma3_270m_preset, quiet_sentencepiece
 
 try:
@@ -48,7 +49,7 @@ if keras_hub is not None:
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             for layer in self.transformer_layers:
-                layer._feedforward_intermediate_dense.activation = keras.activations.gelu
+                encoder_sublayers(layer).intermediate_dense.activation = keras.activations.gelu
 
 
 def _minilm_dir() -> str:

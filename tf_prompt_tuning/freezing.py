@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
+from tf_prompt_tuning._keras_internals import inner_layers, own_trainable_variables
 from tf_prompt_tuning.layers.prefix_layer import PrefixLayer
 from tf_prompt_tuning.layers.prompt_layer import PromptLayer
 
@@ -69,8 +70,8 @@ def parameter_summary(model: keras.layers.Layer) -> ParameterSummary:
     (43, 43, {'prompt': 16, 'head': 27})
     """
     by_layer: dict[str, int] = {}
-    for layer in model._flatten_layers(include_self=False):
-        own = [v for v in layer._trainable_variables if v.trainable and layer.trainable]
+    for layer in inner_layers(model):
+        own = [v for v in own_trainable_variables(layer) if v.trainable and layer.trainable]
         if own:
             by_layer[layer.name] = by_layer.get(layer.name, 0) + _count(own)
     return ParameterSummary(
@@ -82,7 +83,7 @@ def parameter_summary(model: keras.layers.Layer) -> ParameterSummary:
 
 def _resolve_keep(model, trainable_layers) -> set[int]:
     """Ids of the layers to keep trainable: prompt layers and the named ones."""
-    layers = list(model._flatten_layers(include_self=False))
+    layers = inner_layers(model)
     by_name = {layer.name: layer for layer in layers}
     keep = {id(layer) for layer in layers if isinstance(layer, (PromptLayer, PrefixLayer))}
     for item in trainable_layers:
@@ -117,7 +118,7 @@ def _freeze(layer, keep: set[int]) -> bool:
     if id(layer) in keep:
         layer.trainable = True
         return True
-    children = list(layer._flatten_layers(include_self=False, recursive=False))
+    children = inner_layers(layer, recursive=False)
     kept = [_freeze(child, keep) for child in children]
     if not any(kept):
         layer.trainable = False
@@ -125,7 +126,7 @@ def _freeze(layer, keep: set[int]) -> bool:
     # A container of kept layers stays trainable (Keras hides all weights of a
     # non-trainable layer); its own variables are frozen one by one.
     layer.trainable = True
-    for variable in layer._trainable_variables:
+    for variable in own_trainable_variables(layer):
         variable.trainable = False
     return True
 
@@ -160,8 +161,8 @@ def freeze(
       trainable head: 27
     """
     keep = _resolve_keep(model, list(trainable_layers))
-    for child in model._flatten_layers(include_self=False, recursive=False):
+    for child in inner_layers(model, recursive=False):
         _freeze(child, keep)
-    for variable in model._trainable_variables:
+    for variable in own_trainable_variables(model):
         variable.trainable = False
     return parameter_summary(model)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import keras
 
+from tf_prompt_tuning._keras_internals import run_through_graph
 from tf_prompt_tuning.layers.prefix_layer import PrefixedTransformerLayer, PrefixLayer, check_prefixable
 from tf_prompt_tuning.layers.prompt_layer import PromptLayer
 
@@ -197,7 +198,7 @@ def prompted_backbone(
 
     # What `keras.models.clone_model(..., call_function=...)` runs, minus the
     # intermediate model it builds, which could not take the extra inputs.
-    outputs = backbone._run_through_graph(inputs, call_fn=call_function)
+    outputs = run_through_graph(backbone, inputs, call_function)
     if len(embedding_layers) != 1:
         raise ValueError(
             "Could not find the one layer of the backbone that embeds 'token_ids' "
@@ -277,7 +278,7 @@ def prompt_hidden_states(backbone: keras.Model, prompt: PromptLayer, first_token
             outputs = prompt(outputs)  # layer 0 only: a shallow prompt
         return outputs
 
-    backbone._run_through_graph(inputs, call_fn=call_function)
+    run_through_graph(backbone, inputs, call_function)
     return keras.ops.convert_to_numpy(
         keras.ops.cast(keras.ops.stack([states[i] for i in range(1, len(layer_index))]), "float32")
     )

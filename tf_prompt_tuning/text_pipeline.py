@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning._keras_internals import make_sentencepiece_op
 
 # Sequence lengths are padded up to a multiple of this, so a compiled step
 # sees a handful of shapes, not one per batch.
@@ -73,9 +74,7 @@ def ready_for_graphs(tokenizer):
     if getattr(tokenizer, "proto", None) is None:
         return tokenizer
     with quiet_sentencepiece():
-        if hasattr(tokenizer, "_set_proto_tf"):
-            tokenizer._set_proto_tf(tokenizer.proto)
-        elif hasattr(tokenizer, "set_proto"):
+        if not make_sentencepiece_op(tokenizer) and hasattr(tokenizer, "set_proto"):
             tokenizer.set_proto(tokenizer.proto)
     return tokenizer
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning._keras_internals import inner_layers
 
 
 def relaxed_spec(tensor) -> tf.TensorSpec:
@@ -52,7 +53,7 @@ def supports_jit(model) -> bool:
     """Whether every layer allows XLA (`Layer.supports_jit`, as Keras's own
     `jit_compile="auto"` asks): a bank does not, since XLA drops its task-id
     check. Warns when it does not."""
-    if all(layer.supports_jit for layer in model._flatten_layers()):
+    if all(layer.supports_jit for layer in [model, *inner_layers(model)]):
         return True
     warnings.warn(
         f"Model {model.name!r} does not support XLA (a layer sets `supports_jit = False`); "
@@ -62,7 +63,7 @@ def supports_jit(model) -> bool:
 
 
 def _uses_float16(model) -> bool:
-    return any(getattr(layer, "compute_dtype", None) == "float16" for layer in model._flatten_layers())
+    return any(getattr(layer, "compute_dtype", None) == "float16" for layer in [model, *inner_layers(model)])
 
 
 class TrainStep:

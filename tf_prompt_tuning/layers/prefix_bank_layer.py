@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tf_prompt_tuning import initializers
+from tf_prompt_tuning._keras_internals import unlocked
 from tf_prompt_tuning.layers.prefix_layer import PrefixLayer
 from tf_prompt_tuning.layers.prompt_bank_layer import _per_example, _task_flags
 
@@ -54,8 +55,7 @@ class PrefixBankLayer(PrefixLayer):
         """Adds a task: its prefix variable if `enabled`, else none. Returns it."""
         variable = None
         if enabled:
-            self._tracker.unlock()
-            try:
+            with unlocked(self):  # a built layer grows a task at a time
                 variable = self.add_weight(
                     name=f"prefixes_{name}",
                     shape=(self.num_layers, 2, self.num_tokens, self.dim),
@@ -63,8 +63,6 @@ class PrefixBankLayer(PrefixLayer):
                     initializer=initializers.get(initializer),
                     dtype="float32",
                 )
-            finally:
-                self._tracker.lock()
         self.task_prefixes.append(variable)
         return variable
 

@@ -7,6 +7,7 @@ from keras import ops
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning._keras_internals import encoder_sublayers
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
@@ -150,26 +151,27 @@ def prefixed_encoder_call(layer, x, padding_mask, keys, values, visible, trainin
     """
     text = ops.ones_like(x[..., 0], dtype="bool") if padding_mask is None else padding_mask
     mask = ops.concatenate([visible, ops.cast(text, "bool")], axis=1)[:, None, :]
+    steps = encoder_sublayers(layer)
     residual = x
     if layer.normalize_first:
-        x = layer._self_attention_layer_norm(x)
-    x = layer._self_attention_layer(
+        x = steps.attention_norm(x)
+    x = steps.attention(
         query=x,
         key=ops.concatenate([keys, x], axis=1),
         value=ops.concatenate([values, x], axis=1),
         attention_mask=mask,
         training=training,
     )
-    x = layer._self_attention_dropout(x, training=training) + residual
+    x = steps.attention_dropout(x, training=training) + residual
     if not layer.normalize_first:
-        x = layer._self_attention_layer_norm(x)
+        x = steps.attention_norm(x)
     residual = x
     if layer.normalize_first:
-        x = layer._feedforward_layer_norm(x)
-    x = layer._feedforward_output_dense(layer._feedforward_intermediate_dense(x))
-    x = layer._feedforward_dropout(x, training=training) + residual
+        x = steps.feedforward_norm(x)
+    x = steps.output_dense(steps.intermediate_dense(x))
+    x = steps.feedforward_dropout(x, training=training) + residual
     if not layer.normalize_first:
-        x = layer._feedforward_layer_norm(x)
+        x = steps.feedforward_norm(x)
     return x
 
 

@@ -9,6 +9,7 @@ from keras import ops
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_deep
+from tf_prompt_tuning._keras_internals import unlocked
 from tf_prompt_tuning.layers.prompt_layer import PromptLayer, insert_block
 
 
@@ -130,10 +131,7 @@ class PromptBankLayer(PromptLayer):
                 f"Task {name!r} has deep prompts, but this bank holds input-level prompts "
                 "only: make its `PromptBankLayer` with `num_layers`."
             )
-        # A built layer's state is locked; unlock it to grow, as Keras's own
-        # `enable_lora` does (and lock it again whatever happens).
-        self._tracker.unlock()
-        try:
+        with unlocked(self):  # a built layer grows a task at a time
             variable = self.add_weight(
                 name=f"prompt_{name}",
                 shape=(self.num_tokens, self.dim),
@@ -149,8 +147,6 @@ class PromptBankLayer(PromptLayer):
                     initializer=initializers.uniform(),
                     dtype="float32",
                 )
-        finally:
-            self._tracker.lock()
         self.prompts.append(variable)
         self.deep_prompts.append(deep_variable)
         self.prefix_tasks.append(False)

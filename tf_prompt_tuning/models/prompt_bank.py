@@ -23,6 +23,7 @@ from keras import ops
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning._keras_internals import unlocked
 from tf_prompt_tuning.causal_decoder import causal_decoder, tile_cache
 from tf_prompt_tuning.freezing import freeze
 from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
@@ -252,9 +253,8 @@ class PromptBank(PromptTask):
         task.mechanism.add_to_bank(self, name, task.initializer)
         head = keras.layers.Dense(task.spec["num_classes"], dtype="float32", name=f"head_{name}")
         head.build((None, self.hidden_dim))
-        self._tracker.unlock()
-        self.heads.append(head)
-        self._tracker.lock()
+        with unlocked(self):  # a built model grows a head a task
+            self.heads.append(head)
         self.tasks.append(task.spec)
         freeze(self, trainable_layers=[self.prompts, *self.heads])
         # Functions Keras compiled for `fit`/`predict`/`evaluate` hold the old
