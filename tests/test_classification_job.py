@@ -526,7 +526,9 @@ def test_a_generation_prompt_is_not_a_classifier_task(tmp_path, capsys):
 
     path = save_prompts(PromptCausalLM(tiny_gpt2_lm(), num_tokens=3), str(tmp_path / "lm.safetensors"))
     assert main(["predict", "--prompt", path, "text"]) == 2
-    assert "holds a causal_lm prompt, not a classifier one. Load it into a PromptCausalLM" in capsys.readouterr().err
+    err = capsys.readouterr().err  # an LM prompt that `generate-labels` did not write: no labels to give
+    assert "holds an LM prompt without the template and label words" in err
+    assert "load this one into a PromptCausalLM to generate" in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_train_under_a_mirrored_strategy(preset_dir, data_file, tmp_path, capsys):

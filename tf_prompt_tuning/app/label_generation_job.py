@@ -445,7 +445,8 @@ class LabelWriter:
         if not isinstance(settings, dict) or not names:
             raise ValueError(
                 f"{loaded.path!r} holds an LM prompt without the template and label words that "
-                "`generate-labels` saves. Label texts with a prompt file that command wrote."
+                "`generate-labels` saves. Label texts with a prompt file that command wrote, or load "
+                "this one into a PromptCausalLM to generate."
             )
         fields = {field.name for field in dataclasses.fields(LabelGenerationConfig)}
         config = LabelGenerationConfig(**{k: v for k, v in settings.items() if k in fields})
