@@ -44,6 +44,7 @@ from tf_prompt_tuning.initializers import FromArray, make_prompt_initializer
 from tf_prompt_tuning.input_cache_store import InputCacheStore
 from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS, PromptCausalLM
 from tf_prompt_tuning.prompt_file import read_prompt_file, save_prompts
+from tf_prompt_tuning.text_pipeline import PAD_TO_MULTIPLE
 from tf_prompt_tuning.training import make_train_step
 
 INSTRUCTION = "Classify the sentiment of the movie review as positive or negative.\n\n"
@@ -245,9 +246,21 @@ def _label_token_ids(tokenizer, label_names) -> np.ndarray:
     return np.array(label_ids, "int32")
 
 
+def _soft_prompt_encoder(tokenizer, config) -> _Encoder:
+    """The framing of a soft prompt's inputs: a prompt that starts as the
+    few-shot prompt, in front, holds the `<bos>` itself."""
+    starts = config.initializer == "few_shot" and config.placement == "prepend"
+    return _Encoder(tokenizer, config.max_text_tokens, start=not starts, template=config.template)
+
+
 def _batches(rows, targets, size=64):
-    return [(dict(zip(("token_ids", "padding_mask"), _pad(rows[i : i + size]))), targets[i : i + size])
-            for i in range(0, len(rows), size)]  # fmt: skip
+    """Right-padded batches, widths rounded up to a multiple of 16: a few
+    shapes, so reading them traces a few functions, not one per batch."""
+    def width(batch):
+        return -(-max(map(len, batch)) // PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE
+
+    return [(dict(zip(("token_ids", "padding_mask"), _pad(rows[i : i + size], width(rows[i : i + size])))),
+             targets[i : i + size]) for i in range(0, len(rows), size)]  # fmt: skip
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
@@ -431,8 +444,7 @@ class LabelWriter:
 
     def __init__(self, lm, tokenizer, config: LabelGenerationConfig, label_names):
         self.lm, self.config, self.label_names = lm, config, list(label_names)
-        starts = config.initializer == "few_shot" and config.placement == "prepend"
-        self.encode = _Encoder(tokenizer, config.max_text_tokens, start=not starts, template=config.template)
+        self.encode = _soft_prompt_encoder(tokenizer, config)
         self.label_ids = _label_token_ids(tokenizer, self.label_names)
         self.token_classes = token_labels(tokenizer, self.label_names)
 
@@ -525,9 +537,7 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
             result = score([encode(t) for t in test.texts], base, len(encode.prefix))
         elif method == "soft_prompt":
             lm = _soft_prompt_lm(backbone, tokenizer, names, few_shot_prefix, config)
-            # A prompt that starts as the few-shot prompt holds the `<bos>` in front.
-            starts = config.initializer == "few_shot" and config.placement == "prepend"
-            encode = _Encoder(tokenizer, config.max_text_tokens, start=not starts, template=config.template)
+            encode = _soft_prompt_encoder(tokenizer, config)
             texts = train.texts[: config.train_size or config.steps * config.batch_size * 2]
             rows = [encode(t) for t in texts]
             if config.targets == "few_shot":  # the few-shot model's answers, not the labels
