@@ -8,6 +8,8 @@
         --batch-size 8 --eval-size 200 --init vocab --full-learning-rate 3e-5 --methods head prompt deep full
     .venv/bin/python benchmarks/methods.py --backbone gemma3_270m --train-size 240 --epochs 2 \
         --batch-size 8 --eval-size 200 --init vocab --methods deep --deep-init hidden_states --learning-rate 1e-2
+    .venv/bin/python benchmarks/methods.py --backbone gemma3_270m --train-size 2000 --batch-size 8 \
+        --eval-size 1000 --init vocab --placement append --methods head prompt deep
 
 The real MiniLM on the movie-review sentences: every method sees the same
 training sentences for the same number of epochs (batch 32, bucketed
@@ -63,9 +65,13 @@ def run(method, splits, args, seed):
     if kwargs.get("deep") == "hidden" and args.deep_init != "uniform":
         kwargs["deep_initializer"] = args.deep_init
         name = f"{name}, from hidden states"
-    if "segment_ids" not in backbone.input:  # a decoder: the prompt in front, a pooled later token
-        kwargs.update(placement="prepend", pooling=args.pooling)
-        name = f"{name} ({args.pooling} pooling)"
+    if "segment_ids" not in backbone.input:  # a decoder: a pooled later token
+        pooling = "last" if args.placement == "append" else args.pooling
+        if kwargs["num_tokens"] and method != "prefix":
+            kwargs["placement"] = args.placement
+            name = f"{name}, {args.placement}ed"
+        kwargs["pooling"] = pooling
+        name = f"{name} ({pooling} pooling)"
     model = tpt.PromptTextClassifier(
         backbone, 2, seed=seed, preprocessor=tpt.TextPreprocessor(tokenizer, args.max_length), **kwargs
     )  # the preprocessor gives "hidden_states" the start token; training reads `make_text_dataset`'s batches
@@ -166,6 +172,11 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one split and initialization each")
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2", help="a load_backbone name, e.g. gemma3_270m")
     parser.add_argument("--pooling", default="last", choices=("last", "mean"), help="decoders only")
+    parser.add_argument(
+        "--placement", default="prepend", choices=("prepend", "append"),
+        help="decoders only: the prompt in front, or after the text (read without a gradient, "
+        "then only the prompt's positions run and train; the head reads the last one)",
+    )
     parser.add_argument("--eval-size", type=int, help="score only the first N dev, test (and train) sentences")
     parser.add_argument("--json", default="outputs/methods.json")
     args = parser.parse_args()
