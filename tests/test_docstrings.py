@@ -24,7 +24,7 @@ MODULES = [
     "models.prompt_causal_lm",
     "models.prompt_causal_lm_bank",
     "models.prompt_text_classifier",
-    "models.task",
+    "models.prompt_task",
     "pooling",
     "prompt_file",
     "prompted_backbone",
@@ -43,7 +43,7 @@ def test_docstring_examples(name):
 
 # Public names whose example cannot run in a docstring, and where it is instead.
 WITHOUT_EXAMPLE = {
-    "convert_gemma3_gguf": "needs a GGUF file: tests/test_gemma3_gguf.py writes small ones and converts them",
+    "convert_gemma3_gguf": "needs a GGUF file: tests/backbones/test_gemma3_gguf.py writes small ones and converts them",
 }
 
 

@@ -22,25 +22,37 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_prompt_tuning._checks import check_choice, check_positive_float, check_positive_int
-from tf_prompt_tuning._io import DirectoryLock, write_atomically
-from tf_prompt_tuning.backbone import DEFAULT_BACKBONE, load_backbone
+from tf_prompt_tuning._checks import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+)
 from tf_prompt_tuning.app.datasets import DataError, TextDataset, load_dataset
-from tf_prompt_tuning.distribution import STRATEGIES, make_strategy
-from tf_prompt_tuning.freezing import parameter_summary
 from tf_prompt_tuning.app.plotting import plot_training_curves
-from tf_prompt_tuning.prompt_file import save_prompts
-from tf_prompt_tuning.prompted_backbone import check_sequence_fits
+from tf_prompt_tuning.backbones.backbone import DEFAULT_BACKBONE, load_backbone
+from tf_prompt_tuning.backbones.pooling import POOLINGS
+from tf_prompt_tuning.backbones.prompted_backbone import check_sequence_fits
+from tf_prompt_tuning.files._io import DirectoryLock, write_atomically
+from tf_prompt_tuning.files.prompt_file import save_prompts
 from tf_prompt_tuning.initializers import SCHEMES, make_prompt_initializer
-from tf_prompt_tuning.input_cache_store import InputCacheStore
 from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
-from tf_prompt_tuning.mechanisms import MECHANISMS, get_mechanism
 from tf_prompt_tuning.layers.prompt_layer import PLACEMENTS
-from tf_prompt_tuning.layers.text_preprocessor import TextPreprocessor
-from tf_prompt_tuning.models.prompt_text_classifier import DEEP_INITIALIZERS, PromptTextClassifier
-from tf_prompt_tuning.pooling import POOLINGS
-from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset, special_tokens
-from tf_prompt_tuning.training import make_train_step, relaxed_spec, supports_jit, train
+from tf_prompt_tuning.mechanisms import MECHANISMS, get_mechanism
+from tf_prompt_tuning.models.prompt_text_classifier import (
+    DEEP_INITIALIZERS,
+    PromptTextClassifier,
+)
+from tf_prompt_tuning.preprocessing.text_pipeline import (
+    encode_texts,
+    make_text_dataset,
+    special_tokens,
+)
+from tf_prompt_tuning.preprocessing.text_preprocessor import TextPreprocessor
+from tf_prompt_tuning.training.distribution import STRATEGIES, make_strategy
+from tf_prompt_tuning.training.freezing import parameter_summary
+from tf_prompt_tuning.training.input_cache_store import InputCacheStore
+from tf_prompt_tuning.training.train_loop import train
+from tf_prompt_tuning.training.train_step import make_train_step, relaxed_spec, supports_jit
 
 PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
@@ -436,7 +448,7 @@ def load_task(prompt_path: str, *, backbone: str | None = None):
     Returns:
         `(model, tokenizer, metadata)`.
     """
-    from tf_prompt_tuning.prompt_file import read_prompt_file
+    from tf_prompt_tuning.files.prompt_file import read_prompt_file
 
     loaded = read_prompt_file(prompt_path, "classifier")
     backbone_model, tokenizer = load_backbone(backbone or loaded.metadata.get("backbone", DEFAULT_BACKBONE))
@@ -475,9 +487,9 @@ def export_task_or_bank(
     prompt: str, output: str, *, backbone=None, sequence_length=None, overwrite: bool = False
 ) -> str:
     """Exports a prompt file (one task) or a bank directory (many) as a SavedModel."""
-    from tf_prompt_tuning.export import export_saved_model
+    from tf_prompt_tuning.files.export import export_saved_model
+    from tf_prompt_tuning.files.prompt_file import load_prompts
     from tf_prompt_tuning.models.prompt_bank import PromptBank
-    from tf_prompt_tuning.prompt_file import load_prompts
 
     if not os.path.isdir(prompt):
         model, tokenizer, metadata = load_task(prompt, backbone=backbone)

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from tf_prompt_tuning._io import Terminated, sigterm_raises
+from tf_prompt_tuning.files._io import Terminated, sigterm_raises
 
 
 def _demo(args) -> int:
@@ -54,7 +54,11 @@ def _unescape(text: str) -> str:
 
 
 def _label_generation(args) -> int:
-    from tf_prompt_tuning.app.label_generation_job import METHODS, LabelGenerationConfig, run_label_generation
+    from tf_prompt_tuning.app.label_generation_job import (
+        METHODS,
+        LabelGenerationConfig,
+        run_label_generation,
+    )
 
     # Every option is named after its config field: one list of settings.
     settings = {field.name: getattr(args, field.name) for field in dataclasses.fields(LabelGenerationConfig)}
@@ -102,7 +106,7 @@ def _export(args) -> int:
 def _label_writer(args):
     """The `LabelWriter` of an LM prompt file that `generate-labels` wrote, else None."""
     from tf_prompt_tuning.app.label_generation_job import LabelWriter
-    from tf_prompt_tuning.prompt_file import load_prompts
+    from tf_prompt_tuning.files.prompt_file import load_prompts
 
     path = _prompt_path(args.prompt, args.task)
     if load_prompts(path).metadata.get("kind") != "causal_lm":
@@ -111,9 +115,13 @@ def _label_writer(args):
 
 
 def _evaluate(args) -> int:
-    from tf_prompt_tuning.app.classification_job import TrainConfig, evaluate, load_splits
+    from tf_prompt_tuning.app.classification_job import (
+        TrainConfig,
+        evaluate,
+        load_splits,
+    )
     from tf_prompt_tuning.app.datasets import load_dataset
-    from tf_prompt_tuning.text_pipeline import make_text_dataset
+    from tf_prompt_tuning.preprocessing.text_pipeline import make_text_dataset
 
     writer = _label_writer(args)
     if writer is not None:  # a label-writing prompt: its own test split, or --data
@@ -189,9 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     from tf_prompt_tuning.app.classification_job import (
-        DEEP_INITIALIZERS, ENCODERS, METHODS, PLACEMENTS, POOLINGS, PRECISIONS, SCHEDULES, SCHEMES, TrainConfig,
+        DEEP_INITIALIZERS,
+        ENCODERS,
+        METHODS,
+        PLACEMENTS,
+        POOLINGS,
+        PRECISIONS,
+        SCHEDULES,
+        SCHEMES,
+        TrainConfig,
     )
-    from tf_prompt_tuning.distribution import STRATEGIES
+    from tf_prompt_tuning.training.distribution import STRATEGIES
 
     defaults = TrainConfig()
     train = commands.add_parser(
@@ -254,7 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     from tf_prompt_tuning.app.label_generation_job import (
-        INITIALIZERS, LOSSES, METHODS, OPTIMIZERS, SCORES, TARGETS, LabelGenerationConfig,
+        INITIALIZERS,
+        LOSSES,
+        METHODS,
+        OPTIMIZERS,
+        SCORES,
+        TARGETS,
+        LabelGenerationConfig,
     )  # fmt: skip
     from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS
 

@@ -36,16 +36,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_prompt_tuning._checks import check_choice, check_positive_float, check_positive_int
-from tf_prompt_tuning._io import write_atomically
-from tf_prompt_tuning.backbone import load_backbone
-from tf_prompt_tuning.causal_decoder import tile_cache
+from tf_prompt_tuning._checks import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+)
+from tf_prompt_tuning.backbones.backbone import load_backbone
+from tf_prompt_tuning.backbones.causal_decoder import tile_cache
+from tf_prompt_tuning.files._io import write_atomically
+from tf_prompt_tuning.files.prompt_file import read_prompt_file, save_prompts
 from tf_prompt_tuning.initializers import FromArray, make_prompt_initializer
-from tf_prompt_tuning.input_cache_store import InputCacheStore
 from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS, PromptCausalLM
-from tf_prompt_tuning.prompt_file import read_prompt_file, save_prompts
-from tf_prompt_tuning.text_pipeline import PAD_TO_MULTIPLE
-from tf_prompt_tuning.training import make_train_step
+from tf_prompt_tuning.preprocessing.text_pipeline import PAD_TO_MULTIPLE
+from tf_prompt_tuning.training.input_cache_store import InputCacheStore
+from tf_prompt_tuning.training.train_step import make_train_step
 
 INSTRUCTION = "Classify the sentiment of the movie review as positive or negative.\n\n"
 TEMPLATE = "Review: {text}\nSentiment:"

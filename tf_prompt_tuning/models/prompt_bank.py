@@ -23,25 +23,25 @@ from keras import ops
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
-from tf_prompt_tuning._keras_internals import unlocked
-from tf_prompt_tuning.causal_decoder import causal_decoder, tile_cache
-from tf_prompt_tuning.freezing import freeze
-from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
-from tf_prompt_tuning.layers.prefix_layer import is_prefixable
-from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer, check_task_ids
-from tf_prompt_tuning.models.task import PromptTask
-from tf_prompt_tuning.prompt_file import (
+from tf_prompt_tuning.backbones._keras_internals import unlocked
+from tf_prompt_tuning.backbones.causal_decoder import causal_decoder, tile_cache
+from tf_prompt_tuning.backbones.pooling import check_pooling, is_causal, pool
+from tf_prompt_tuning.backbones.prompted_backbone import prompted_backbone
+from tf_prompt_tuning.files.prompt_file import (
     backbone_fingerprint,
     check_backbone,
     check_finite,
     check_tensors,
     read_prompt_file,
 )
-from tf_prompt_tuning.prompted_backbone import prompted_backbone
+from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
+from tf_prompt_tuning.layers.prefix_layer import is_prefixable
+from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer, check_task_ids
 from tf_prompt_tuning.mechanisms import mechanism_for
 from tf_prompt_tuning.mechanisms.prompt_mechanism import PromptMechanism
 from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
-from tf_prompt_tuning.pooling import check_pooling, is_causal, pool
+from tf_prompt_tuning.models.prompt_task import PromptTask
+from tf_prompt_tuning.training.freezing import freeze
 
 # Logit given to the classes a task does not have, so softmax gives them 0.
 _ABSENT_CLASS_LOGIT = -1e9

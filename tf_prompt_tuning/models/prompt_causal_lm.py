@@ -25,11 +25,11 @@ import tensorflow as tf
 from keras import ops
 
 from tf_prompt_tuning._checks import check_choice, check_positive_int
-from tf_prompt_tuning.causal_decoder import InputCache, causal_decoder
-from tf_prompt_tuning.freezing import freeze
-from tf_prompt_tuning.layers.prompt_layer import PromptLayer
+from tf_prompt_tuning.backbones.causal_decoder import InputCache, causal_decoder
 from tf_prompt_tuning.initializers import make_prompt_initializer
-from tf_prompt_tuning.models.task import PromptTask
+from tf_prompt_tuning.layers.prompt_layer import PromptLayer
+from tf_prompt_tuning.models.prompt_task import PromptTask
+from tf_prompt_tuning.training.freezing import freeze
 
 SAMPLING_STRATEGIES = ("greedy", "sample")
 # Where the prompt goes: before each input, or after it (its last real token).

@@ -8,10 +8,15 @@ import keras
 import numpy as np
 
 from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning.files.prompt_file import (
+    check_backbone,
+    check_finite,
+    check_tensors,
+    read_prompt_file,
+)
 from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer, check_task_ids
 from tf_prompt_tuning.models.prompt_bank import _same_backbone, check_task_name
 from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
-from tf_prompt_tuning.prompt_file import check_backbone, check_finite, check_tensors, read_prompt_file
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")

@@ -7,12 +7,15 @@ from keras import ops
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_choice, check_positive_int
-from tf_prompt_tuning.causal_decoder import InputCache, causal_decoder
-from tf_prompt_tuning.freezing import freeze
+from tf_prompt_tuning.backbones.causal_decoder import InputCache, causal_decoder
+from tf_prompt_tuning.backbones.pooling import check_pooling, is_causal, pool
+from tf_prompt_tuning.backbones.prompted_backbone import (
+    prompt_hidden_states,
+    prompted_backbone,
+)
 from tf_prompt_tuning.mechanisms import check_deep, mechanism_for
-from tf_prompt_tuning.models.task import PromptTask
-from tf_prompt_tuning.pooling import check_pooling, is_causal, pool
-from tf_prompt_tuning.prompted_backbone import prompt_hidden_states, prompted_backbone
+from tf_prompt_tuning.models.prompt_task import PromptTask
+from tf_prompt_tuning.training.freezing import freeze
 
 DEEP_INITIALIZERS = ("uniform", "hidden_states")
 
