@@ -117,9 +117,11 @@ def save_tiny_preset(path, seed=0):
     return str(path)
 
 
-def resealed(path, edit_tensors):
-    """Rewrites a saved prompt file with edited tensors and a recomputed
-    checksum, as a writer that does not check its values would."""
+def resealed(path, edit_tensors=None, **metadata):
+    """Rewrites a saved prompt file with edited tensors (and `metadata` fields)
+    and a recomputed checksum, as a writer that does not check its values would."""
+    import json
+
     from safetensors import safe_open
     from safetensors.numpy import load
 
@@ -128,7 +130,9 @@ def resealed(path, edit_tensors):
     with safe_open(path, "np") as f:
         header = dict(f.metadata())
     tensors = load(open(path, "rb").read())
-    edit_tensors(tensors)
+    if edit_tensors is not None:
+        edit_tensors(tensors)
+    header["tf_prompt_tuning"] = json.dumps({**json.loads(header["tf_prompt_tuning"]), **metadata})
     header["tf_prompt_tuning_sha256"] = content_checksum(header["tf_prompt_tuning"], tensors)
     open(path, "wb").write(save_safetensors(tensors, metadata=header))
     return path

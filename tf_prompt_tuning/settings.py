@@ -28,12 +28,14 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-from tf_prompt_tuning._checks import check_choice, check_positive_float
+from tf_prompt_tuning._checks import check_choice, check_positive_float, check_positive_int
 
 # The settings a prompt file of each kind records (`in_file`), filled by the
 # task classes as they are defined (`PromptTask.__init_subclass__`); a file's
 # fields are checked against them before any is used.
 FILE_SETTINGS: dict[str, tuple[Setting, ...]] = {}
+# The task class that reads each kind of prompt file, for the error that names it.
+FILE_TASKS: dict[str, str] = {}
 
 
 def alternatives(names) -> str:
@@ -63,6 +65,7 @@ class Setting:
             where `choices`/`type` do not say it.
         flags: the CLI's spellings, the first the canonical one (default:
             `--name-with-dashes`); later ones are older spellings that keep working.
+        hint: said after the error of a value not among `choices`.
     """
 
     name: str
@@ -77,6 +80,7 @@ class Setting:
     check_fn: Callable[[Any], Any] | None = None
     expected_text: str | Callable[[], str] | None = None
     flags: tuple[str, ...] = ()
+    hint: str = ""
 
     def allowed(self) -> tuple | None:
         return self.choices() if callable(self.choices) else self.choices
@@ -88,9 +92,11 @@ class Setting:
         if self.check_fn is not None:
             return self.check_fn(value)
         if self.allowed() is not None:
-            return check_choice(self.name, value, self.allowed())
+            return check_choice(self.name, value, self.allowed(), self.hint)
         if self.type is float:
-            return check_positive_float(self.name, value) if self.minimum == 0 or self.minimum is None else value
+            return check_positive_float(self.name, value)
+        if self.type is int and self.minimum == 1:
+            return check_positive_int(self.name, value)
         if self.type is int:
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(
@@ -106,7 +112,8 @@ class Setting:
         return value
 
     def valid(self, value) -> bool:
-        """Whether `value` passes `check` (for values read from files)."""
+        """Whether `value` passes `check` (for values read from files; a
+        setting with nothing declared to check is checked where it is used)."""
         if self.type is int and (isinstance(value, bool) or not isinstance(value, int)):
             return value is None and self.optional  # JSON: 2.0 is not an integer
         try:
@@ -123,6 +130,8 @@ class Setting:
             return alternatives((None, *self.allowed()) if self.optional else self.allowed())
         if self.type is int:
             return "a positive integer" if self.minimum == 1 else f"an integer >= {self.minimum}"
+        if self.type is float:
+            return "a finite number above 0"
         return f"a {getattr(self.type, '__name__', 'value')}"
 
     def field(self):

@@ -257,18 +257,18 @@ def test_deep_prompts_from_hidden_states_end_to_end(preset_dir, data_file, tmp_p
         return prompt_hidden_states(backbone, prompt, first_token_id)
 
     monkeypatch.setattr(prompt_text_classifier, "prompt_hidden_states", recorded)
-    config = _config(preset_dir, data_file, tmp_path, epochs=1, baseline=False, method="deep", deep_init="hidden_states")
+    config = _config(preset_dir, data_file, tmp_path, epochs=1, baseline=False, method="deep", deep_initializer="hidden_states")
     metrics = run_training(config, print_fn=lambda *a: None)
     assert calls == [2]  # [CLS], in front of the prompt (placement "after_first")
-    assert metrics["config"]["deep_init"] == "hidden_states"
+    assert metrics["config"]["deep_initializer"] == "hidden_states"
     assert load_task(str(tmp_path / "prompt.safetensors"))[0].deep == "hidden"
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(deep_init="zeros"), r"`deep_init` must be one of \('uniform', 'hidden_states'\). Received: deep_init='zeros'"),
-        (dict(method="prefix", deep_init="hidden_states"), r"`deep_init` \(--deep-init\) applies to --method deep. Received: deep_init='hidden_states' with method='prefix'. Leave it at 'uniform' or use --method deep"),
+        (dict(deep_initializer="zeros"), r"`deep_initializer` must be one of \('uniform', 'hidden_states'\). Received: deep_initializer='zeros'"),
+        (dict(method="prefix", deep_initializer="hidden_states"), r"`deep_initializer` \(--deep-initializer\) applies to --method deep. Received: deep_initializer='hidden_states' with method='prefix'. Leave it at 'uniform' or use --method deep"),
     ],
 )  # fmt: skip
 def test_deep_init_errors(kwargs, match):
@@ -278,15 +278,15 @@ def test_deep_init_errors(kwargs, match):
 
 def test_p_tuning_method_end_to_end(preset_dir, data_file, tmp_path):
     metrics = run_training(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False,
-                                   method="p-tuning", encoder="mlp"), print_fn=lambda *a: None)  # fmt: skip
+                                   method="p-tuning", prompt_encoder="mlp"), print_fn=lambda *a: None)  # fmt: skip
     assert "p-tuning (mlp) + head" in metrics["results"]
     model, _, metadata = load_task(str(tmp_path / "prompt.safetensors"))
     assert metadata["prompt_encoder"] == "mlp" and model.prompt_encoder is None  # served as plain prompts
 
 
 def test_unknown_encoder():
-    with pytest.raises(ValueError, match=r"`encoder` must be one of \('mlp', 'lstm'\). Received: encoder='gru'"):
-        TrainConfig(encoder="gru")
+    with pytest.raises(ValueError, match=r"`prompt_encoder` must be one of \('mlp', 'lstm'\). Received: prompt_encoder='gru'"):
+        TrainConfig(prompt_encoder="gru")
 
 
 @pytest.mark.parametrize(
@@ -450,7 +450,8 @@ def test_an_unfinished_run_from_before_a_new_setting_resumes(preset_dir, data_fi
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     settings = dataclasses.asdict(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False))
-    del settings["deep_init"]  # written before the setting existed: it ran at the default
+    del settings["deep_initializer"]  # written before the setting existed: it ran at the default
+    settings["encoder"] = settings.pop("prompt_encoder")  # and under the setting's old name
     (checkpoints / "config.json").write_text(json.dumps(settings))
     printed = []
     run_training(_config(preset_dir, data_file, tmp_path, epochs=1, baseline=False), print_fn=printed.append)

@@ -144,7 +144,7 @@ def test_export_onto_an_existing_file_or_directory(files, cli):
         (["--eval-every", "0"], "`eval_every` must be a positive integer"),
         (["--data", "no/such.csv"], "Data file 'no/such.csv' does not exist"),
         (["--method", "prefix", "--init", "vocab"], "`method='prefix'` starts its keys and values uniformly"),
-        (["--deep-init", "hidden_states"], "`deep_init` (--deep-init) applies to --method deep. Received: deep_init='hidden_states' with method='prompt'"),
+        (["--deep-init", "hidden_states"], "`deep_initializer` (--deep-initializer) applies to --method deep. Received: deep_initializer='hidden_states' with method='prompt'"),
         (["--learning-rate", "inf"], "`learning_rate` must be a finite number above 0. Received: learning_rate=inf."),
         (["--learning-rate", "nan"], "`learning_rate` must be a finite number above 0. Received: learning_rate=nan."),
         (["--seed", "-1"], "`seed` must be an integer in [0, 2**32), as Keras seeds are. Received: seed=-1"),

@@ -284,7 +284,7 @@ def test_a_bank_reads_each_task_file_once(setup, tmp_path, monkeypatch):
     hashes = []
     real_hash = prompt_file.backbone_fingerprint
     monkeypatch.setattr(prompt_file, "backbone_fingerprint", lambda b: hashes.append(1) or real_hash(b))
-    import tf_prompt_tuning.models.prompt_bank as bank_module
+    import tf_prompt_tuning.models.task_bank as bank_module
 
     monkeypatch.setattr(bank_module, "backbone_fingerprint", prompt_file.backbone_fingerprint)
     bank = PromptBank(backbone, num_tokens=3)

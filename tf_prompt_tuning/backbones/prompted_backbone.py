@@ -93,6 +93,35 @@ class _MaskExtension(keras.layers.Layer):
         return self.prompt.extend_mask(mask, self.fill_value, task_id=task_id)
 
 
+def _deep_layers(backbone, prompt) -> dict:
+    """`{id(layer): its index}` of the transformer layers before which a deep
+    prompt (a DeepPromptLayer, or a bank that holds deep tasks) rewrites the
+    prompt positions; empty for a prompt of the input only."""
+    if prompt is None or not prompt.num_layers:
+        return {}
+    deep_layers = {id(layer): i for i, layer in enumerate(backbone.transformer_layers)}
+    if len(deep_layers) != prompt.num_layers:
+        raise ValueError(
+            f"The deep prompt has {prompt.num_layers} layers, the backbone "
+            f"{len(deep_layers)} transformer layers. Make them equal."
+        )
+    return deep_layers
+
+
+def _prefixed_layers(backbone, prefixes) -> dict:
+    """`{id(layer): the layer with key/value prefixes}` for each transformer layer."""
+    if prefixes is None:
+        return {}
+    check_prefixable(backbone)
+    layers = backbone.transformer_layers
+    if len(layers) != prefixes.num_layers:
+        raise ValueError(
+            f"The prefixes have {prefixes.num_layers} layers, the backbone "
+            f"{len(layers)} transformer layers. Make them equal."
+        )
+    return {id(layer): PrefixedTransformerLayer(layer, prefixes, i) for i, layer in enumerate(layers)}
+
+
 def prompted_backbone(
     backbone: keras.Model, prompt: PromptLayer | None, *, prefixes: PrefixLayer | None = None
 ) -> keras.Model:
@@ -162,26 +191,8 @@ def prompted_backbone(
                     extended[name] = prompt.extend_mask(inputs[name], _fill_value(name), **ends)
     substitutes = {id(inputs[name]): extended[name] for name in input_names}
     embedding_layers = []
-    # A deep prompt (a DeepPromptLayer, or a bank that holds deep tasks) also
-    # rewrites the prompt positions before every transformer layer after the first.
-    deep_layers = {}
-    if prompt is not None and prompt.num_layers:
-        deep_layers = {id(layer): i for i, layer in enumerate(backbone.transformer_layers)}
-        if len(deep_layers) != prompt.num_layers:
-            raise ValueError(
-                f"The deep prompt has {prompt.num_layers} layers, the backbone "
-                f"{len(deep_layers)} transformer layers. Make them equal."
-            )
-    prefixed = {}
-    if prefixes is not None:
-        check_prefixable(backbone)
-        layers = backbone.transformer_layers
-        if len(layers) != prefixes.num_layers:
-            raise ValueError(
-                f"The prefixes have {prefixes.num_layers} layers, the backbone "
-                f"{len(layers)} transformer layers. Make them equal."
-            )
-        prefixed = {id(layer): PrefixedTransformerLayer(layer, prefixes, i) for i, layer in enumerate(layers)}
+    deep_layers = _deep_layers(backbone, prompt)
+    prefixed = _prefixed_layers(backbone, prefixes)
 
     def call_function(layer, *args, **kwargs):
         original = (args, kwargs)

@@ -11,9 +11,6 @@ import tensorflow as tf
 
 from tf_prompt_tuning.files._io import current_umask
 from tf_prompt_tuning.files.prompt_file import check_finite
-from tf_prompt_tuning.models.prompt_bank import PromptBank
-from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
-from tf_prompt_tuning.models.prompt_causal_lm_bank import PromptCausalLMBank
 from tf_prompt_tuning.preprocessing.text_pipeline import encode_texts, ready_for_graphs
 
 
@@ -85,9 +82,10 @@ def export_saved_model(
     """
     _check_destination(path, overwrite)
     _check_finite_weights(model, path)
-    if isinstance(model, PromptCausalLM):
+    # What to write is what the model declares: its signatures and extra inputs.
+    if "generate" in model.serving_signatures:
         return _export_generation(model, path, generate_options)
-    bank = isinstance(model, PromptBank)
+    bank = "task_id" in model.extra_input_names
     preprocessor = model.preprocessor
     if tokenizer is not None or preprocessor is not None:
         if sequence_length is None and preprocessor is None:
@@ -222,7 +220,7 @@ def _write(archive, path: str) -> str:
 _GENERATE_OPTIONS = ("max_new_tokens", "strategy", "temperature", "top_k", "end_token_ids")
 
 
-def _export_generation(model: PromptCausalLM, path: str, options: dict | None) -> str:
+def _export_generation(model, path: str, options: dict | None) -> str:
     if not options or "max_new_tokens" not in options:
         raise ValueError(
             "Exporting a causal LM needs `generate_options` with at least `max_new_tokens`. "
@@ -239,7 +237,7 @@ def _export_generation(model: PromptCausalLM, path: str, options: dict | None) -
         tf.TensorSpec([None, None], tf.int32, name="token_ids"),
         tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
     ]
-    if isinstance(model, PromptCausalLMBank):
+    if "task_id" in model.extra_input_names:
         inputs.append(tf.TensorSpec([None], tf.int32, name="task_id"))
     if options.get("strategy") == "sample":
         inputs.append(tf.TensorSpec([], tf.int32, name="seed"))

@@ -28,11 +28,8 @@ import os
 import numpy as np
 
 from tf_prompt_tuning._version import __version__
-from tf_prompt_tuning.backbones.pooling import POOLINGS
 from tf_prompt_tuning.files._io import write_atomically
-from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
-from tf_prompt_tuning.layers.prompt_layer import PLACEMENTS
-from tf_prompt_tuning.mechanisms import MECHANISMS
+from tf_prompt_tuning.settings import FILE_SETTINGS, FILE_TASKS
 
 # The newest format this library reads; each task says which it writes
 # (`PromptTask.prompt_file_format`).
@@ -40,13 +37,9 @@ FORMAT_VERSION = 3
 _METADATA_KEY = "tf_prompt_tuning"
 _CHECKSUM_KEY = "tf_prompt_tuning_sha256"
 _REQUIRED = ("format_version", "backbone_fingerprint", "num_tokens")
-# Metadata keys the library writes itself; `extra` may not set them.
-RESERVED_KEYS = {
-    "format_version", "library_version", "backbone_fingerprint", "backbone_class", "kind", "num_tokens",
-    "deep", "prompt_encoder", "dim", "placement", "pooling", "num_classes", "label_names", "initializer",
-}
-# What restores each kind of file, for the error that names it.
-KINDS = {"classifier": "PromptTextClassifier", "causal_lm": "PromptCausalLM"}
+# Metadata keys the library writes itself besides the tasks' settings;
+# `extra` may set none of them (`reserved_keys`).
+_LIBRARY_KEYS = {"format_version", "library_version", "backbone_fingerprint", "backbone_class", "kind", "dim", "initializer"}
 
 
 class PromptFileError(ValueError):
@@ -65,13 +58,29 @@ class PromptFileError(ValueError):
     """
 
 
+def _task_settings(kind: str | None = None) -> dict:
+    """The settings files of `kind` (default: every kind) record, by name.
+
+    The task models declare them (`PromptTask.SETTINGS`) and register them as
+    they are defined; the package's `__init__`, imported before any of its
+    modules, defines them all.
+    """
+    kinds = [kind] if kind else list(FILE_SETTINGS)
+    return {s.name: s for k in kinds for s in FILE_SETTINGS.get(k, ())}
+
+
+def reserved_keys() -> set:
+    """Metadata keys `extra` may not set: the library's own and every task setting's."""
+    return _LIBRARY_KEYS | set(_task_settings())
+
+
 def check_kind(metadata: dict, kind: str, path: str):
     """Raises unless a prompt file's metadata is of `kind`."""
     found = metadata.get("kind", "classifier")
     if found != kind:
         raise PromptFileError(
             f"{path!r} holds a {found} prompt, not a {kind} one. Load it into a "
-            f"{KINDS[found]}."
+            f"{FILE_TASKS.get(found, 'task model of that kind')}."
         )
 
 
@@ -190,7 +199,7 @@ def save_prompts(model, path: str, *, label_names=None, extra: dict | None = Non
             f"`label_names` has {len(label_names)} names but the model has "
             f"{model.num_classes} classes. Received: label_names={list(label_names)}."
         )
-    clashes = sorted(RESERVED_KEYS & set(extra or {}))
+    clashes = sorted(reserved_keys() & set(extra or {}))
     if clashes:
         raise ValueError(
             f"`extra` may not set the library's own metadata keys {clashes}. "
@@ -239,19 +248,9 @@ def _is_optional_str(value) -> bool:
     return value is None or isinstance(value, str)
 
 
-
-def _alternatives(names) -> str:
-    """`"a", "b" or "c"`, as the errors spell a field's values."""
-    quoted = [f'"{name}"' for name in names]
-    return " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 2 else quoted)
-
-
-def _deep_spellings() -> tuple:
-    """The registered mechanisms' spellings of `deep` ("hidden", "prefix")."""
-    return tuple(dict.fromkeys(m.deep for m in MECHANISMS.values() if m.deep))
-
-# Metadata fields this library reads, with the values each may take: a file
-# whose field is anything else is refused before the field is used.
+# Metadata fields the library writes besides the tasks' settings, with the
+# values each may take: a file whose field is anything else is refused
+# before the field is used (the settings are checked by their declarations).
 _FIELDS = {
     "backbone_fingerprint": (
         lambda v: _is_str(v) and len(v) == 16 and all(c in "0123456789abcdef" for c in v),
@@ -259,16 +258,7 @@ _FIELDS = {
     ),
     "library_version": (_is_str, "a string"),
     "backbone_class": (_is_str, "a string"),
-    "num_tokens": (lambda v: _is_int(v, 0, 1_000_000), "an integer >= 0"),
     "dim": (lambda v: _is_int(v, 1), "a positive integer"),
-    "num_classes": (lambda v: _is_int(v, 2), "an integer >= 2"),
-    "deep": (
-        lambda v: isinstance(v, bool) or v in _deep_spellings(),
-        lambda: "false, true, " + _alternatives(_deep_spellings()),
-    ),
-    "prompt_encoder": (lambda v: v is None or v in ENCODERS, "null, " + _alternatives(ENCODERS)),
-    "placement": (lambda v: v in PLACEMENTS, _alternatives(PLACEMENTS)),
-    "pooling": (lambda v: v in POOLINGS, _alternatives(POOLINGS)),
     "initializer": (_is_optional_str, "null or a string"),
     "backbone": (_is_str, "a string"),
     "sequence_length": (lambda v: _is_int(v, 1), "a positive integer"),
@@ -277,7 +267,10 @@ _FIELDS = {
 
 def check_metadata(metadata: dict, path: str):
     """Raises `PromptFileError` unless every known field has a valid type and range."""
-    for name, (valid, expected) in _FIELDS.items():
+    fields = dict(_FIELDS)
+    kind = metadata.get("kind", "classifier")
+    fields.update({s.name: (s.valid, s.expected) for s in _task_settings(kind if kind in FILE_SETTINGS else None).values()})
+    for name, (valid, expected) in fields.items():
         if name in metadata and not valid(metadata[name]):
             raise PromptFileError(
                 f"{path!r} has an invalid metadata field {name!r}: "
@@ -354,10 +347,10 @@ def load_prompts(path: str) -> PromptFile:
             f"{FORMAT_VERSION}. Upgrade tf_prompt_tuning to load it."
         )
     kind = metadata.get("kind", "classifier")
-    if kind not in KINDS:
+    if kind not in FILE_TASKS:
         raise PromptFileError(
             f"{path!r} has an unknown prompt kind {kind!r}; this library reads "
-            f"{sorted(KINDS)}. Upgrade tf_prompt_tuning to load it."
+            f"{sorted(FILE_TASKS)}. Upgrade tf_prompt_tuning to load it."
         )
     required = _REQUIRED + (("num_classes",) if kind == "classifier" else ())
     missing = [key for key in required if key not in metadata]

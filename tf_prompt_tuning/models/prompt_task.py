@@ -14,8 +14,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_prompt_tuning._checks import check_positive_int
 from tf_prompt_tuning.backbones.prompted_backbone import check_sequence_fits
 from tf_prompt_tuning.preprocessing.text_pipeline import model_inputs
+from tf_prompt_tuning.settings import FILE_SETTINGS, FILE_TASKS, Setting
+
+
+def _check_num_tokens(num_tokens):
+    if isinstance(num_tokens, int) and not isinstance(num_tokens, bool) and num_tokens == 0:
+        return 0  # no prompt: the head-only baseline
+    return check_positive_int("num_tokens", num_tokens)
+
+
+# The prompt length, a setting of every task.
+PROMPT_LENGTH = Setting(
+    "num_tokens", 20, type=int, minimum=0, in_file=True, check_fn=_check_num_tokens,
+    expected_text="an integer >= 0", help="prompt length",
+)  # fmt: skip
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
@@ -53,12 +68,35 @@ class PromptTask(keras.Model):
 
     # The prompt-file `kind` this task writes and reads; None: not saved to one file.
     prompt_file_kind: str | None = None
+    # The task's settings, each declared once (see `Setting`): the
+    # constructor checks them (`checked_settings`), `get_config` records
+    # them, prompt files record and validate those `in_file`.
+    SETTINGS: tuple[Setting, ...] = (PROMPT_LENGTH,)
     # Inputs the task reads besides the backbone's (a bank's `task_id`).
     extra_input_names: tuple = ()
+    # The SavedModel signatures `export_saved_model` writes for it (with a
+    # tokenizer, also "serve_text"), each taking the extra inputs too.
+    serving_signatures: tuple = ("serve",)
 
     def __init__(self, *, preprocessor=None, **kwargs):
         super().__init__(**kwargs)
         self.preprocessor = preprocessor
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("prompt_file_kind"):  # a file of this kind records these
+            FILE_SETTINGS[cls.prompt_file_kind] = tuple(s for s in cls.SETTINGS if s.in_file)
+            FILE_TASKS[cls.prompt_file_kind] = cls.__name__
+
+    @classmethod
+    def setting(cls, name: str) -> Setting:
+        """The declaration of setting `name`."""
+        (found,) = [s for s in cls.SETTINGS if s.name == name]
+        return found
+
+    def checked_settings(self, **values) -> dict:
+        """`values` checked (and normalized) by their settings' declarations, in order."""
+        return {name: self.setting(name).check(value) for name, value in values.items()}
 
     def backbone_inputs(self, inputs: dict) -> dict:
         """`inputs` as the prompted backbone takes them: zero segment ids
@@ -220,13 +258,15 @@ class PromptTask(keras.Model):
         raise NotImplementedError
 
     def prompt_file_metadata(self) -> dict:
-        """The settings a prompt file records, to rebuild the task."""
-        raise NotImplementedError
+        """The settings a prompt file records, to rebuild the task (those `in_file`)."""
+        return {s.name: getattr(self, s.name) for s in self.SETTINGS if s.in_file}
 
     @classmethod
     def from_prompt_metadata(cls, metadata: dict, backbone, **kwargs):
-        """An untrained task with the settings a prompt file recorded."""
-        raise NotImplementedError
+        """An untrained task with the settings a prompt file recorded (a
+        setting the file predates takes its default)."""
+        recorded = {s.name: metadata.get(s.name, s.default) for s in cls.SETTINGS if s.in_file}
+        return cls(backbone, prompt_initializer="zeros", **recorded, **kwargs)
 
     @classmethod
     def from_prompt_file(cls, path, backbone, **kwargs):
@@ -256,7 +296,7 @@ class PromptTask(keras.Model):
         config.update(
             {
                 "backbone": keras.saving.serialize_keras_object(self.backbone),
-                "num_tokens": self.num_tokens,
+                **{s.name: getattr(self, s.name) for s in self.SETTINGS if s.in_config},
                 "prompt_initializer": (
                     None if prompt is None else keras.initializers.serialize(prompt.initializer)
                 ),

@@ -103,7 +103,7 @@ class InputCacheStore:
                 f"with placement='append' on a causal decoder. Received: {type(model).__name__}."
             )
         appended = model.placement == "append" and model.decoder is not None and model.num_tokens
-        if not appended or getattr(model, "takes_task_id", False):
+        if not appended or "task_id" in model.extra_input_names:  # a bank's read holds no task
             model.read_inputs(None)  # raises, saying what the store needs
         store = cls(**kwargs)
         store.num_prompt_tokens = model.num_tokens
