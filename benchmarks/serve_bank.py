@@ -23,10 +23,15 @@ import time
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the exported tokenizer's ops)
-
 from cpu_flags import cpu_description
-from tf_prompt_tuning.app.classification_job import TrainConfig, bank_files, export_task_or_bank, load_splits
-from tf_prompt_tuning.prompt_file import load_prompts
+
+from tf_prompt_tuning.app.classification_job import (
+    TrainConfig,
+    bank_files,
+    export_task_or_bank,
+    load_splits,
+)
+from tf_prompt_tuning.files.prompt_file import load_prompts
 
 
 def _test_split(path):

@@ -1,6 +1,7 @@
 """Shared fixtures: the tiny random backbones every test builds on, defined
 once, and round-trip helpers (after keras-hub's `TestCase.run_layer_test`)."""
 
+import dataclasses
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -10,9 +11,15 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
+
+from tf_prompt_tuning import PromptBank, PromptLayer, freeze
 
 # Vocabulary of the tiny causal LMs; token ids below it.
 LM_VOCABULARY = 40
+# A left-aligned batch for them: rows of 5, 2 and 3 tokens.
+LM_TOKEN_IDS = np.array([[11, 12, 13, 14, 15], [21, 22, 0, 0, 0], [31, 32, 33, 0, 0]], "int32")
+LM_MASK = (LM_TOKEN_IDS > 0).astype("int32")
 
 
 @pytest.fixture(autouse=True)
@@ -120,3 +127,88 @@ def tiny_gemma3_lm(seed=0, sliding_window_size=4):
         elif "token_embedding" in variable.path:
             variable.assign(variable * 4.0)  # logits far from ties
     return backbone
+
+
+# A frozen Sequential model with a prompt, and data for it: the subject of
+# the training tests.
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def frozen_prompt_mlp(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((None, 6)),
+            PromptLayer(3, name="prompt"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(8, activation="relu", name="body"),
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
+    freeze(model)
+    return model
+
+
+def random_sequences(n=20, seq=5, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, seq, 6)).astype("float32"), rng.integers(0, 2, n).astype("int32")
+
+
+def sequence_batches(n=20, batch=6):
+    return tf.data.Dataset.from_tensor_slices(random_sequences(n)).batch(batch)
+
+
+def weights_of(variables):
+    return [keras.ops.convert_to_numpy(v).copy() for v in variables]
+
+
+# A bank refusing a task must be left exactly as it was.
+
+
+def bank_state(bank):
+    """What a refused task must not change: the tasks, every variable and the layers' task lists."""
+    prompts = bank.prompts if isinstance(bank, PromptBank) else bank.prompt  # a PromptCausalLMBank's
+    layers = [prompts.prompts, prompts.deep_prompts, prompts.prefix_tasks]
+    if getattr(bank, "prefixes", None) is not None:
+        layers.append(bank.prefixes.task_prefixes)
+    return {
+        # A layer left unlocked would take any attribute set on it as new state.
+        "locked": [layer._tracker.locked for layer in (bank, prompts, getattr(bank, "prefixes", None)) if layer is not None],
+        "tasks": [dict(t) if isinstance(t, dict) else t for t in bank.tasks],
+        "weights": [(v.path, v.trainable, keras.ops.convert_to_numpy(v).copy()) for v in bank.weights],
+        "layers": [len(entries) for entries in layers],
+    }
+
+
+def assert_bank_unchanged(bank, before, inputs, tmp_path):
+    after = bank_state(bank)
+    assert after["tasks"] == before["tasks"] and after["layers"] == before["layers"]
+    assert after["locked"] == before["locked"]
+    assert [w[:2] for w in after["weights"]] == [w[:2] for w in before["weights"]]
+    for (_, _, a), (_, _, b) in zip(after["weights"], before["weights"]):
+        np.testing.assert_array_equal(a, b)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    assert_keras_save_load_parity(bank, inputs, tmp_path, atol=1e-6)
+
+
+def file_with_tensors(loaded, **tensors):
+    return dataclasses.replace(loaded, tensors={**loaded.tensors, **tensors})
+
+
+def file_without_tensor(loaded, name):
+    return dataclasses.replace(loaded, tensors={k: v for k, v in loaded.tensors.items() if k != name})
+
+
+def classifier_and_bank_variables(mechanism, backbone=None):
+    """A classifier made with `mechanism`'s arguments, the same task added to a
+    bank, and each one's variables by prompt-file name, as arrays."""
+    from tf_prompt_tuning import PromptTextClassifier
+
+    backbone = backbone or tiny_bert()
+    model = PromptTextClassifier(backbone, 2, num_tokens=3, **mechanism.classifier_arguments())
+    model(bert_inputs())
+    bank = PromptBank(backbone, num_tokens=3)
+    bank.add_classifier("task", model)
+    served = mechanism.bank_mechanism()
+    as_arrays = lambda variables: {k: keras.ops.convert_to_numpy(v) for k, v in variables.items()}  # noqa: E731
+    return model, as_arrays(mechanism.variables(model.prompt, model.prefixes)), as_arrays(served.bank_variables(bank, 0))

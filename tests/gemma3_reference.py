@@ -2,7 +2,7 @@
 
 Written from the Gemma 3 architecture (as in Hugging Face's
 `Gemma3ForCausalLM` and llama.cpp), sharing no code with KerasHub or with
-`tf_prompt_tuning.gemma3_gguf`: it is the reference the conversion is
+`tf_prompt_tuning.backbones.gemma3_gguf`: it is the reference the conversion is
 checked against, on the tests' small GGUF file and (slow tests,
 `tests/data/make_gemma3_reference.py`) on the real model. float64
 throughout; one unpadded sequence at positions 0..n-1.

@@ -3,6 +3,7 @@ declares (and README lists as supported): the suite tests what users get."""
 
 import importlib.metadata
 import os
+
 import pytest
 from packaging.requirements import Requirement
 

@@ -2,35 +2,17 @@
 
 import doctest
 import importlib
+import pathlib
 
 import pytest
 
-MODULES = [
-    "backbone",
-    "causal_decoder",
-    "distribution",
-    "export",
-    "freezing",
-    "initializers",
-    "input_cache_store",
-    "layers.deep_prompt_layer",
-    "layers.prefix_bank_layer",
-    "layers.prefix_layer",
-    "layers.prompt_bank_layer",
-    "layers.prompt_encoder_layer",
-    "layers.prompt_layer",
-    "layers.text_preprocessor",
-    "models.prompt_bank",
-    "models.prompt_causal_lm",
-    "models.prompt_causal_lm_bank",
-    "models.prompt_text_classifier",
-    "models.task",
-    "pooling",
-    "prompt_file",
-    "prompted_backbone",
-    "text_pipeline",
-    "training",
-]
+PACKAGE = pathlib.Path(__file__).parent.parent / "tf_prompt_tuning"
+# Every module with an example in it, by its dotted name under the package.
+MODULES = sorted(
+    ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    for path in PACKAGE.rglob("*.py")
+    if ">>>" in path.read_text()
+)
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -43,7 +25,7 @@ def test_docstring_examples(name):
 
 # Public names whose example cannot run in a docstring, and where it is instead.
 WITHOUT_EXAMPLE = {
-    "convert_gemma3_gguf": "needs a GGUF file: tests/test_gemma3_gguf.py writes small ones and converts them",
+    "convert_gemma3_gguf": "needs a GGUF file: tests/backbones/test_gemma3_gguf.py writes small ones and converts them",
 }
 
 

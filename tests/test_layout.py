@@ -1,9 +1,10 @@
-"""The import graph runs one way: application -> library -> layers.
+"""The import graph runs one way: application -> models -> the rest.
 
 Read from the sources (no import needed): `app/` may import anything; the
-library (top-level modules and `models/`) never imports `app/`; `layers/`
-imports neither `models/` nor `app/`; and no module but `__init__` imports
-names from the package's `__init__`.
+library never imports `app/`; only `models/` and `files/` (whose export
+serves task models) import `models/`; `layers/` never imports `mechanisms/`;
+and no module but `__init__` imports names from the package's `__init__`.
+The tests mirror the package folder for folder.
 """
 
 import ast
@@ -36,8 +37,10 @@ def test_imports_run_one_way(path):
     if name.startswith("tf_prompt_tuning.app") or name == "tf_prompt_tuning.__main__":
         return  # the application and its `python -m` entry point
     assert not [m for m in imports if m.startswith("tf_prompt_tuning.app")], "the library imports the application"
+    if not name.startswith(("tf_prompt_tuning.models", "tf_prompt_tuning.files", "tf_prompt_tuning.__init__")):
+        assert not [m for m in imports if m.startswith("tf_prompt_tuning.models")], "imports a task model"
     if name.startswith("tf_prompt_tuning.layers"):
-        assert not [m for m in imports if m.startswith("tf_prompt_tuning.models")], "a layer imports a model"
+        assert not [m for m in imports if m.startswith("tf_prompt_tuning.mechanisms")], "a layer imports a mechanism"
     if name not in ("tf_prompt_tuning", "tf_prompt_tuning.__init__", "tf_prompt_tuning.__main__"):
         from_init = [
             alias.name for node in ast.walk(ast.parse(path.read_text()))
@@ -57,16 +60,36 @@ def test_the_library_runs_without_its_application():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_one_public_layer_a_module_named_after_it():
+def _snake(name: str) -> str:
+    import re
+
+    return re.sub(r"(?<!^)(?=[A-Z][a-z])|(?<=[a-z])(?=[A-Z])", "_", name).lower()  # PromptCausalLM -> prompt_causal_lm
+
+
+def test_one_public_layer_or_model_a_module_named_after_it():
+    """Prompt layers in `layers/`, preprocessing layers in `preprocessing/`,
+    task models in `models/`, each in a module of its name."""
     import keras
 
     import tf_prompt_tuning as tpt
 
     for name in tpt.__all__:
         obj = getattr(tpt, name)
-        if isinstance(obj, type) and issubclass(obj, keras.layers.Layer) and not issubclass(obj, keras.Model):
-            snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
-            assert obj.__module__ == f"tf_prompt_tuning.layers.{snake}", (name, obj.__module__)
+        if isinstance(obj, type) and issubclass(obj, keras.layers.Layer):
+            folder = "models" if issubclass(obj, keras.Model) else "preprocessing" if "Preprocessor" in name else "layers"
+            assert obj.__module__ == f"tf_prompt_tuning.{folder}.{_snake(name)}", (name, obj.__module__)
+
+
+def test_the_tests_mirror_the_package():
+    """Each module `tf_prompt_tuning/FOLDER/NAME.py` has `tests/FOLDER/test_NAME.py`
+    (a private `_NAME.py` too, without its underscore)."""
+    tests = PACKAGE.parent / "tests"
+    missing = [
+        str(path.relative_to(PACKAGE.parent)) for path in MODULES
+        if path.stem not in ("__init__", "__main__", "_version")
+        and not (tests / path.parent.relative_to(PACKAGE) / f"test_{path.stem.lstrip('_')}.py").exists()
+    ]  # fmt: skip
+    assert not missing, f"modules without a test file of their name: {missing}"
 
 
 @pytest.mark.parametrize("path", [p for p in MODULES if p.name != "_keras_internals.py"], ids=_name)
@@ -82,3 +105,18 @@ def test_private_keras_apis_are_reached_only_through_keras_internals(path):
         and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")) and node.attr not in own
     ]  # fmt: skip
     assert not foreign, f"private attributes read outside _keras_internals.py: {foreign}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_no_function_over_80_lines_of_code(path):
+    """Docstrings aside, no function runs over 80 lines: a longer one is split
+    into named steps (the CLI's parser, a list of flags, sits at the limit)."""
+    long = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.end_lineno - node.lineno + 1
+            if ast.get_docstring(node, clean=False) is not None:
+                lines -= node.body[0].end_lineno - node.body[0].lineno + 1
+            if lines > 80:
+                long.append(f"{node.name} (line {node.lineno}): {lines} lines")
+    assert not long, long

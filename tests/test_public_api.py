@@ -120,20 +120,3 @@ def test_core_imports_without_keras_hub():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize(
-    "value, error, match",
-    [
-        (0.0, ValueError, r"`rate` must be a finite number above 0. Received: rate=0.0."),
-        (-1, ValueError, r"Received: rate=-1."),
-        (float("inf"), ValueError, r"Received: rate=inf."),
-        (float("nan"), ValueError, r"Received: rate=nan."),
-        ("0.1", TypeError, r"`rate` must be a positive number. Received: rate='0.1' \(of type str\)."),
-        (True, TypeError, r"Received: rate=True \(of type bool\)."),
-    ],
-)
-def test_positive_float_check_refuses_what_is_not_a_finite_positive_number(value, error, match):
-    from tf_prompt_tuning._checks import check_positive_float
-
-    with pytest.raises(error, match=match):
-        check_positive_float("rate", value)
-    assert check_positive_float("rate", 3) == 3.0

@@ -23,7 +23,7 @@ def movie_reviews_cached():
 
 
 def test_prompt_tuning_minilm_on_movie_reviews(movie_reviews_cached, tmp_path):
-    from tf_prompt_tuning.backbone import load_backbone
+    from tf_prompt_tuning.backbones.backbone import load_backbone
 
     backbone, tokenizer = load_backbone()
     before = [keras.ops.convert_to_numpy(v).copy() for v in backbone.weights]

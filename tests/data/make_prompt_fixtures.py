@@ -6,7 +6,7 @@ It saves two tiny random backbones as KerasHub presets (so a later release
 loads the very weights the files were fingerprinted on), one prompt file of
 every kind (formats 1-3, with and without an encoder, head only, a causal LM)
 and each model's outputs on fixed inputs, in `prompt_files_0.1/`.
-`tests/test_prompt_file_compatibility.py` loads them with the current code.
+`tests/files/test_prompt_file_compatibility.py` loads them with the current code.
 """
 
 import os

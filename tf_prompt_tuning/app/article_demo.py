@@ -13,11 +13,11 @@ import dataclasses
 import keras
 import numpy as np
 
-from tf_prompt_tuning.freezing import ParameterSummary, freeze
-from tf_prompt_tuning.initializers import FromArray
 from tf_prompt_tuning.app.plotting import plot_losses
+from tf_prompt_tuning.initializers import FromArray
 from tf_prompt_tuning.layers.prompt_layer import PromptLayer
-from tf_prompt_tuning.training import make_train_step
+from tf_prompt_tuning.training.freezing import ParameterSummary, freeze
+from tf_prompt_tuning.training.train_step import make_train_step
 
 # The tutorial's data: the embedded sentence "The food is delicious", its
 # label (positive) and the prompt's starting value.

@@ -22,25 +22,27 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_prompt_tuning._checks import check_choice, check_positive_float, check_positive_int
-from tf_prompt_tuning._io import DirectoryLock, write_atomically
-from tf_prompt_tuning.backbone import DEFAULT_BACKBONE, load_backbone
 from tf_prompt_tuning.app.datasets import DataError, TextDataset, load_dataset
-from tf_prompt_tuning.distribution import STRATEGIES, make_strategy
-from tf_prompt_tuning.freezing import parameter_summary
 from tf_prompt_tuning.app.plotting import plot_training_curves
-from tf_prompt_tuning.prompt_file import save_prompts
-from tf_prompt_tuning.prompted_backbone import check_sequence_fits
+from tf_prompt_tuning.backbones.backbone import DEFAULT_BACKBONE, load_backbone
+from tf_prompt_tuning.backbones.prompted_backbone import check_sequence_fits
+from tf_prompt_tuning.files._io import DirectoryLock, write_atomically
+from tf_prompt_tuning.files.prompt_file import save_prompts
 from tf_prompt_tuning.initializers import SCHEMES, make_prompt_initializer
-from tf_prompt_tuning.input_cache_store import InputCacheStore
-from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
 from tf_prompt_tuning.mechanisms import MECHANISMS, get_mechanism
-from tf_prompt_tuning.layers.prompt_layer import PLACEMENTS
-from tf_prompt_tuning.layers.text_preprocessor import TextPreprocessor
-from tf_prompt_tuning.models.prompt_text_classifier import DEEP_INITIALIZERS, PromptTextClassifier
-from tf_prompt_tuning.pooling import POOLINGS
-from tf_prompt_tuning.text_pipeline import encode_texts, make_text_dataset, special_tokens
-from tf_prompt_tuning.training import make_train_step, relaxed_spec, supports_jit, train
+from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
+from tf_prompt_tuning.preprocessing.text_pipeline import (
+    encode_texts,
+    make_text_dataset,
+    special_tokens,
+)
+from tf_prompt_tuning.preprocessing.text_preprocessor import TextPreprocessor
+from tf_prompt_tuning.settings import Setting, check_config
+from tf_prompt_tuning.training.distribution import STRATEGIES, make_strategy
+from tf_prompt_tuning.training.freezing import parameter_summary
+from tf_prompt_tuning.training.input_cache_store import InputCacheStore
+from tf_prompt_tuning.training.train_loop import train
+from tf_prompt_tuning.training.train_step import make_train_step, relaxed_spec, supports_jit
 
 PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
@@ -49,74 +51,117 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 CHECKPOINTS = "checkpoints"
 
 
+def _check_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"`seed` must be an integer in [0, 2**32), as Keras seeds are. Received: seed={seed!r}.")
+    return seed
+
+
+def _positive(name, default, help="", **kwargs) -> Setting:
+    return Setting(name, default, type=int, minimum=1, help=help, **kwargs)
+
+
+def _classifier(name, **changes) -> Setting:
+    """The classifier's own declaration of setting `name` (its default, check and help)."""
+    return dataclasses.replace(PromptTextClassifier.setting(name), **changes)
+
+
+# The job's settings, each declared once: the checks, the CLI's flags and
+# their help come from here (the classifier's own from its declarations).
+_S = {
+    s.name: s for s in [
+        Setting("backbone", DEFAULT_BACKBONE, help="all-MiniLM-L6-v2 (default), a checkpoint directory or a KerasHub preset"),
+        Setting("data", "movie_reviews", help="movie_reviews (default), tweets, amazon_reviews, nyt_editorials, "
+                "or a .csv/.tsv/.jsonl file with columns text,label"),
+        _classifier("num_tokens", check_fn=None, minimum=1),
+        Setting("method", "prompt", choices=lambda: tuple(MECHANISMS),
+                help="prompt: the input only (Lester et al.); deep: every layer's prompt positions; "
+                "prefix: keys and values in every attention layer (P-tuning v2, faster); "
+                "p-tuning: the input prompt made by an encoder over trainable seeds"),
+        _classifier("prompt_encoder", default="mlp", optional=False),
+        Setting("initializer", "uniform", choices=SCHEMES, flags=("--init",), help="prompt initialization"),
+        Setting("init_text", None, optional=True, type=str, help='text for --init text, e.g. "classify the sentiment"'),
+        _classifier("deep_initializer"),
+        _classifier("pooling"),
+        _classifier("placement"),
+        _positive("epochs", 1),
+        _positive("batch_size", 32),
+        _positive("max_length", 64, help="longest token sequence, special tokens included"),
+        Setting("learning_rate", 3e-2, type=float),
+        Setting("schedule", "cosine", choices=SCHEDULES,
+                help="learning-rate schedule: cosine decay to 0 over the run, or constant"),
+        _positive("train_size", None, optional=True, help="use only the first N training examples"),
+        Setting("baseline", True, type=bool, help="train the head-only baseline too (--no-baseline: skip it)"),
+        Setting("jit_compile", False, type=bool, flags=("--xla",), help="compile the step with XLA"),
+        Setting("precision", "float32", choices=PRECISIONS,
+                help="Keras dtype policy of the backbone (prompt and head stay float32); "
+                "mixed_bfloat16 for TPUs and recent GPUs"),
+        Setting("strategy", "default", choices=STRATEGIES,
+                help="tf.distribute strategy: mirrored = all local GPUs; multi-worker = "
+                "the cluster in TF_CONFIG (run the same command on every host); tpu = TPU_NAME"),
+        _positive("checkpoint_every", 100, help="steps between checkpoints; a killed run restarted with the "
+                  "same command resumes from the latest"),
+        _positive("eval_every", 50, help="steps between dev evaluations (the dev curve in curves.png); "
+                  "also after each epoch"),
+        Setting("seed", 0, type=int, check_fn=_check_seed),
+        Setting("output_dir", "outputs/train", type=str),
+    ]
+}  # fmt: skip
+# Names this job's settings had before they were named as the classifier's
+# (kept in checkpoints' config.json of unfinished runs).
+OLD_NAMES = {"encoder": "prompt_encoder", "deep_init": "deep_initializer"}
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Settings of `run_training`; the defaults are the README's main job."""
 
-    backbone: str = DEFAULT_BACKBONE
-    data: str = "movie_reviews"
-    num_tokens: int = 20
-    method: str = "prompt"
-    encoder: str = "mlp"
-    initializer: str = "uniform"
-    init_text: str | None = None
-    deep_init: str = "uniform"
-    pooling: str = "mean"
-    placement: str = "after_first"
-    epochs: int = 1
-    batch_size: int = 32
-    max_length: int = 64
-    learning_rate: float = 3e-2
-    schedule: str = "cosine"
-    train_size: int | None = None
-    baseline: bool = True
-    jit_compile: bool = False
-    precision: str = "float32"
-    strategy: str = "default"
-    checkpoint_every: int = 100
-    eval_every: int = 50
-    seed: int = 0
-    output_dir: str = "outputs/train"
+    backbone: str = _S["backbone"].field()
+    data: str = _S["data"].field()
+    num_tokens: int = _S["num_tokens"].field()
+    method: str = _S["method"].field()
+    prompt_encoder: str = _S["prompt_encoder"].field()
+    initializer: str = _S["initializer"].field()
+    init_text: str | None = _S["init_text"].field()
+    deep_initializer: str = _S["deep_initializer"].field()
+    pooling: str = _S["pooling"].field()
+    placement: str = _S["placement"].field()
+    epochs: int = _S["epochs"].field()
+    batch_size: int = _S["batch_size"].field()
+    max_length: int = _S["max_length"].field()
+    learning_rate: float = _S["learning_rate"].field()
+    schedule: str = _S["schedule"].field()
+    train_size: int | None = _S["train_size"].field()
+    baseline: bool = _S["baseline"].field()
+    jit_compile: bool = _S["jit_compile"].field()
+    precision: str = _S["precision"].field()
+    strategy: str = _S["strategy"].field()
+    checkpoint_every: int = _S["checkpoint_every"].field()
+    eval_every: int = _S["eval_every"].field()
+    seed: int = _S["seed"].field()
+    output_dir: str = _S["output_dir"].field()
 
     def __post_init__(self):
         # Every setting is checked here, before a run writes anything.
-        for name in ("num_tokens", "epochs", "batch_size", "max_length", "checkpoint_every", "eval_every"):
-            check_positive_int(name, getattr(self, name))
-        if self.train_size is not None:
-            check_positive_int("train_size", self.train_size)
-        seed = self.seed
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-            raise ValueError(f"`seed` must be an integer in [0, 2**32), as Keras seeds are. Received: seed={seed!r}.")
-        # Every float setting, found by its annotation so a new one is checked too.
-        for field in dataclasses.fields(self):
-            if field.type in ("float", float):
-                check_positive_float(field.name, getattr(self, field.name))
-        check_choice("initializer", self.initializer, SCHEMES)
+        check_config(self)
         if self.initializer == "text" and not self.init_text:
             raise ValueError("`initializer='text'` needs `init_text` (--init-text), the words to start from.")
-        check_choice("precision", self.precision, PRECISIONS)
-        check_choice("strategy", self.strategy, STRATEGIES)
-        check_choice("method", self.method, tuple(MECHANISMS))
-        check_choice("encoder", self.encoder, ENCODERS)
         if not self.mechanism().word_initializers and self.initializer != "uniform":
             raise ValueError(
                 f"`method={self.method!r}` starts its keys and values uniformly; vocabulary, text and "
                 f"label initializers make input-level prompts. Received: initializer={self.initializer!r}. "
                 "Use --init uniform, or --method deep for deep prompts that start from words."
             )
-        check_choice("deep_init", self.deep_init, DEEP_INITIALIZERS)
-        if self.deep_init != "uniform" and self.mechanism().deep != "hidden":
+        if self.deep_initializer != "uniform" and self.mechanism().deep != "hidden":
             raise ValueError(
-                f"`deep_init` (--deep-init) applies to --method deep. Received: deep_init={self.deep_init!r} "
-                f"with method={self.method!r}. Leave it at 'uniform' or use --method deep."
+                f"`deep_initializer` (--deep-initializer) applies to --method deep. Received: "
+                f"deep_initializer={self.deep_initializer!r} with method={self.method!r}. Leave it at "
+                "'uniform' or use --method deep."
             )
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("pooling", self.pooling, POOLINGS)
-        check_choice("placement", self.placement, PLACEMENTS)
 
     def mechanism(self):
         """The prompt mechanism `method` names (see `tf_prompt_tuning.mechanisms`)."""
-        return get_mechanism(self.method, prompt_encoder=self.encoder)
+        return get_mechanism(self.method, prompt_encoder=self.prompt_encoder)
 
 
 def _loss():
@@ -163,6 +208,15 @@ def _input_names(backbone):
     return tuple(backbone.input) if isinstance(backbone.input, dict) else ("token_ids", "padding_mask")
 
 
+def _learning_rate(config, train_examples: int):
+    """The configured rate, or its cosine decay to 0 over the run."""
+    if config.schedule != "cosine":
+        return config.learning_rate
+    # Bucketing adds at most one partial batch per length bucket.
+    steps = config.epochs * (train_examples // config.batch_size + config.max_length // 16 + 1)
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)
+
+
 def _fit_one(name, model, splits, tokenizer, config, print_fn, strategy, checkpoint_dir):
     """Trains one classifier; returns its metrics and per-epoch curves.
 
@@ -206,14 +260,9 @@ def _fit_one(name, model, splits, tokenizer, config, print_fn, strategy, checkpo
         )
 
     start = time.perf_counter()
-    learning_rate = config.learning_rate
-    if config.schedule == "cosine":
-        # Bucketing adds at most one partial batch per length bucket.
-        steps = config.epochs * (len(splits[0]) // config.batch_size + config.max_length // 16 + 1)
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
     with strategy.scope():
         step = make_train_step(
-            model, loss=_loss(), optimizer=keras.optimizers.Adam(learning_rate),
+            model, loss=_loss(), optimizer=keras.optimizers.Adam(_learning_rate(config, len(splits[0]))),
             jit_compile=config.jit_compile, strategy=strategy,
         )  # fmt: skip
     # A fixed shuffle per epoch, so a resumed run sees the same batches.
@@ -307,6 +356,7 @@ def _resume_checkpoints(config: TrainConfig, print_fn, *, chief: bool, restart: 
         with open(path) as f:
             saved = json.load(f)
         # A setting added since that run was written ran at its default there.
+        saved = {OLD_NAMES.get(k, k): v for k, v in saved.items()}
         defaults = dataclasses.asdict(TrainConfig())
         saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
         if saved != settings:
@@ -370,9 +420,9 @@ def run_training(
                 tokenizer=tokenizer, label_names=label_names, text=config.init_text, seed=config.seed,
             )  # fmt: skip
             deep_init = {}
-            if config.deep_init != "uniform":  # its preprocessor names the token in front of the prompt
+            if config.deep_initializer != "uniform":  # its preprocessor names the token in front of the prompt
                 deep_init = dict(
-                    deep_initializer=config.deep_init, preprocessor=TextPreprocessor(tokenizer, config.max_length)
+                    deep_initializer=config.deep_initializer, preprocessor=TextPreprocessor(tokenizer, config.max_length)
                 )
             model = PromptTextClassifier(
                 backbone, len(label_names), num_tokens=config.num_tokens,
@@ -436,7 +486,7 @@ def load_task(prompt_path: str, *, backbone: str | None = None):
     Returns:
         `(model, tokenizer, metadata)`.
     """
-    from tf_prompt_tuning.prompt_file import read_prompt_file
+    from tf_prompt_tuning.files.prompt_file import read_prompt_file
 
     loaded = read_prompt_file(prompt_path, "classifier")
     backbone_model, tokenizer = load_backbone(backbone or loaded.metadata.get("backbone", DEFAULT_BACKBONE))
@@ -475,9 +525,9 @@ def export_task_or_bank(
     prompt: str, output: str, *, backbone=None, sequence_length=None, overwrite: bool = False
 ) -> str:
     """Exports a prompt file (one task) or a bank directory (many) as a SavedModel."""
-    from tf_prompt_tuning.export import export_saved_model
+    from tf_prompt_tuning.files.export import export_saved_model
+    from tf_prompt_tuning.files.prompt_file import load_prompts
     from tf_prompt_tuning.models.prompt_bank import PromptBank
-    from tf_prompt_tuning.prompt_file import load_prompts
 
     if not os.path.isdir(prompt):
         model, tokenizer, metadata = load_task(prompt, backbone=backbone)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import signal
 import sys
 
-from tf_prompt_tuning._io import Terminated, sigterm_raises
+from tf_prompt_tuning.files._io import Terminated, sigterm_raises
+from tf_prompt_tuning.settings import add_config_arguments, config_from_arguments
 
 
 def _demo(args) -> int:
@@ -31,16 +31,7 @@ def _train(args) -> int:
 
     from tf_prompt_tuning.app.classification_job import TrainConfig, run_training
 
-    config = TrainConfig(
-        backbone=args.backbone, data=args.data, num_tokens=args.num_tokens, method=args.method,
-        encoder=args.encoder,
-        initializer=args.init, init_text=args.init_text, deep_init=args.deep_init, pooling=args.pooling,
-        placement=args.placement, epochs=args.epochs, batch_size=args.batch_size,
-        max_length=args.max_length, learning_rate=args.learning_rate, schedule=args.schedule,
-        train_size=args.train_size, baseline=not args.no_baseline, jit_compile=args.xla,
-        precision=args.precision, strategy=args.strategy, checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every, seed=args.seed, output_dir=args.output_dir,
-    )  # fmt: skip
+    config = config_from_arguments(TrainConfig, args)
     # Same command, same seed, same machine: the same numbers (the data
     # order is seeded; this pins the kernels' order of operations too).
     tf.config.experimental.enable_op_determinism()
@@ -54,14 +45,17 @@ def _unescape(text: str) -> str:
 
 
 def _label_generation(args) -> int:
-    from tf_prompt_tuning.app.label_generation_job import METHODS, LabelGenerationConfig, run_label_generation
+    from tf_prompt_tuning.app.label_generation_job import (
+        METHODS,
+        LabelGenerationConfig,
+        run_label_generation,
+    )
 
-    # Every option is named after its config field: one list of settings.
-    settings = {field.name: getattr(args, field.name) for field in dataclasses.fields(LabelGenerationConfig)}
-    settings.update(instruction=_unescape(args.instruction), template=_unescape(args.template))
-    if args.verbalizer is not None:
-        settings["verbalizer"] = tuple(word.strip() for word in args.verbalizer.split(","))
-    config = LabelGenerationConfig(**settings)
+    verbalizer = None if args.verbalizer is None else tuple(word.strip() for word in args.verbalizer.split(","))
+    config = config_from_arguments(
+        LabelGenerationConfig, args, instruction=_unescape(args.instruction), template=_unescape(args.template),
+        verbalizer=verbalizer,
+    )  # fmt: skip
     run_label_generation(config, methods=tuple(args.method or METHODS))
     return 0
 
@@ -102,7 +96,7 @@ def _export(args) -> int:
 def _label_writer(args):
     """The `LabelWriter` of an LM prompt file that `generate-labels` wrote, else None."""
     from tf_prompt_tuning.app.label_generation_job import LabelWriter
-    from tf_prompt_tuning.prompt_file import load_prompts
+    from tf_prompt_tuning.files.prompt_file import load_prompts
 
     path = _prompt_path(args.prompt, args.task)
     if load_prompts(path).metadata.get("kind") != "causal_lm":
@@ -111,9 +105,13 @@ def _label_writer(args):
 
 
 def _evaluate(args) -> int:
-    from tf_prompt_tuning.app.classification_job import TrainConfig, evaluate, load_splits
+    from tf_prompt_tuning.app.classification_job import (
+        TrainConfig,
+        evaluate,
+        load_splits,
+    )
     from tf_prompt_tuning.app.datasets import load_dataset
-    from tf_prompt_tuning.text_pipeline import make_text_dataset
+    from tf_prompt_tuning.preprocessing.text_pipeline import make_text_dataset
 
     writer = _label_writer(args)
     if writer is not None:  # a label-writing prompt: its own test split, or --data
@@ -188,12 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--xla", action="store_true", help="compile the step with XLA")
     demo.set_defaults(run=_demo)
 
-    from tf_prompt_tuning.app.classification_job import (
-        DEEP_INITIALIZERS, ENCODERS, METHODS, PLACEMENTS, POOLINGS, PRECISIONS, SCHEDULES, SCHEMES, TrainConfig,
-    )
-    from tf_prompt_tuning.distribution import STRATEGIES
+    from tf_prompt_tuning.app.classification_job import TrainConfig
 
-    defaults = TrainConfig()
     train = commands.add_parser(
         "train",
         help="prompt-tune a pre-trained backbone on a text classification set (the main job)",
@@ -201,64 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         "backbone with a head only as the baseline; writes prompt.safetensors, "
         "metrics.json and curves.png to --output-dir.",
     )
-    train.add_argument("--backbone", default=defaults.backbone,
-                       help="all-MiniLM-L6-v2 (default), a checkpoint directory or a KerasHub preset")
-    train.add_argument("--data", default=defaults.data,
-                       help="movie_reviews (default), tweets, amazon_reviews, nyt_editorials, "
-                       "or a .csv/.tsv/.jsonl file with columns text,label")
-    train.add_argument("--num-tokens", type=int, default=defaults.num_tokens, help="prompt length")
-    train.add_argument("--method", default=defaults.method, choices=METHODS,
-                       help="prompt: the input only (Lester et al.); deep: every layer's prompt positions; "
-                       "prefix: keys and values in every attention layer (P-tuning v2, faster); "
-                       "p-tuning: the input prompt made by an encoder over trainable seeds")
-    train.add_argument("--encoder", default=defaults.encoder, choices=ENCODERS,
-                       help="the prompt encoder of --method p-tuning")
-    train.add_argument("--init", default=defaults.initializer,
-                       choices=SCHEMES, help="prompt initialization")
-    train.add_argument("--init-text", help='text for --init text, e.g. "classify the sentiment"')
-    train.add_argument("--deep-init", default=defaults.deep_init, choices=DEEP_INITIALIZERS,
-                       help="where --method deep's later layers' prompts start: uniform, or the hidden "
-                       "states the input prompt reaches there (the model starts as the shallow prompt's)")
-    train.add_argument("--pooling", default=defaults.pooling, choices=POOLINGS)
-    train.add_argument("--placement", default=defaults.placement, choices=PLACEMENTS,
-                       help="where the prompt goes: after the first token, in front, or after the text "
-                       "(on a decoder the text is then read once: docs/appended_prompts.md)")
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--max-length", type=int, default=defaults.max_length,
-                       help="longest token sequence, special tokens included")
-    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    train.add_argument("--schedule", default=defaults.schedule, choices=SCHEDULES,
-                       help="learning-rate schedule: cosine decay to 0 over the run, or constant")
-    train.add_argument("--train-size", type=int, default=defaults.train_size,
-                       help="use only the first N training examples")
-    train.add_argument("--no-baseline", action="store_true", help="skip the head-only baseline")
-    train.add_argument("--xla", action="store_true", help="compile the step with XLA")
-    train.add_argument("--precision", default=defaults.precision,
-                       choices=PRECISIONS,
-                       help="Keras dtype policy of the backbone (prompt and head stay float32); "
-                       "mixed_bfloat16 for TPUs and recent GPUs")
-    train.add_argument("--strategy", default=defaults.strategy,
-                       choices=STRATEGIES,
-                       help="tf.distribute strategy: mirrored = all local GPUs; multi-worker = "
-                       "the cluster in TF_CONFIG (run the same command on every host); tpu = TPU_NAME")
-    train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
-                       help="steps between checkpoints; a killed run restarted with the same "
-                       "command resumes from the latest")
-    train.add_argument("--eval-every", type=int, default=defaults.eval_every,
-                       help="steps between dev evaluations (the dev curve in curves.png); also after each epoch")
+    add_config_arguments(train, TrainConfig)  # a flag for each of the job's settings
     train.add_argument("--restart", action="store_true",
                        help="discard the checkpoints of an unfinished run and start over")
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--output-dir", default=defaults.output_dir)
     train.set_defaults(run=_train)
 
-    from tf_prompt_tuning.app.label_generation_job import (
-        INITIALIZERS, LOSSES, METHODS, OPTIMIZERS, SCORES, TARGETS, LabelGenerationConfig,
-    )  # fmt: skip
-    from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS
+    from tf_prompt_tuning.app.label_generation_job import METHODS, LabelGenerationConfig
 
-    generation = LabelGenerationConfig()
     labels = commands.add_parser(
         "generate-labels",
         help="a causal LM (Gemma 3 270M) writes each text's label as a word: zero-shot, few-shot, soft prompt",
@@ -266,51 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the base model with a hand-written instruction (zero_shot), with solved examples too (few_shot), "
         "and a trained soft prompt (soft_prompt) on the same held-out examples; writes results.json.",
     )
-    labels.add_argument("--backbone", default=generation.backbone, help="gemma3_270m (default) or a causal LM preset")
-    labels.add_argument("--data", default=generation.data, help="a built-in set or a .csv/.tsv/.jsonl file")
     labels.add_argument("--method", action="append", choices=METHODS, help="repeat for several (default: all)")
-    labels.add_argument("--num-tokens", type=int, default=generation.num_tokens, help="soft prompt length")
-    labels.add_argument("--init", dest="initializer", default=generation.initializer, choices=INITIALIZERS,
-                        help="soft prompt initialization; text: the zero-shot instruction's embeddings; "
-                        "few_shot: the few-shot prompt's (the prompt takes its length); labels: the label words'")
-    labels.add_argument("--loss", default=generation.loss, choices=LOSSES,
-                        help="the softmax the label word must win: over the vocabulary (as greedy generation "
-                        "needs) or over the label words alone")
-    labels.add_argument("--targets", default=generation.targets, choices=TARGETS,
-                        help="labels; or few_shot: context distillation, the few-shot model's label "
-                        "distribution on each training text (no labels read)")
-    labels.add_argument("--optimizer", default=generation.optimizer, choices=OPTIMIZERS)
-    labels.add_argument("--warmup-steps", type=int, default=generation.warmup_steps,
-                        help="steps of linear learning-rate warmup from 0")
-    labels.add_argument("--placement", default=generation.placement, choices=LM_PLACEMENTS,
-                        help="the soft prompt in front of the input, or after it (the input is then read "
-                        "once and each step runs the prompt only: docs/appended_prompts.md)")
-    labels.add_argument("--steps", type=int, default=generation.steps)
-    labels.add_argument("--train-size", type=int, default=generation.train_size,
-                        help="training examples (default 0: steps x batch size x 2)")
-    labels.add_argument("--dev-size", type=int, default=generation.dev_size,
-                        help="dev examples scored every --eval-every steps; the best prompt is kept (0: none)")
-    labels.add_argument("--eval-every", type=int, default=generation.eval_every)
-    labels.add_argument("--batch-size", type=int, default=generation.batch_size)
-    labels.add_argument("--learning-rate", type=float, default=generation.learning_rate)
-    labels.add_argument("--max-text-tokens", type=int, default=generation.max_text_tokens,
-                        help="each text is cut to this many tokens")
-    labels.add_argument("--eval-size", type=int, default=generation.eval_size, help="held-out examples scored")
-    labels.add_argument("--instruction", default=generation.instruction,
-                        help="in front of the zero- and few-shot prompts (\\n: a line break)")
-    labels.add_argument("--template", default=generation.template,
-                        help="each example, with {text} where the text goes (default: %(default)r)")
-    labels.add_argument("--verbalizer", help="the word written for each class, comma-separated, in class "
-                        "order (default: the data's label names)")
-    labels.add_argument("--score", default=generation.score, choices=SCORES,
-                        help="generation: the first generated word must be the label; first_token: its first "
-                        "token must be the label word's (no generation; a few-shot prefix is read once)")
-    labels.add_argument("--shots", type=int, default=generation.shots, help="solved examples of few_shot")
-    labels.add_argument("--seed", type=int, default=generation.seed,
-                        help="the prompt's initialization, the batches' order, the few-shot examples")
-    labels.add_argument("--split-seed", type=int, default=generation.split_seed,
-                        help="the train/dev/test split (the same for every --seed)")
-    labels.add_argument("--output-dir", default=generation.output_dir)
+    add_config_arguments(labels, LabelGenerationConfig)
     labels.set_defaults(run=_label_generation)
 
     for name, run, help_text in [

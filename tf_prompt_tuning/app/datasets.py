@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tf_prompt_tuning._io import cache_dir, write_atomically
+from tf_prompt_tuning.files._io import cache_dir, write_atomically
 
 SOURCE_PACKAGE = "vaderSentiment==3.3.2"
 _SDIST_NAME = "vaderSentiment-3.3.2.tar.gz"

@@ -36,16 +36,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_prompt_tuning._checks import check_choice, check_positive_float, check_positive_int
-from tf_prompt_tuning._io import write_atomically
-from tf_prompt_tuning.backbone import load_backbone
-from tf_prompt_tuning.causal_decoder import tile_cache
+from tf_prompt_tuning._checks import check_choice, check_positive_int
+from tf_prompt_tuning.backbones.backbone import load_backbone
+from tf_prompt_tuning.backbones.causal_decoder import tile_cache
+from tf_prompt_tuning.files._io import write_atomically
+from tf_prompt_tuning.files.prompt_file import read_prompt_file, save_prompts
 from tf_prompt_tuning.initializers import FromArray, make_prompt_initializer
-from tf_prompt_tuning.input_cache_store import InputCacheStore
-from tf_prompt_tuning.models.prompt_causal_lm import LM_PLACEMENTS, PromptCausalLM
-from tf_prompt_tuning.prompt_file import read_prompt_file, save_prompts
-from tf_prompt_tuning.text_pipeline import PAD_TO_MULTIPLE
-from tf_prompt_tuning.training import make_train_step
+from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
+from tf_prompt_tuning.preprocessing.text_pipeline import PAD_TO_MULTIPLE
+from tf_prompt_tuning.settings import Setting, check_config
+from tf_prompt_tuning.training.input_cache_store import InputCacheStore
+from tf_prompt_tuning.training.train_step import make_train_step
 
 INSTRUCTION = "Classify the sentiment of the movie review as positive or negative.\n\n"
 TEMPLATE = "Review: {text}\nSentiment:"
@@ -65,62 +66,104 @@ OPTIMIZERS = ("adam", "adafactor")
 SCORES = ("generation", "first_token")
 
 
+def _check_template(template):
+    if not isinstance(template, str) or template.count("{text}") != 1:
+        raise ValueError(
+            "`template` must hold '{text}' exactly once, where each example's text goes. "
+            f"Received: template={template!r}. For example: 'Review: {{text}}\\nSentiment:'."
+        )
+    return template
+
+
+def _check_verbalizer(words):
+    if isinstance(words, str) or not words or not all(isinstance(w, str) and w.strip() == w and w for w in words):
+        raise ValueError(
+            "`verbalizer` must be a list of label words, one per class, each non-empty without "
+            f"surrounding spaces. Received: verbalizer={words!r}."
+        )
+    return tuple(words)
+
+
+def _count(name, default, help=""):
+    """A count where 0 means none (or: the default the help says)."""
+    return Setting(name, default, type=int, minimum=0, help=help,
+                   check_fn=lambda v: v if v == 0 and type(v) is int else check_positive_int(name, v))  # fmt: skip
+
+
+def _positive(name, default, help=""):
+    return Setting(name, default, type=int, minimum=1, help=help)
+
+
+# The job's settings, each declared once: checks, the CLI's flags and help.
+_S = {
+    s.name: s for s in [
+        Setting("backbone", "gemma3_270m", help="gemma3_270m (default) or a causal LM preset"),
+        Setting("data", "movie_reviews", help="a built-in set or a .csv/.tsv/.jsonl file"),
+        dataclasses.replace(PromptCausalLM.setting("num_tokens"), help="soft prompt length"),
+        Setting("initializer", "text", choices=INITIALIZERS, flags=("--init",),
+                help="soft prompt initialization; text: the zero-shot instruction's embeddings; "
+                "few_shot: the few-shot prompt's (the prompt takes its length); labels: the label words'"),
+        PromptCausalLM.setting("placement"),
+        Setting("loss", "vocabulary", choices=LOSSES, help="the softmax the label word must win: over the "
+                "vocabulary (as greedy generation needs) or over the label words alone"),
+        Setting("targets", "labels", choices=TARGETS, help="labels; or few_shot: context distillation, the "
+                "few-shot model's label distribution on each training text (no labels read)"),
+        Setting("optimizer", "adam", choices=OPTIMIZERS),
+        _count("warmup_steps", 0, help="steps of linear learning-rate warmup from 0"),
+        Setting("score", "generation", choices=SCORES, help="generation: the first generated word must be the "
+                "label; first_token: its first token must be the label word's (no generation; a few-shot "
+                "prefix is read once)"),
+        _positive("steps", 60),
+        _positive("batch_size", 8),
+        _count("train_size", 0, help="training examples (default 0: steps x batch size x 2)"),
+        _count("dev_size", 0, help="dev examples scored every --eval-every steps; the best prompt is kept (0: none)"),
+        _positive("eval_every", 100),
+        Setting("learning_rate", 0.05, type=float),
+        _positive("max_text_tokens", 48, help="each text is cut to this many tokens"),
+        _positive("eval_size", 200, help="held-out examples scored"),
+        _positive("shots", 4, help="solved examples of few_shot"),
+        Setting("seed", 0, type=int, help="the prompt's initialization, the batches' order, the few-shot examples"),
+        _count("split_seed", 0, help="the train/dev/test split (the same for every --seed)"),
+        Setting("output_dir", "outputs/label_generation", type=str),
+        Setting("instruction", INSTRUCTION, type=str, help="in front of the zero- and few-shot prompts (\\n: a line break)"),
+        Setting("template", TEMPLATE, check_fn=_check_template,
+                help="each example, with {text} where the text goes (default: %(default)r)"),
+        Setting("verbalizer", None, optional=True, check_fn=_check_verbalizer, help="the word written for "
+                "each class, comma-separated, in class order (default: the data's label names)"),
+    ]
+}  # fmt: skip
+
+
 @dataclasses.dataclass
 class LabelGenerationConfig:
-    backbone: str = "gemma3_270m"
-    data: str = "movie_reviews"
-    num_tokens: int = 20
-    initializer: str = "text"  # one of INITIALIZERS
-    placement: str = "prepend"  # or "append": after the input, which is then read once
-    loss: str = "vocabulary"  # one of LOSSES
-    targets: str = "labels"  # one of TARGETS
-    optimizer: str = "adam"
-    warmup_steps: int = 0  # the learning rate rises linearly from 0, then stays
-    score: str = "generation"  # one of SCORES
-    steps: int = 60
-    batch_size: int = 8
-    train_size: int = 0  # training examples; 0: steps x batch_size x 2
-    dev_size: int = 0  # dev examples scored every `eval_every` steps, the best kept; 0: none
-    eval_every: int = 100
-    learning_rate: float = 0.05
-    max_text_tokens: int = 48
-    eval_size: int = 200
-    shots: int = 4
-    seed: int = 0  # the prompt's initialization, the batches' order, the few-shot examples
-    split_seed: int = 0  # the train/dev/test split, the same whatever `seed`
-    output_dir: str = "outputs/label_generation"
-    instruction: str = INSTRUCTION  # in front of zero- and few-shot prompts; the "text" initialization
-    template: str = TEMPLATE  # each example; "{text}" once, where the text goes
-    verbalizer: tuple | None = None  # the word written for each class; None: the data's label names
+    backbone: str = _S["backbone"].field()
+    data: str = _S["data"].field()
+    num_tokens: int = _S["num_tokens"].field()
+    initializer: str = _S["initializer"].field()
+    placement: str = _S["placement"].field()  # "append": after the input, which is then read once
+    loss: str = _S["loss"].field()
+    targets: str = _S["targets"].field()
+    optimizer: str = _S["optimizer"].field()
+    warmup_steps: int = _S["warmup_steps"].field()  # the learning rate rises linearly from 0, then stays
+    score: str = _S["score"].field()
+    steps: int = _S["steps"].field()
+    batch_size: int = _S["batch_size"].field()
+    train_size: int = _S["train_size"].field()
+    dev_size: int = _S["dev_size"].field()
+    eval_every: int = _S["eval_every"].field()
+    learning_rate: float = _S["learning_rate"].field()
+    max_text_tokens: int = _S["max_text_tokens"].field()
+    eval_size: int = _S["eval_size"].field()
+    shots: int = _S["shots"].field()
+    seed: int = _S["seed"].field()
+    split_seed: int = _S["split_seed"].field()
+    output_dir: str = _S["output_dir"].field()
+    instruction: str = _S["instruction"].field()
+    template: str = _S["template"].field()
+    verbalizer: tuple | None = _S["verbalizer"].field()
 
     def __post_init__(self):
-        for name in ("num_tokens", "steps", "batch_size", "max_text_tokens", "eval_size", "shots", "eval_every"):
-            check_positive_int(name, getattr(self, name))
-        for name in ("train_size", "dev_size", "split_seed"):
-            if getattr(self, name) != 0:
-                check_positive_int(name, getattr(self, name))
-        check_choice("initializer", self.initializer, INITIALIZERS)
-        check_choice("placement", self.placement, LM_PLACEMENTS)
-        check_choice("loss", self.loss, LOSSES)
-        check_choice("targets", self.targets, TARGETS)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("score", self.score, SCORES)
-        if not isinstance(self.template, str) or self.template.count("{text}") != 1:
-            raise ValueError(
-                "`template` must hold '{text}' exactly once, where each example's text goes. "
-                f"Received: template={self.template!r}. For example: 'Review: {{text}}\\nSentiment:'."
-            )
-        if self.verbalizer is not None:
-            words = self.verbalizer
-            if isinstance(words, str) or not words or not all(isinstance(w, str) and w.strip() == w and w for w in words):
-                raise ValueError(
-                    "`verbalizer` must be a list of label words, one per class, each non-empty without "
-                    f"surrounding spaces. Received: verbalizer={words!r}."
-                )
-            self.verbalizer = tuple(words)
-        if self.warmup_steps != 0:
-            check_positive_int("warmup_steps", self.warmup_steps)
-        check_positive_float("learning_rate", self.learning_rate)
+        check_config(self)  # every setting, by its declaration
 
 
 def _ids(tokenizer, text) -> list[int]:

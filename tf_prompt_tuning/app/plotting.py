@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from tf_prompt_tuning._io import write_atomically
+from tf_prompt_tuning.files._io import write_atomically
 
 
 def _figure(**kwargs):

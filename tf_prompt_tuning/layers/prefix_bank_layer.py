@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tf_prompt_tuning import initializers
-from tf_prompt_tuning._keras_internals import unlocked
+from tf_prompt_tuning.backbones._keras_internals import unlocked
 from tf_prompt_tuning.layers.prefix_layer import PrefixLayer
 from tf_prompt_tuning.layers.prompt_bank_layer import _per_example, _task_flags
 

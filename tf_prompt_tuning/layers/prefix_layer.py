@@ -7,7 +7,7 @@ from keras import ops
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
-from tf_prompt_tuning._keras_internals import encoder_sublayers
+from tf_prompt_tuning.backbones._keras_internals import encoder_sublayers
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")

@@ -9,7 +9,7 @@ from keras import ops
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_deep
-from tf_prompt_tuning._keras_internals import unlocked
+from tf_prompt_tuning.backbones._keras_internals import unlocked
 from tf_prompt_tuning.layers.prompt_layer import PromptLayer, insert_block
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from tf_prompt_tuning import initializers
-from tf_prompt_tuning.causal_decoder import causal_decoder
+from tf_prompt_tuning.backbones.causal_decoder import causal_decoder
+from tf_prompt_tuning.backbones.pooling import is_causal
 from tf_prompt_tuning.layers.prefix_layer import PrefixLayer, check_prefixable
 from tf_prompt_tuning.mechanisms.prompt_mechanism import PromptMechanism
-from tf_prompt_tuning.pooling import is_causal
 
 
 class KeyValuePrefixes(PromptMechanism):

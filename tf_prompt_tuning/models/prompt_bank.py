@@ -23,48 +23,28 @@ from keras import ops
 
 from tf_prompt_tuning import initializers
 from tf_prompt_tuning._checks import check_positive_int
-from tf_prompt_tuning._keras_internals import unlocked
-from tf_prompt_tuning.causal_decoder import causal_decoder, tile_cache
-from tf_prompt_tuning.freezing import freeze
-from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
-from tf_prompt_tuning.layers.prefix_layer import is_prefixable
-from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer, check_task_ids
-from tf_prompt_tuning.models.task import PromptTask
-from tf_prompt_tuning.prompt_file import (
-    backbone_fingerprint,
+from tf_prompt_tuning.backbones._keras_internals import unlocked
+from tf_prompt_tuning.backbones.causal_decoder import causal_decoder, tile_cache
+from tf_prompt_tuning.backbones.pooling import check_pooling, is_causal, pool
+from tf_prompt_tuning.backbones.prompted_backbone import prompted_backbone
+from tf_prompt_tuning.files.prompt_file import (
     check_backbone,
     check_finite,
     check_tensors,
     read_prompt_file,
 )
-from tf_prompt_tuning.prompted_backbone import prompted_backbone
+from tf_prompt_tuning.layers.prefix_bank_layer import PrefixBankLayer
+from tf_prompt_tuning.layers.prefix_layer import is_prefixable
+from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer
 from tf_prompt_tuning.mechanisms import mechanism_for
 from tf_prompt_tuning.mechanisms.prompt_mechanism import PromptMechanism
 from tf_prompt_tuning.models.prompt_text_classifier import PromptTextClassifier
-from tf_prompt_tuning.pooling import check_pooling, is_causal, pool
+from tf_prompt_tuning.models.prompt_task import PromptTask
+from tf_prompt_tuning.models.task_bank import TaskBank
+from tf_prompt_tuning.training.freezing import freeze
 
 # Logit given to the classes a task does not have, so softmax gives them 0.
 _ABSENT_CLASS_LOGIT = -1e9
-
-
-def _same_backbone(a, b) -> bool:
-    # Hashing every weight (91 MB for MiniLM) is needed only for two different objects.
-    return a is b or backbone_fingerprint(a) == backbone_fingerprint(b)
-
-
-def check_task_name(name, names: Sequence[str]) -> str:
-    """`name` if it can name a new task of a bank whose tasks are `names`.
-
-    It names the task's variables and layers too, and Keras refuses a `/` in
-    those: refused here, before the bank changes.
-    """
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ValueError(
-            f"A task name must be a non-empty string without '/'. Received: name={name!r}."
-        )
-    if name in names:
-        raise ValueError(f"The bank already has a task {name!r}. Pick another name.")
-    return name
 
 
 def _empty_copy(layer):
@@ -86,7 +66,7 @@ class _NewTask:
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
-class PromptBank(PromptTask):
+class PromptBank(TaskBank, PromptTask):
     """Serves many prompt-tuned tasks from one frozen backbone.
 
     Tasks are usually trained one by one as `PromptTextClassifier`s (or
@@ -132,8 +112,7 @@ class PromptBank(PromptTask):
     (TensorShape([3, 3]), ['sentiment', 'topic'])
     """
 
-    prompt_file_kind = None  # many tasks: each is saved from its own model
-    extra_input_names = ("task_id",)
+    adders = "add_classifier"
 
     def __init__(
         self,
@@ -150,7 +129,6 @@ class PromptBank(PromptTask):
         check_pooling(pooling, backbone)
         self.backbone = backbone
         self.seed = seed
-        self._backbone_fingerprint = None  # hashed on the first prompt file
         # Room for deep-prompt tasks: a bank without any runs no extra op, one
         # with some a per-layer select (no measurable cost, benchmarks/deep_bank.py).
         num_layers = len(getattr(backbone, "transformer_layers", ())) or None
@@ -200,12 +178,6 @@ class PromptBank(PromptTask):
     def task_names(self) -> list[str]:
         return [task["name"] for task in self.tasks]
 
-    def task_id(self, name: str) -> int:
-        """The integer id of a task, for the `task_id` input."""
-        if name not in self.task_names:
-            raise KeyError(f"No task {name!r} in the bank. Its tasks are {self.task_names}.")
-        return self.task_names.index(name)
-
     def add_task(
         self, name: str, num_classes: int, label_names=None, prompt_initializer="uniform", deep=False
     ) -> int:
@@ -215,7 +187,7 @@ class PromptBank(PromptTask):
 
     def _new_task(self, name, num_classes, label_names, prompt_initializer, deep) -> _NewTask:
         """Checks everything about a task to add, before the bank changes."""
-        check_task_name(name, self.task_names)
+        self.check_new_task(name)
         num_classes = check_positive_int("num_classes", num_classes)
         if num_classes < 2:
             raise ValueError(
@@ -273,11 +245,7 @@ class PromptBank(PromptTask):
     def add_classifier(self, name: str, classifier: PromptTextClassifier, label_names=None) -> int:
         """Adds a trained `PromptTextClassifier` built on this bank's backbone
         (with its `label_names` unless others are given)."""
-        if not _same_backbone(classifier.backbone, self.backbone):
-            raise ValueError(
-                f"Task {name!r} was trained on another backbone. Add only classifiers "
-                "of the bank's backbone."
-            )
+        self.check_new_task(name, classifier.backbone, what="classifiers")
         self._check_compatible(
             classifier.num_tokens, classifier.placement, classifier.pooling, f"Classifier {name!r}"
         )
@@ -311,7 +279,7 @@ class PromptBank(PromptTask):
         self._check_compatible(
             metadata["num_tokens"], metadata.get("placement"), metadata.get("pooling"), repr(loaded.path)
         )
-        check_backbone(loaded, self.backbone, fingerprint=self._fingerprint())
+        check_backbone(loaded, self.backbone, fingerprint=self.bank_backbone_fingerprint())
         deep = metadata.get("deep", False)
         # "zeros": the file's values replace the initial ones.
         task = self._new_task(name, metadata["num_classes"], metadata.get("label_names"), "zeros", deep)
@@ -324,20 +292,9 @@ class PromptBank(PromptTask):
             variable.assign(loaded.tensors[key])
         return self.task_id(name)
 
-    def _fingerprint(self) -> str:
-        # The frozen backbone's hash, once per bank rather than once per file.
-        if self._backbone_fingerprint is None:
-            self._backbone_fingerprint = backbone_fingerprint(self.backbone)
-        return self._backbone_fingerprint
-
-    def _check_call(self, inputs):
-        self.check_input_length(inputs["token_ids"].shape[1])
-        if not self.tasks:
-            raise ValueError("The bank has no tasks. Add one with add_classifier or add_prompt_file.")
-
     def call(self, inputs, training=None):
-        self._check_call(inputs)
-        task_id = check_task_ids(inputs["task_id"], len(self.tasks))
+        self.check_input_length(inputs["token_ids"].shape[1])
+        task_id = self.checked_task_ids(inputs["task_id"])
         if self.decoder is not None:
             return self._logits_from_cache(self._read(inputs), task_id)
         encoded = self.encoder(self.backbone_inputs(dict(inputs, task_id=task_id)), training=False)
@@ -377,7 +334,8 @@ class PromptBank(PromptTask):
             raise ValueError(
                 f"`task_names` must be a non-empty list of task names. Received: task_names={task_names!r}."
             )
-        self._check_call(inputs)
+        self.check_input_length(inputs["token_ids"].shape[1])
+        self.check_has_tasks()
         ids = np.asarray([self.task_id(name) for name in task_names], "int32")
         batch = ops.shape(inputs["token_ids"])[0]
         # Task-major: the batch once per task, so a reshape splits the tasks.

@@ -25,11 +25,12 @@ import tensorflow as tf
 from keras import ops
 
 from tf_prompt_tuning._checks import check_choice, check_positive_int
-from tf_prompt_tuning.causal_decoder import InputCache, causal_decoder
-from tf_prompt_tuning.freezing import freeze
-from tf_prompt_tuning.layers.prompt_layer import PromptLayer
+from tf_prompt_tuning.backbones.causal_decoder import InputCache, causal_decoder
 from tf_prompt_tuning.initializers import make_prompt_initializer
-from tf_prompt_tuning.models.task import PromptTask
+from tf_prompt_tuning.layers.prompt_layer import PromptLayer
+from tf_prompt_tuning.models.prompt_task import PROMPT_LENGTH, PromptTask
+from tf_prompt_tuning.settings import Setting
+from tf_prompt_tuning.training.freezing import freeze
 
 SAMPLING_STRATEGIES = ("greedy", "sample")
 # Where the prompt goes: before each input, or after it (its last real token).
@@ -175,6 +176,14 @@ class PromptCausalLM(PromptTask):
     ((2, 5), dtype('bool'))
     """
 
+    SETTINGS = (
+        PROMPT_LENGTH,
+        Setting("placement", "prepend", choices=LM_PLACEMENTS, in_file=True,
+                hint="Use 'prepend' to steer from the start, 'append' to put the prompt after each input.",
+                help="the soft prompt in front of the input, or after it (the input is then read "
+                "once and each step runs the prompt only: docs/appended_prompts.md)"),
+    )  # fmt: skip
+
     def __init__(
         self, backbone, *, num_tokens=20, prompt_initializer="uniform", placement="prepend", seed=None, **kwargs
     ):
@@ -185,12 +194,7 @@ class PromptCausalLM(PromptTask):
                 "the backbone's tokenizer instead."
             )
         super().__init__(**kwargs)
-        if num_tokens != 0:
-            num_tokens = check_positive_int("num_tokens", num_tokens)
-        check_choice(
-            "placement", placement, LM_PLACEMENTS,
-            "Use 'prepend' to steer from the start, 'append' to put the prompt after each input.",
-        )  # fmt: skip
+        num_tokens, placement = self.checked_settings(num_tokens=num_tokens, placement=placement).values()
         self.placement = placement
         self.decoder = causal_decoder(backbone)
         self.backbone = backbone
@@ -212,7 +216,8 @@ class PromptCausalLM(PromptTask):
 
     prompt_file_kind = "causal_lm"
     # A bank's prompt layer reads a per-example `task_id`.
-    takes_task_id = False
+    # The SavedModel signatures `export_saved_model` writes for it.
+    serving_signatures = ("generate",)
 
     def make_prompt_layer(self, num_tokens, initializer) -> PromptLayer:
         """The layer holding the prompt (a `PromptBankLayer` in a bank)."""
@@ -301,7 +306,7 @@ class PromptCausalLM(PromptTask):
         after_mask = ops.concatenate([ops.ones_like(after_positions[:, :n]), targets], axis=1)
         cache, text = self.decoder.read(token_ids, source, n + length, after_positions, after_mask, return_hidden=True)
         x = self.decoder.embed_tokens(token_ids)
-        block = self._prompt_block(x, task_id if self.takes_task_id else None)
+        block = self._prompt_block(x, task_id if "task_id" in self.extra_input_names else None)
         hidden, _ = self.decoder.continue_from(cache, ops.concatenate([block, x], axis=1))
         # Before the prompt, what the input predicts is the frozen model's;
         # the last input token's prediction (the token after the prompt)
@@ -320,7 +325,7 @@ class PromptCausalLM(PromptTask):
         keys and values, computed once without a gradient, with room for the
         prompt after each row's last real token (`next_token_logits` takes
         it, for as many steps and epochs as the inputs stay the same)."""
-        if self.placement != "append" or self.prompt is None or self.takes_task_id:
+        if self.placement != "append" or self.prompt is None or "task_id" in self.extra_input_names:
             raise ValueError(
                 "`read_inputs` reads the inputs of an appended prompt, which cannot change them. "
                 f"Received: a {type(self).__name__} with placement={self.placement!r} and "
@@ -335,7 +340,7 @@ class PromptCausalLM(PromptTask):
         generation picks first. Takes the inputs, or an appended prompt's
         `InputCache` from `read_inputs`: then only the prompt's positions run."""
         if isinstance(inputs, InputCache):
-            if self.placement != "append" or self.prompt is None or self.takes_task_id:
+            if self.placement != "append" or self.prompt is None or "task_id" in self.extra_input_names:
                 self.read_inputs(None)  # raises: only an appended prompt runs after a cache
             hidden, _ = self.decoder.continue_from(inputs, self._prompt_block(self._cache_block_like(inputs)))
             return self.decoder.logits(hidden[:, -1])
@@ -360,26 +365,8 @@ class PromptCausalLM(PromptTask):
         decoder = self.decoder
         limit = decoder.max_positions
 
-        def pick(logits, step, seed):
-            if options["strategy"] == "greedy":
-                return tf.argmax(logits, axis=-1, output_type=tf.int32)
-            logits = logits / options["temperature"]
-            if options["top_k"]:
-                kth = tf.math.top_k(logits, k=options["top_k"]).values[:, -1:]
-                logits = tf.where(logits < kth, _EXCLUDED_LOGIT, logits)
-            # Stateless: the same seed gives the same tokens. XLA's generator
-            # differs from TensorFlow's, so compiled and plain runs differ.
-            step_seed = tf.stack([tf.cast(seed, tf.int32), step])
-            return tf.random.stateless_categorical(logits, 1, step_seed, dtype=tf.int32)[:, 0]
-
-        def record(token, step, tokens, valid, done):
-            """Writes `token` at `step`; a finished row gets 0, outside the mask."""
-            token = tf.where(done, 0, token)
-            here = tf.range(max_new)[None, :] == step
-            tokens = tf.where(here, token[:, None], tokens)
-            valid = valid | (here & ~done[:, None])
-            done = done | tf.reduce_any(token[:, None] == end_ids[None, :], axis=-1)
-            return token, tokens, valid, done
+        pick = _token_picker(options)
+        record = _token_recorder(max_new, end_ids)
 
         def generate(token_ids, padding_mask, task_id=None, seed=0):
             token_ids = tf.cast(token_ids, tf.int32)
@@ -392,7 +379,8 @@ class PromptCausalLM(PromptTask):
                     n + length + max_new, limit,
                     message="The prompt, the input and max_new_tokens exceed the backbone position table",
                 )  # fmt: skip
-            if self.takes_task_id:
+            bank_ids = task_id if "task_id" in self.extra_input_names else None
+            if bank_ids is not None:
                 # Out of range, a gather would clamp (XLA) or read zeros (GPU): a wrong task, silently.
                 tf.debugging.assert_equal(
                     tf.reduce_all((task_id >= 0) & (task_id < len(self.tasks))), True,
@@ -407,12 +395,12 @@ class PromptCausalLM(PromptTask):
                 x = decoder.embed_tokens(token_ids)
                 prompt_positions = lengths[:, None] + tf.range(n)[None, :]
                 positions = tf.concat([tf.maximum(tf.cumsum(mask, axis=1) - 1, 0), prompt_positions], axis=1)
-                block = self._prompt_block(x, task_id if self.takes_task_id else None)
+                block = self._prompt_block(x, bank_ids)
                 x = decoder.start(tf.concat([x, block], axis=1), positions)
                 key_mask = tf.concat([mask, tf.ones_like(prompt_positions)], axis=1)
                 last = tf.fill([batch], length + n - 1)  # the prompt's last vector
             else:
-                x, key_mask, positions = self._embed(token_ids, mask, task_id if self.takes_task_id else None)
+                x, key_mask, positions = self._embed(token_ids, mask, bank_ids)
                 # The last real token, or the prompt's last vector for an empty input.
                 last = n - 1 + tf.reduce_max(mask * tf.range(1, length + 1)[None, :], axis=1)
             key_mask = tf.concat([key_mask, tf.ones([batch, max_new - 1], tf.int32)], axis=1)
@@ -518,11 +506,6 @@ class PromptCausalLM(PromptTask):
         )
         return {name: value.numpy() for name, value in outputs.items()}
 
-    def get_config(self):
-        config = super().get_config()
-        config["placement"] = self.placement
-        return config
-
     # The prompt-file contract (see `PromptTask`).
 
     def task_variables(self) -> dict:
@@ -532,11 +515,37 @@ class PromptCausalLM(PromptTask):
         return 2  # generation prompts: older releases refuse them clearly
 
     def prompt_file_metadata(self) -> dict:
-        return {"dim": int(self.prompt.prompt.shape[-1]), "placement": self.placement}
+        return {**super().prompt_file_metadata(), "dim": int(self.prompt.prompt.shape[-1])}
 
-    @classmethod
-    def from_prompt_metadata(cls, metadata: dict, backbone, **kwargs):
-        return cls(
-            backbone, num_tokens=metadata["num_tokens"], prompt_initializer="zeros",
-            placement=metadata.get("placement", "prepend"), **kwargs,
-        )  # fmt: skip
+
+def _token_picker(options):
+    """`pick(logits, step, seed)`: the next token of each row, greedy or sampled."""
+
+    def pick(logits, step, seed):
+        if options["strategy"] == "greedy":
+            return tf.argmax(logits, axis=-1, output_type=tf.int32)
+        logits = logits / options["temperature"]
+        if options["top_k"]:
+            kth = tf.math.top_k(logits, k=options["top_k"]).values[:, -1:]
+            logits = tf.where(logits < kth, _EXCLUDED_LOGIT, logits)
+        # Stateless: the same seed gives the same tokens. XLA's generator
+        # differs from TensorFlow's, so compiled and plain runs differ.
+        step_seed = tf.stack([tf.cast(seed, tf.int32), step])
+        return tf.random.stateless_categorical(logits, 1, step_seed, dtype=tf.int32)[:, 0]
+
+    return pick
+
+
+def _token_recorder(max_new, end_ids):
+    """`record(token, step, tokens, valid, done)`: writes `token` at `step`; a
+    finished row gets 0, outside the mask."""
+
+    def record(token, step, tokens, valid, done):
+        token = tf.where(done, 0, token)
+        here = tf.range(max_new)[None, :] == step
+        tokens = tf.where(here, token[:, None], tokens)
+        valid = valid | (here & ~done[:, None])
+        done = done | tf.reduce_any(token[:, None] == end_ids[None, :], axis=-1)
+        return token, tokens, valid, done
+
+    return record

@@ -8,14 +8,19 @@ import keras
 import numpy as np
 
 from tf_prompt_tuning._checks import check_positive_int
-from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer, check_task_ids
-from tf_prompt_tuning.models.prompt_bank import _same_backbone, check_task_name
+from tf_prompt_tuning.files.prompt_file import (
+    check_backbone,
+    check_finite,
+    check_tensors,
+    read_prompt_file,
+)
+from tf_prompt_tuning.layers.prompt_bank_layer import PromptBankLayer
 from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
-from tf_prompt_tuning.prompt_file import check_backbone, check_finite, check_tensors, read_prompt_file
+from tf_prompt_tuning.models.task_bank import TaskBank
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
-class PromptCausalLMBank(PromptCausalLM):
+class PromptCausalLMBank(TaskBank, PromptCausalLM):
     """Generates for many prompt-tuned tasks from one frozen causal LM.
 
     A `PromptCausalLM` whose prompt is picked per example by `task_id`
@@ -50,8 +55,7 @@ class PromptCausalLMBank(PromptCausalLM):
     (2, 4)
     """
 
-    takes_task_id = True
-    prompt_file_kind = None  # many tasks: each is saved from its own model
+    adders = "add_lm"
 
     def __init__(self, backbone, *, num_tokens=20, tasks: Sequence[str] = (), **kwargs):
         super().__init__(backbone, num_tokens=check_positive_int("num_tokens", num_tokens), **kwargs)
@@ -63,23 +67,17 @@ class PromptCausalLMBank(PromptCausalLM):
     def make_prompt_layer(self, num_tokens, initializer) -> PromptBankLayer:
         return PromptBankLayer(num_tokens, name="prompts")
 
-    def prompt_arguments(self, task_id) -> dict:
-        if task_id is None:
-            raise ValueError("A `PromptCausalLMBank` needs `task_id`, each row's task.")
-        if not self.tasks:
-            raise ValueError("The bank has no tasks. Add one with add_lm or add_prompt_file.")
-        return {"task_id": check_task_ids(task_id, len(self.tasks))}
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks)
 
-    def task_id(self, name: str) -> int:
-        """The integer id of a task, for the `task_id` input."""
-        if name not in self.tasks:
-            raise KeyError(f"No task {name!r} in the bank. Its tasks are {self.tasks}.")
-        return self.tasks.index(name)
+    def prompt_arguments(self, task_id) -> dict:
+        return {"task_id": self.checked_task_ids(task_id)}
 
     def add_task(self, name: str, prompt_initializer="uniform") -> int:
         """Adds an untrained task; returns its id. A refused task (a bad name
         or initializer) leaves the bank as it was."""
-        check_task_name(name, self.tasks)
+        self.check_new_task(name)
         self.prompt.add_prompt(name, prompt_initializer)  # one variable: made whole, or not at all
         self.tasks.append(name)
         # A compiled generate function holds the prompts as they were when it
@@ -89,12 +87,7 @@ class PromptCausalLMBank(PromptCausalLM):
 
     def add_lm(self, name: str, lm: PromptCausalLM) -> int:
         """Adds the prompt of a trained `PromptCausalLM` on this bank's backbone."""
-        check_task_name(name, self.tasks)
-        if not _same_backbone(lm.backbone, self.backbone):
-            raise ValueError(
-                f"Task {name!r} was trained on another backbone. Add only models of "
-                "the bank's backbone."
-            )
+        self.check_new_task(name, lm.backbone)
         if isinstance(lm, PromptCausalLMBank) or lm.num_tokens != self.num_tokens:
             raise ValueError(
                 f"Task {name!r} must be a PromptCausalLM with the bank's num_tokens="
@@ -117,8 +110,8 @@ class PromptCausalLMBank(PromptCausalLM):
                 f"tasks have num_tokens={self.num_tokens}. Tasks in one bank share it."
             )
         self._check_placement(loaded.metadata.get("placement", "prepend"), repr(loaded.path))
-        check_backbone(loaded, self.backbone)
-        check_task_name(name, self.tasks)
+        check_backbone(loaded, self.backbone, fingerprint=self.bank_backbone_fingerprint())
+        self.check_new_task(name)
         check_tensors({"prompt": (self.num_tokens, self.prompt.dim)}, loaded)
         task = self.add_task(name, "zeros")  # "zeros": the file's prompt replaces them
         self.prompt.prompts[task].assign(loaded.tensors["prompt"])

@@ -6,15 +6,49 @@ import keras
 from keras import ops
 
 from tf_prompt_tuning import initializers
-from tf_prompt_tuning._checks import check_choice, check_positive_int
-from tf_prompt_tuning.causal_decoder import InputCache, causal_decoder
-from tf_prompt_tuning.freezing import freeze
+from tf_prompt_tuning._checks import check_positive_int
+from tf_prompt_tuning.backbones.causal_decoder import InputCache, causal_decoder
+from tf_prompt_tuning.backbones.pooling import POOLINGS, check_pooling, is_causal, pool
+from tf_prompt_tuning.backbones.prompted_backbone import (
+    prompt_hidden_states,
+    prompted_backbone,
+)
+from tf_prompt_tuning.layers.prompt_encoder_layer import ENCODERS
+from tf_prompt_tuning.layers.prompt_layer import PLACEMENTS
 from tf_prompt_tuning.mechanisms import check_deep, mechanism_for
-from tf_prompt_tuning.models.task import PromptTask
-from tf_prompt_tuning.pooling import check_pooling, is_causal, pool
-from tf_prompt_tuning.prompted_backbone import prompt_hidden_states, prompted_backbone
+from tf_prompt_tuning.models.prompt_task import PROMPT_LENGTH, PromptTask
+from tf_prompt_tuning.settings import Setting, alternatives
+from tf_prompt_tuning.training.freezing import freeze
 
 DEEP_INITIALIZERS = ("uniform", "hidden_states")
+
+
+def _check_num_classes(num_classes):
+    num_classes = check_positive_int("num_classes", num_classes)
+    if num_classes < 2:
+        raise ValueError(
+            "`num_classes` must be at least 2 (the model outputs one logit per "
+            f"class). Received: num_classes={num_classes}."
+        )
+    return num_classes
+
+
+def _check_head_dropout(head_dropout):
+    if not 0.0 <= head_dropout < 1.0:
+        raise ValueError(f"`head_dropout` must be in [0, 1). Received: head_dropout={head_dropout}.")
+    return head_dropout
+
+
+def _check_deep(deep):
+    if not isinstance(deep, (bool, str)):  # not 1 or None: a file says false, true or a kind
+        raise TypeError(f"`deep` must be False, True or a kind of deep prompt. Received: deep={deep!r}.")
+    return check_deep(deep)
+
+
+def _deep_spellings() -> tuple:
+    from tf_prompt_tuning.mechanisms import MECHANISMS
+
+    return tuple(dict.fromkeys(m.deep for m in MECHANISMS.values() if m.deep))
 
 
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
@@ -96,6 +130,28 @@ class PromptTextClassifier(PromptTask):
     (2, 3)
     """
 
+    # Each setting declared once: the constructor's checks, `get_config`, the
+    # prompt file's metadata and its validation, the training job and its flags.
+    SETTINGS = (
+        Setting("num_classes", None, type=int, minimum=2, in_file=True, check_fn=_check_num_classes,
+                expected_text="an integer >= 2"),
+        PROMPT_LENGTH,
+        Setting("placement", "after_first", choices=PLACEMENTS, in_file=True,
+                help="where the prompt goes: after the first token, in front, or after the text "
+                "(on a decoder the text is then read once: docs/appended_prompts.md)"),
+        Setting("pooling", "mean", choices=POOLINGS, in_file=True),
+        Setting("head_dropout", 0.0, type=float, check_fn=_check_head_dropout),
+        Setting("deep", False, in_file=True, check_fn=_check_deep,
+                expected_text=lambda: "false, true, " + alternatives(_deep_spellings())),
+        Setting("deep_initializer", "uniform", choices=DEEP_INITIALIZERS, in_config=False,
+                flags=("--deep-initializer", "--deep-init"),
+                help="where --method deep's later layers' prompts start: uniform, or the hidden "
+                "states the input prompt reaches there (the model starts as the shallow prompt's)"),
+        Setting("prompt_encoder", None, choices=ENCODERS, optional=True, in_file=True,
+                flags=("--prompt-encoder", "--encoder"), help="the prompt encoder of --method p-tuning"),
+        Setting("label_names", None, in_file=True),  # checked with num_classes (`check_metadata`)
+    )
+
     def __init__(
         self,
         backbone,
@@ -114,20 +170,13 @@ class PromptTextClassifier(PromptTask):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        num_classes = check_positive_int("num_classes", num_classes)
-        if num_classes < 2:
-            raise ValueError(
-                "`num_classes` must be at least 2 (the model outputs one logit per "
-                f"class). Received: num_classes={num_classes}."
-            )
-        if num_tokens != 0:
-            num_tokens = check_positive_int("num_tokens", num_tokens)
+        num_classes, num_tokens, placement, pooling, head_dropout, deep, deep_initializer, prompt_encoder = (
+            self.checked_settings(
+                num_classes=num_classes, num_tokens=num_tokens, placement=placement, pooling=pooling,
+                head_dropout=head_dropout, deep=deep, deep_initializer=deep_initializer, prompt_encoder=prompt_encoder,
+            ).values()
+        )  # fmt: skip
         check_pooling(pooling, backbone)
-        if not 0.0 <= head_dropout < 1.0:
-            raise ValueError(
-                f"`head_dropout` must be in [0, 1). Received: head_dropout={head_dropout}."
-            )
-        deep = check_deep(deep)
         first_token_id = self._check_deep_initializer(deep_initializer, deep, prompt_encoder, num_tokens, placement)
         if label_names is not None:
             label_names = [str(name) for name in label_names]
@@ -232,9 +281,8 @@ class PromptTextClassifier(PromptTask):
         return self.head(self.head_dropout_layer(hidden[:, -1], training=training))
 
     def _check_deep_initializer(self, deep_initializer, deep, prompt_encoder, num_tokens, placement):
-        """Checks `deep_initializer`; returns the token in front of the prompt
-        that "hidden_states" needs with placement "after_first"."""
-        check_choice("deep_initializer", deep_initializer, DEEP_INITIALIZERS)
+        """Checks `deep_initializer` against the other settings; returns the token in
+        front of the prompt that "hidden_states" needs with placement "after_first"."""
         if deep_initializer == "uniform":
             return None
         if deep != "hidden" or prompt_encoder or not num_tokens:
@@ -294,21 +342,6 @@ class PromptTextClassifier(PromptTask):
     def reads_inputs_once(self) -> bool:
         return self.decoder is not None
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "placement": self.placement,
-                "pooling": self.pooling,
-                "head_dropout": self.head_dropout,
-                "deep": self.deep,
-                "prompt_encoder": self.prompt_encoder,
-                "label_names": self.label_names,
-            }
-        )
-        return config
-
     # The prompt-file contract (see `PromptTask`).
 
     def task_variables(self) -> dict:
@@ -332,20 +365,9 @@ class PromptTextClassifier(PromptTask):
         return self.mechanism.file_format if self.mechanism else 1
 
     def prompt_file_metadata(self) -> dict:
-        return {
-            "deep": self.deep,
-            "prompt_encoder": self.prompt_encoder,
-            "dim": int(self.head.kernel.shape[0]),
-            "placement": self.placement,
-            "pooling": self.pooling,
-            "num_classes": self.num_classes,
-        }
+        return {**super().prompt_file_metadata(), "dim": int(self.head.kernel.shape[0])}
 
     @classmethod
     def from_prompt_metadata(cls, metadata: dict, backbone, **kwargs):
-        return cls(
-            backbone, metadata["num_classes"], num_tokens=metadata["num_tokens"],
-            prompt_initializer="zeros", placement=metadata.get("placement", "after_first"),
-            pooling=metadata.get("pooling", "mean"), deep=metadata.get("deep", False),
-            label_names=metadata.get("label_names"), **kwargs,
-        )  # fmt: skip
+        # A P-tuning file holds its encoder's output as `prompt`: served as a plain prompt.
+        return super().from_prompt_metadata({**metadata, "prompt_encoder": None}, backbone, **kwargs)

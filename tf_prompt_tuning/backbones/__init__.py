@@ -1,0 +1,2 @@
+"""Backbones: loading and conversion, causal decoder families, the prompted graph,
+pooling, and the one module that reaches Keras/KerasHub internals."""

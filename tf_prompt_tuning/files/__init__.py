@@ -1,0 +1,1 @@
+"""Files: prompt files, SavedModel export, and atomic writes."""

@@ -1,0 +1,1 @@
+"""Text to model inputs: the one text framing, and the `TextPreprocessor` layer."""
