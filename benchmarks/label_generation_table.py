@@ -33,6 +33,10 @@ def _setting(config: dict, method: str) -> str:
         parts.append(f"targets {config['targets']}")
     if config.get("loss", "vocabulary") != "vocabulary":
         parts.append(f"loss {config['loss']}")
+    if config.get("optimizer", "adam") != "adam":
+        parts.append(config["optimizer"])
+    if config.get("warmup_steps", 0):
+        parts.append(f"warmup {config['warmup_steps']}")
     return ", ".join(parts)
 
 
