@@ -44,7 +44,7 @@ import numpy as np
 from cpu_flags import cpu_description
 import tf_prompt_tuning as tpt
 from tf_prompt_tuning.app.datasets import load_sentiment
-from tf_prompt_tuning.app.classification_job import evaluate, predict_function
+from tf_prompt_tuning.training.evaluation import evaluate, predict_function
 
 METHODS = {
     "head": ("head only", dict(num_tokens=0)),

@@ -102,7 +102,7 @@ def _test_split(data_file):
 
 
 def test_load_task_rebuilds_the_trained_classifier(trained, data_file):
-    from tf_prompt_tuning.app.classification_job import evaluate
+    from tf_prompt_tuning.training.evaluation import evaluate
 
     metrics, output_dir = trained
     model, tokenizer, metadata = load_task(str(output_dir / "prompt.safetensors"))

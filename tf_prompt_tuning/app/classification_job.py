@@ -39,10 +39,11 @@ from tf_prompt_tuning.preprocessing.text_pipeline import (
 from tf_prompt_tuning.preprocessing.text_preprocessor import TextPreprocessor
 from tf_prompt_tuning.settings import Setting, check_config
 from tf_prompt_tuning.training.distribution import STRATEGIES, make_strategy
+from tf_prompt_tuning.training.evaluation import evaluate, predict_function
 from tf_prompt_tuning.training.freezing import parameter_summary
 from tf_prompt_tuning.training.input_cache_store import InputCacheStore
 from tf_prompt_tuning.training.train_loop import train
-from tf_prompt_tuning.training.train_step import make_train_step, relaxed_spec, supports_jit
+from tf_prompt_tuning.training.train_step import make_train_step
 
 PROMPT_FILENAME = "prompt.safetensors"
 SCHEDULES = ("cosine", "constant")
@@ -166,42 +167,6 @@ class TrainConfig:
 
 def _loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def predict_function(model, *, jit_compile: bool = False):
-    """`model`'s inference call as a `tf.function` traced once, at the first call:
-    batch and sequence dims are left free, so bucketed batches reuse its graph."""
-    compiled = None
-    jit_compile = jit_compile and supports_jit(model)
-
-    def predict(x):
-        nonlocal compiled
-        if compiled is None:
-            compiled = tf.function(
-                lambda x: model(x, training=False), jit_compile=jit_compile,
-                input_signature=[tf.nest.map_structure(relaxed_spec, x)],
-            )  # fmt: skip
-        return compiled(x)
-
-    return predict
-
-
-def evaluate(model, dataset: tf.data.Dataset, *, predict=None, jit_compile: bool = False) -> dict:
-    """Accuracy and mean loss of `model` over a dataset of `(inputs, labels)`.
-
-    Pass `predict` (from `predict_function(model)`) to reuse its traced graph
-    across calls.
-    """
-    predict = predict or predict_function(model, jit_compile=jit_compile)
-    loss_fn = _loss()
-    correct = total = 0
-    loss_sum = 0.0
-    for inputs, labels in dataset:
-        logits = predict(inputs)
-        correct += int(tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == labels, tf.int32)))
-        loss_sum += float(loss_fn(labels, logits)) * int(tf.shape(labels)[0])
-        total += int(tf.shape(labels)[0])
-    return {"accuracy": correct / total, "loss": loss_sum / total, "examples": total}
 
 
 def _input_names(backbone):
