@@ -2,6 +2,7 @@
 Gemma 3 converted from a GGUF file the tests write, with its tokenizer."""
 
 import contextlib
+import dataclasses
 import json
 import os
 
@@ -212,6 +213,18 @@ def test_a_trained_prompt_file_labels_texts_as_the_job_scored_them(tiny_job, tmp
     assert [line.split("\t")[0] for line in lines] == [row["label"] for row in rows[:2]]
     assert main(["evaluate", "--prompt", path]) == 0
     assert capsys.readouterr().out.startswith("accuracy ")
+    # Exported, the SavedModel answers strings as `predict` does, with no tf_prompt_tuning code.
+    import tensorflow as tf
+
+    assert main(["export", "--prompt", path, "--output", str(tmp_path / "served")]) == 0
+    serve = tf.saved_model.load(str(tmp_path / "served")).signatures["serve_text"]
+    served = serve(text=tf.constant(list(test.texts[:3])))
+    assert [label.decode() for label in served["label"].numpy()] == [row["label"] for row in rows]
+    np.testing.assert_allclose(served["probability"].numpy(), [row["probability"] for row in rows], atol=1e-5)
+    np.testing.assert_allclose(served["probabilities"].numpy().sum(-1), 1.0, atol=1e-5)
+    capsys.readouterr()
+    assert main(["export", "--prompt", path, "--output", str(tmp_path / "served")]) == 2  # exists: refused
+    assert "Choose a new path, or pass overwrite=True (--overwrite)" in capsys.readouterr().err
 
 
 def test_an_lm_prompt_file_without_its_template_is_refused(gemma, tmp_path):
@@ -273,3 +286,22 @@ def test_cli_errors_are_one_line_and_write_nothing(argv, message, tmp_path, caps
     assert message in err and len(err.strip().splitlines()) == 1
     assert not os.path.exists(out)
 
+
+
+def test_a_test_data_file_is_scored_instead_of_the_held_out_split(gemma, monkeypatch, tmp_path):
+    monkeypatch.setattr(job, "load_backbone", lambda name: gemma)
+    real = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: _data() if name == "tiny" else real(name, **kw))
+    rows = ["text,label", "the cat sat user,cat", "the the sat user,sat", "cat cat the sat,cat"]
+    (tmp_path / "test.csv").write_text("\n".join(rows) + "\n")
+    config = job.LabelGenerationConfig(
+        backbone="tiny", data="tiny", test_data=str(tmp_path / "test.csv"), eval_size=10, shots=2,
+        max_text_tokens=8, score="first_token", output_dir=str(tmp_path / "out"),
+    )  # fmt: skip
+    results = job.run_label_generation(config, methods=("zero_shot",), print_fn=lambda *a: None)
+    assert results["methods"]["zero_shot"]["examples"] == 3  # the file's rows, not the split's 10
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nthe cat,dog\n")
+    with pytest.raises(datasets.DataError, match="dog"):
+        job.run_label_generation(dataclasses.replace(config, test_data=str(bad)), methods=("zero_shot",),
+                                 print_fn=lambda *a: None)  # fmt: skip

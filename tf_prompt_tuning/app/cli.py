@@ -85,6 +85,10 @@ def _load(args):
 def _export(args) -> int:
     from tf_prompt_tuning.app.classification_job import export_task_or_bank
 
+    writer = None if os.path.isdir(args.prompt) else _label_writer(args)
+    if writer is not None:  # a label-writing prompt: strings in, label and probability out
+        print(f"wrote SavedModel to {writer.export(args.output, overwrite=args.overwrite)}")
+        return 0
     path = export_task_or_bank(
         args.prompt, args.output, backbone=args.backbone, sequence_length=args.max_length,
         overwrite=args.overwrite,
@@ -98,7 +102,7 @@ def _label_writer(args):
     from tf_prompt_tuning.app.label_generation_job import LabelWriter
     from tf_prompt_tuning.files.prompt_file import load_prompts
 
-    path = _prompt_path(args.prompt, args.task)
+    path = _prompt_path(args.prompt, getattr(args, "task", None))
     if load_prompts(path).metadata.get("kind") != "causal_lm":
         return None
     return LabelWriter.load(path, backbone=args.backbone)

@@ -40,10 +40,11 @@ from tf_prompt_tuning._checks import check_choice, check_positive_int
 from tf_prompt_tuning.backbones.backbone import load_backbone
 from tf_prompt_tuning.backbones.causal_decoder import tile_cache
 from tf_prompt_tuning.files._io import write_atomically
+from tf_prompt_tuning.files.export import write_archive
 from tf_prompt_tuning.files.prompt_file import read_prompt_file, save_prompts
 from tf_prompt_tuning.initializers import FromArray, make_prompt_initializer
 from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
-from tf_prompt_tuning.preprocessing.text_pipeline import PAD_TO_MULTIPLE
+from tf_prompt_tuning.preprocessing.text_pipeline import PAD_TO_MULTIPLE, ready_for_graphs
 from tf_prompt_tuning.settings import Setting, check_config
 from tf_prompt_tuning.training.input_cache_store import InputCacheStore
 from tf_prompt_tuning.training.train_step import make_train_step
@@ -99,6 +100,8 @@ _S = {
     s.name: s for s in [
         Setting("backbone", "gemma3_270m", help="gemma3_270m (default) or a causal LM preset"),
         Setting("data", "movie_reviews", help="a built-in set or a .csv/.tsv/.jsonl file"),
+        Setting("test_data", None, optional=True, type=str, help="a .csv/.tsv/.jsonl file to score on (its first "
+                "--eval-size rows, labels among the data's) instead of the held-out split of --data"),
         dataclasses.replace(PromptCausalLM.setting("num_tokens"), help="soft prompt length"),
         Setting("initializer", "text", choices=INITIALIZERS, flags=("--init",),
                 help="soft prompt initialization; text: the zero-shot instruction's embeddings; "
@@ -138,6 +141,7 @@ _S = {
 class LabelGenerationConfig:
     backbone: str = _S["backbone"].field()
     data: str = _S["data"].field()
+    test_data: str | None = _S["test_data"].field()
     num_tokens: int = _S["num_tokens"].field()
     initializer: str = _S["initializer"].field()
     placement: str = _S["placement"].field()  # "append": after the input, which is then read once
@@ -487,6 +491,7 @@ class LabelWriter:
 
     def __init__(self, lm, tokenizer, config: LabelGenerationConfig, label_names):
         self.lm, self.config, self.label_names = lm, config, list(label_names)
+        self.tokenizer = tokenizer
         self.encode = _soft_prompt_encoder(tokenizer, config)
         self.label_ids = _label_token_ids(tokenizer, self.label_names)
         self.token_classes = token_labels(tokenizer, self.label_names)
@@ -529,6 +534,41 @@ class LabelWriter:
             for text, p, w in zip(texts, probabilities, written)
         ]  # fmt: skip
 
+    def export(self, path: str, *, overwrite: bool = False) -> str:
+        """Writes a SavedModel for TF Serving whose `serve_text` signature
+        takes strings (`text`) and returns, per text, `label` (the most
+        probable label word), `probability` (its probability among the label
+        words) and `probabilities`: `predict`'s answer, tokenizer and template
+        inside the graph, no tf_prompt_tuning needed to serve."""
+        tokenizer = ready_for_graphs(self.tokenizer)
+        head = tf.constant(self.encode.head, tf.int32)
+        tail = tf.constant(self.encode.tail, tf.int32)
+        names = tf.constant(self.label_names)
+        label_ids = tf.constant(self.label_ids, tf.int32)
+        max_text_tokens, lm = self.config.max_text_tokens, self.lm
+
+        def serve_text(text):
+            ids = tf.cast(tokenizer(text), tf.int32)[:, :max_text_tokens]
+            rows = tf.shape(text)[0]
+            framed = tf.concat(
+                [tf.RaggedTensor.from_tensor(tf.tile(head[None], [rows, 1])), ids,
+                 tf.RaggedTensor.from_tensor(tf.tile(tail[None], [rows, 1]))], axis=1,
+            )  # fmt: skip
+            token_ids = framed.to_tensor(0)
+            mask = tf.sequence_mask(framed.row_lengths(), tf.shape(token_ids)[1], tf.int32)
+            logits = lm.next_token_logits({"token_ids": token_ids, "padding_mask": mask})
+            probabilities = tf.nn.softmax(tf.gather(logits, label_ids, axis=-1))
+            best = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            return {"label": tf.gather(names, best), "probability": tf.reduce_max(probabilities, axis=-1),
+                    "probabilities": probabilities}  # fmt: skip
+
+        if not tokenizer.built:
+            tokenizer.build(None)  # tracking needs a built layer; tokenizers have no weights
+        archive = keras.export.ExportArchive()
+        archive.track(tokenizer)
+        archive.add_endpoint("serve_text", serve_text, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        return write_archive(archive, path, lm, overwrite=overwrite)
+
     def evaluate(self, texts, labels) -> dict:
         """`accuracy` of the most probable label word and `written_accuracy`
         of greedy generation's first token, on `labels` (class indices)."""
@@ -552,6 +592,8 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
         raise ValueError(f"`output_dir` {config.output_dir!r} is a file; pass a directory.")
     backbone, tokenizer = load_backbone(config.backbone)
     train, dev, test = load_dataset(config.data).split(seed=config.split_seed)
+    if config.test_data is not None:  # the user's held-out file, in the data's label order
+        test = load_dataset(config.test_data, label_names=list(train.label_names))
     test = test.subset(np.arange(min(config.eval_size, len(test))))
     names = list(train.label_names) if config.verbalizer is None else list(config.verbalizer)
     if len(names) != len(train.label_names):

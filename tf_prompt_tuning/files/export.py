@@ -187,6 +187,15 @@ def _checked_token_ids(vocabulary_size: int, token_ids, padding_mask, task_id=No
         return tf.identity(token_ids)
 
 
+def write_archive(archive, path: str, model, *, overwrite: bool = False) -> str:
+    """Writes a `keras.export.ExportArchive` of `model` as a SavedModel at
+    `path`, with `export_saved_model`'s checks (the destination, finite
+    weights) before anything is written, and its atomic swap."""
+    _check_destination(path, overwrite)
+    _check_finite_weights(model, path)
+    return _write(archive, path)
+
+
 def _write(archive, path: str) -> str:
     """Writes the SavedModel to a new directory beside `path`, then swaps it in.
 
