@@ -65,3 +65,10 @@ def test_names_and_backbone_identity():
 def test_an_empty_bank_says_how_to_add_a_task():
     with pytest.raises(ValueError, match="The bank has no tasks. Add one with add_lm or add_prompt_file"):
         PromptCausalLMBank(tiny_gpt2_lm(), num_tokens=3).checked_task_ids(np.array([0]))
+
+
+def test_a_tasks_variables_by_name_and_no_one_task_for_the_bank(bank):
+    variables = bank.variables_of_task("a")
+    assert "prompt" in variables and variables["prompt"].shape == (3, bank.backbone.hidden_dim)
+    with pytest.raises(ValueError, match=r"holds many tasks, so it has no one task's variables. Use variables_of_task\(name\)"):
+        bank.task_variables()

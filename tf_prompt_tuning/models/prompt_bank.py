@@ -256,11 +256,11 @@ class PromptBank(TaskBank, PromptTask):
         values = classifier.prompt_file_tensors()
         check_finite(values, f"Classifier {name!r} not added to the bank")
         self._add(task)
-        for key, variable in self.task_variables(name).items():
+        for key, variable in self.variables_of_task(name).items():
             variable.assign(values[key])
         return self.task_id(name)
 
-    def task_variables(self, name: str) -> dict:
+    def variables_of_task(self, name: str) -> dict:
         """Task `name`'s variables, by their name in its prompt file."""
         task = self.task_id(name)
         variables = {"head/kernel": self.heads[task].kernel, "head/bias": self.heads[task].bias}
@@ -288,7 +288,7 @@ class PromptBank(TaskBank, PromptTask):
         optional = served.optional_file_tensors(loaded.tensors)
         check_tensors(task.shapes, loaded, optional)
         self._add(task)
-        for key, variable in self.task_variables(name).items():
+        for key, variable in self.variables_of_task(name).items():
             variable.assign(loaded.tensors[key])
         return self.task_id(name)
 

@@ -71,6 +71,9 @@ class PromptCausalLMBank(TaskBank, PromptCausalLM):
     def task_names(self) -> list[str]:
         return list(self.tasks)
 
+    def variables_of_task(self, name: str) -> dict:
+        return {"prompt": self.prompt.prompts[self.task_id(name)]}
+
     def prompt_arguments(self, task_id) -> dict:
         return {"task_id": self.checked_task_ids(task_id)}
 
@@ -97,7 +100,7 @@ class PromptCausalLMBank(TaskBank, PromptCausalLM):
         value = keras.ops.convert_to_numpy(lm.prompt.prompt_value())
         check_finite({"prompt": value}, f"Task {name!r} not added to the bank")
         task = self.add_task(name, "zeros")  # "zeros": the model's prompt replaces them
-        self.prompt.prompts[task].assign(value)
+        self.variables_of_task(name)["prompt"].assign(value)
         return task
 
     def add_prompt_file(self, name: str, path) -> int:
@@ -114,7 +117,7 @@ class PromptCausalLMBank(TaskBank, PromptCausalLM):
         self.check_new_task(name)
         check_tensors({"prompt": (self.num_tokens, self.prompt.dim)}, loaded)
         task = self.add_task(name, "zeros")  # "zeros": the file's prompt replaces them
-        self.prompt.prompts[task].assign(loaded.tensors["prompt"])
+        self.variables_of_task(name)["prompt"].assign(loaded.tensors["prompt"])
         return task
 
     def _check_placement(self, placement: str, what: str):

@@ -49,6 +49,16 @@ class TaskBank:
         """Adds an untrained task; returns its id."""
         raise NotImplementedError
 
+    def variables_of_task(self, name: str) -> dict:
+        """Task `name`'s variables, by their name in its prompt file."""
+        raise NotImplementedError
+
+    def task_variables(self) -> dict:
+        raise ValueError(
+            f"A {type(self).__name__} holds many tasks, so it has no one task's variables. "
+            "Use variables_of_task(name) for one of them."
+        )
+
     def task_id(self, name: str) -> int:
         """The integer id of a task, for the `task_id` input."""
         names = self.task_names
