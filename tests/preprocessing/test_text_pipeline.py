@@ -366,6 +366,19 @@ def test_every_text_path_frames_every_text_the_same_way(texts, sequence_length):
     assert [bucketed[i] for i in range(len(texts))] == alone
 
 
+def test_a_nul_character_is_framed_alike_eagerly_and_in_graphs():
+    # Hypothesis found "\x00F": KerasHub's tokenizer reads a graph string
+    # only up to its first NUL; the framing drops NULs first, on every path.
+    tokenizer = _tokenizer()
+    texts = ["\x00F", "good\x00 bad", "\x00"]
+    eager = _rows({k: v.numpy() for k, v in encode_texts(tokenizer, texts, 8).items()})
+    data = SimpleNamespace(texts=texts, labels=np.arange(3))
+    in_data = [ids for ids, _ in _examples(_batches(make_text_dataset(data, tokenizer=tokenizer, sequence_length=8,
+                                                                      batch_size=4, bucket_by_length=False)))]
+    assert eager == in_data == [(CLS, 1, SEP), (CLS, *eager[1][1:-1], SEP), (CLS, SEP)]
+    assert len(eager[1]) == 4  # "good" and "bad", the NUL between them dropped
+
+
 def test_texts_that_tokenize_to_nothing_still_get_start_and_end():
     inputs = encode_texts(_tokenizer(), ["", "   ", "good"], 8)
     assert inputs["token_ids"].numpy().tolist() == [[CLS, SEP, PAD], [CLS, SEP, PAD], [CLS, 13, SEP]]

@@ -97,7 +97,10 @@ def special_tokens(tokenizer, sequence_length):
 
 def _tokenize(tokenizer, texts) -> tf.RaggedTensor:
     """Token ids of a batch of strings as an int32 RaggedTensor (batch, None)."""
-    ids = tokenizer(tf.convert_to_tensor(texts))
+    # NUL characters out first: in a graph, KerasHub's tokenizers read a text
+    # only up to its first NUL, eagerly the whole text; every path would not
+    # frame "\x00F" alike (and no tokenizer gives NUL a meaning).
+    ids = tokenizer(tf.strings.regex_replace(tf.convert_to_tensor(texts), "\\x00", ""))
     # In a graph KerasHub tokenizers return a RaggedTensor; eagerly, a dense
     # array when all texts have the same length and Python lists otherwise.
     if isinstance(ids, (list, tuple)):
@@ -287,12 +290,5 @@ def _token_counts(tokenizer, texts: tuple, chunk: int = 4096) -> np.ndarray:
     (kept for the last few data sets: every epoch makes its dataset anew)."""
     counts = []
     for i in range(0, len(texts), chunk):
-        ids = tokenizer(tf.constant(list(texts[i : i + chunk])))
-        if isinstance(ids, tf.RaggedTensor):
-            counts.append(ids.row_lengths().numpy())
-        elif isinstance(ids, (list, tuple)):
-            counts.append(np.array([len(row) for row in ids]))
-        else:
-            ids = np.asarray(ids)
-            counts.append(np.full(len(ids), ids.shape[1] if ids.ndim == 2 else 0))
+        counts.append(_tokenize(tokenizer, tf.constant(list(texts[i : i + chunk]), tf.string)).row_lengths().numpy())
     return np.concatenate(counts) if counts else np.zeros(0, "int64")
