@@ -300,6 +300,8 @@ def test_a_test_data_file_is_scored_instead_of_the_held_out_split(gemma, monkeyp
     )  # fmt: skip
     results = job.run_label_generation(config, methods=("zero_shot",), print_fn=lambda *a: None)
     assert results["methods"]["zero_shot"]["examples"] == 3  # the file's rows, not the split's 10
+    with pytest.raises(ValueError, match=r"`test_data` must be a .csv/.tsv/.jsonl file. Received: test_data='missing.csv'"):
+        dataclasses.replace(config, test_data="missing.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nthe cat,dog\n")
     with pytest.raises(datasets.DataError, match="dog"):

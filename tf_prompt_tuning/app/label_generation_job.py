@@ -67,6 +67,12 @@ OPTIMIZERS = ("adam", "adafactor")
 SCORES = ("generation", "first_token")
 
 
+def _check_test_data(path):
+    if not isinstance(path, str) or not os.path.isfile(path):
+        raise ValueError(f"`test_data` must be a .csv/.tsv/.jsonl file. Received: test_data={path!r}, which is not a file.")
+    return path
+
+
 def _check_template(template):
     if not isinstance(template, str) or template.count("{text}") != 1:
         raise ValueError(
@@ -100,7 +106,7 @@ _S = {
     s.name: s for s in [
         Setting("backbone", "gemma3_270m", help="gemma3_270m (default) or a causal LM preset"),
         Setting("data", "movie_reviews", help="a built-in set or a .csv/.tsv/.jsonl file"),
-        Setting("test_data", None, optional=True, type=str, help="a .csv/.tsv/.jsonl file to score on (its first "
+        Setting("test_data", None, optional=True, check_fn=_check_test_data, help="a .csv/.tsv/.jsonl file to score on (its first "
                 "--eval-size rows, labels among the data's) instead of the held-out split of --data"),
         dataclasses.replace(PromptCausalLM.setting("num_tokens"), help="soft prompt length"),
         Setting("initializer", "text", choices=INITIALIZERS, flags=("--init",),
