@@ -10,8 +10,11 @@
         --batch-size 8 --eval-size 200 --init vocab --methods deep --deep-init hidden_states --learning-rate 1e-2
     .venv/bin/python benchmarks/methods.py --backbone gemma3_270m --train-size 2000 --batch-size 8 \
         --eval-size 1000 --init vocab --placement append --methods head prompt deep
+    .venv/bin/python benchmarks/methods.py --backbone gemma3_270m --train-size 2000 --batch-size 8 \
+        --eval-size 1500 --init vocab --placement append --methods head prompt \
+        --data outputs/nyt_editorials/train.csv --test-data outputs/nyt_editorials/test.csv
 
-The real MiniLM on the movie-review sentences: every method sees the same
+The real MiniLM on the movie-review sentences (`--data`: another set): every method sees the same
 training sentences for the same number of epochs (batch 32, bucketed
 padding, Adam with cosine decay), and is scored on the same held-out test
 split (the dev split's accuracy is printed too: choose settings on it, not
@@ -43,7 +46,7 @@ import numpy as np
 
 from cpu_flags import cpu_description
 import tf_prompt_tuning as tpt
-from tf_prompt_tuning.app.datasets import load_sentiment
+from tf_prompt_tuning.app.datasets import load_dataset
 from tf_prompt_tuning.training.evaluation import evaluate, predict_function
 
 METHODS = {
@@ -62,6 +65,8 @@ def run(method, splits, args, seed):
     backbone, tokenizer = tpt.load_backbone(args.backbone)  # a fresh copy per method
     name, kwargs = METHODS[method]
     kwargs = {"num_tokens": args.num_tokens, "prompt_initializer": args.init, **kwargs}
+    if method == "prefix":  # keys and values, not input vectors: `--init vocab` does not apply
+        kwargs["prompt_initializer"] = "uniform"
     if kwargs.get("deep") == "hidden" and args.deep_init != "uniform":
         kwargs["deep_initializer"] = args.deep_init
         name = f"{name}, from hidden states"
@@ -151,6 +156,11 @@ def _summary(results) -> list[dict]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="movie_reviews", help="a built-in set or a .csv/.tsv/.jsonl file")
+    parser.add_argument(
+        "--test-data", help="a .csv/.tsv/.jsonl file whose rows are the test set (benchmarks/held_out_split.py "
+        "writes one); default: the held-out split of --data",
+    )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--train-size", type=int, help="default: all 8,454 training sentences")
     parser.add_argument("--epochs", type=int, default=1)
@@ -161,12 +171,14 @@ def main():
     parser.add_argument(
         "--init", default="uniform", choices=("uniform", "vocab"),
         help="prompt initializer (uniform [-0.5, 0.5] rows have norm 7.3 at Gemma's width, its "
-        "token embeddings ~1.0: vocab starts the prompt among them)",
+        "token embeddings ~1.0: vocab starts the prompt among them; prefixes, which are keys and "
+        "values, start uniform)",
     )
     parser.add_argument(
         "--deep-init", default="uniform", choices=("uniform", "hidden_states"),
         help="where deep prompts' later layers start: uniform, or the hidden states the input prompt "
-        "reaches there (the model then starts as the shallow prompt's)",
+        "reaches there (the model then starts as the shallow prompt's; appended, where each layer's "
+        "prompt is added to those states: zero)",
     )
     parser.add_argument("--full-learning-rate", type=float, default=1e-4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one split and initialization each")
@@ -184,12 +196,14 @@ def main():
 
     results = []
     for seed in args.seeds:
-        train, dev, test = load_sentiment("movie_reviews").split(seed=seed)
+        train, dev, test = load_dataset(args.data).split(seed=seed)
+        if args.test_data:  # the file's rows are the test set; the split's own is not used
+            test = load_dataset(args.test_data, label_names=train.label_names)
         if args.train_size:
             train = train.subset(np.arange(args.train_size))
         if args.eval_size:
             dev, test = (data.subset(np.arange(min(args.eval_size, len(data)))) for data in (dev, test))
-        print(f"seed {seed}: {len(train)} training sentences, {len(test)} test sentences, {args.epochs} epoch(s)", flush=True)
+        print(f"seed {seed}, {args.data}: {len(train)} training sentences, {len(test)} test sentences, {args.epochs} epoch(s)", flush=True)
         results += [run(method, (train, dev, test), args, seed) for method in args.methods]
     print("\n| seed | method | trainable params | % of full FT | train accuracy | dev accuracy | test accuracy | s/step |\n|---|---|---|---|---|---|---|---|")
     for r in results:

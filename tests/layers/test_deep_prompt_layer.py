@@ -1,4 +1,4 @@
-"""`DeepPromptLayer`: the prompt positions rewritten before every later layer, prepended or appended."""
+"""`DeepPromptLayer`: the prompt positions rewritten before every later layer (prepended), or added to (appended)."""
 
 import keras
 import numpy as np
@@ -25,15 +25,18 @@ def test_deep_prompt_layer_replaces_prompt_positions_per_layer():
     assert clone.num_layers == 3
 
 
-def test_appended_deep_prompts_are_rewritten_after_each_rows_text():
+def test_appended_deep_prompts_are_added_after_each_rows_text():
     layer = DeepPromptLayer(2, num_layers=3, placement="append")
     layer.build((None, None, 3))
     padding_mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     hidden = np.arange(2 * 7 * 3, dtype="float32").reshape(2, 7, 3)  # after layer 0: text + prompt
     replaced = keras.ops.convert_to_numpy(layer(hidden, padding_mask=padding_mask, layer_index=1))
     prompt = keras.ops.convert_to_numpy(layer.deep_prompts[0])
-    np.testing.assert_array_equal(replaced[0, 3:5], prompt)  # right after the 3 real tokens
-    np.testing.assert_array_equal(replaced[1, 5:7], prompt)
+    np.testing.assert_array_equal(replaced[0, 3:5], hidden[0, 3:5] + prompt)  # right after the 3 real tokens
+    np.testing.assert_array_equal(replaced[1, 5:7], hidden[1, 5:7] + prompt)
+    unpadded = keras.ops.convert_to_numpy(layer(hidden, layer_index=1))  # no mask: the last 2 positions
+    np.testing.assert_array_equal(unpadded[:, 5:7], hidden[:, 5:7] + prompt)
+    np.testing.assert_array_equal(unpadded[:, :5], hidden[:, :5])
     keep = np.ones((2, 7), bool)
     keep[0, 3:5] = keep[1, 5:7] = False
     np.testing.assert_array_equal(replaced[keep], hidden[keep])  # text and padding untouched

@@ -70,7 +70,7 @@ def test_an_appended_prompt_of_token_embeddings_is_the_plain_model_on_text_then_
 @pytest.mark.parametrize("family", ["gpt2", "gemma3"])
 def test_the_cached_path_has_the_gradients_of_the_uncached_graph(family, deep):
     # `encoder` is the whole appended sequence through the backbone's own
-    # graph, with a gradient through every position (deep prompts: rewritten
+    # graph, with a gradient through every position (deep prompts: added
     # after each row's text before every layer).
     model = tpt.PromptTextClassifier(
         DECODERS[family](), 3, num_tokens=3, placement="append", pooling="last", seed=0, deep=deep
@@ -88,13 +88,31 @@ def test_the_cached_path_has_the_gradients_of_the_uncached_graph(family, deep):
         with tf.GradientTape() as tape:
             loss = loss_fn(labels, forward())
         results.append([g.numpy() for g in tape.gradient(loss, model.trainable_variables)])
-    # With deep prompts an appended input prompt is read by nothing that
-    # lasts (rewritten before layer 1, no text after it): it does not train.
-    prompts = [model.prompt.deep_prompts if deep else model.prompt.prompt]
+    prompts = [model.prompt.prompt] + ([model.prompt.deep_prompts] if deep else [])
     assert [v.path for v in model.trainable_variables] == [v.path for v in prompts + model.head.weights]
     for cached, whole in zip(results[1], results[0]):
-        assert np.abs(whole).max() > 0
+        # Every layer's prompt reaches the loss (overwritten, not added to, all
+        # but the last layer's would get no gradient: the text never reads them).
+        assert np.all(np.abs(whole).reshape(len(whole), -1).max(axis=1) > 0)
         np.testing.assert_allclose(cached, whole, atol=1e-5 * max(1.0, np.abs(whole).max()))
+
+
+@pytest.mark.parametrize("family", sorted(DECODERS))
+def test_appended_deep_prompts_from_hidden_states_start_as_the_shallow_prompt(family):
+    backbone = DECODERS[family]()
+    shallow = tpt.PromptTextClassifier(backbone, 3, num_tokens=3, placement="append", pooling="last", seed=4)
+    deep = tpt.PromptTextClassifier(
+        backbone, 3, num_tokens=3, placement="append", pooling="last", seed=4, deep="hidden",
+        deep_initializer="hidden_states",
+    )  # fmt: skip
+    np.testing.assert_array_equal(deep.prompt.deep_prompts.numpy(), 0.0)
+    for mine, theirs in zip(deep.head.weights + [deep.prompt.prompt], shallow.head.weights + [shallow.prompt.prompt]):
+        mine.assign(theirs)
+    inputs = _batch(TEXTS, "left")
+    np.testing.assert_allclose(deep(inputs), shallow(inputs), atol=1e-6)
+    # (Not a constant: pre-norm layers would cancel it.)
+    deep.prompt.deep_prompts.assign(np.random.default_rng(0).normal(size=deep.prompt.deep_prompts.shape))
+    assert not np.allclose(deep(inputs), shallow(inputs), atol=1e-3)
 
 
 @pytest.mark.parametrize("deep", [False, "hidden"])
@@ -142,10 +160,8 @@ def test_an_appended_prompt_file_round_trip(tmp_path):
     "kwargs, match",
     [
         (dict(pooling="mean"), r"must read the last prompt position. Received: pooling='mean' with placement='append'. Use pooling='last'"),
-        (dict(pooling="last", deep="hidden", deep_initializer="hidden_states"),
-         r"an appended prompt's hidden states depend on the text before it. Received: placement='append'"),
     ],
-    ids=["mean_pooling", "hidden_states_initializer"],
+    ids=["mean_pooling"],
 )
 def test_appended_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

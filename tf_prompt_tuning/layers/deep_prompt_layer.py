@@ -18,7 +18,12 @@ class DeepPromptLayer(PromptLayer):
     `PromptLayer`'s (so the vocabulary initializers apply to it). Before each
     later transformer layer `i`, calling the layer with `layer_index=i`
     overwrites the hidden states at the prompt positions with that layer's
-    own trainable vectors.
+    own trainable vectors. Appended after the text (placement "append"),
+    they are added to the prompt positions' hidden states instead: what an
+    appended position computes at one layer reaches the output only through
+    its own hidden state (the text before it never reads it), so
+    overwriting it would leave every layer's prompt but the last without a
+    gradient.
     Each layer's attention then reads keys and values computed from its own
     prompt, as with P-tuning v2's per-layer prefixes, but through the layer's
     frozen projections, so it works with any transformer layer unchanged
@@ -71,8 +76,8 @@ class DeepPromptLayer(PromptLayer):
 
     def call(self, inputs, padding_mask=None, mask=None, layer_index=0):
         """Inserts the prompt (layer 0), or rewrites it before layer `layer_index`
-        (placement "append": after each row's text, which the input's
-        `padding_mask` locates, as at layer 0)."""
+        (placement "append": adds to it, after each row's text, which the
+        input's `padding_mask` locates, as at layer 0)."""
         if not layer_index:
             return super().call(inputs, padding_mask=padding_mask, mask=mask)
         block = self.layer_prompt(layer_index, inputs.dtype)
@@ -89,7 +94,7 @@ class DeepPromptLayer(PromptLayer):
 
     def _rewrite_appended(self, inputs, block, padding_mask):
         if padding_mask is None:  # no padding: the prompt is the last n positions
-            prompt = ops.zeros_like(inputs[:, -self.num_tokens :]) + block[None]
+            prompt = inputs[:, -self.num_tokens :] + block[None]
             return ops.concatenate([inputs[:, : -self.num_tokens], prompt], axis=1)
         mask = ops.cast(padding_mask, "int32")
         ends = ops.max(mask * ops.cumsum(ops.ones_like(mask), axis=1), axis=1, keepdims=True)
@@ -97,7 +102,7 @@ class DeepPromptLayer(PromptLayer):
         offsets = ops.cumsum(ops.ones_like(inputs[..., 0], dtype="int32"), axis=1) - 1 - ends
         inside = ops.logical_and(offsets >= 0, offsets < self.num_tokens)
         vectors = ops.take(block, ops.clip(offsets, 0, self.num_tokens - 1), axis=0)
-        return ops.where(inside[..., None], vectors, inputs)
+        return ops.where(inside[..., None], inputs + vectors, inputs)
 
     def compute_mask(self, inputs, mask=None, padding_mask=None, layer_index=0):
         if layer_index:

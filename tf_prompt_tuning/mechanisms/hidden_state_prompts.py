@@ -8,7 +8,8 @@ from tf_prompt_tuning.mechanisms.prompt_mechanism import PromptMechanism
 
 class HiddenStatePrompts(PromptMechanism):
     """The input prompt, and the prompt positions' hidden states rewritten
-    before every later transformer layer (`DeepPromptLayer`)."""
+    before every later transformer layer (`DeepPromptLayer`; appended after
+    the text, added to)."""
 
     name = "deep"
     description = "deep prompt + head"

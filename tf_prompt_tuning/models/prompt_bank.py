@@ -305,17 +305,16 @@ class PromptBank(TaskBank, PromptTask):
         return self.decoder.read(inputs["token_ids"], inputs["padding_mask"], self.num_tokens)
 
     def _logits_from_cache(self, cache, task_id):
-        """Each example's task's appended prompt (deep ones rewritten before
-        every layer) run after its cached input; its task's head reads the
-        last prompt position."""
+        """Each example's task's appended prompt (deep ones added to its
+        hidden states before every layer, as `DeepPromptLayer` does) run
+        after its cached input; its task's head reads the last prompt position."""
         dtype = self.backbone.token_embedding.compute_dtype
         block = self.prompts.per_example_prompts(task_id, dtype)
         rewrite = None
         if any(v is not None for v in self.prompts.deep_prompts):
-            deep = self.prompts.deep_tasks(task_id)[:, None, None]
 
-            def rewrite(i, x):  # shallow tasks' examples keep their states
-                return ops.where(deep, self.prompts.per_example_prompts(task_id, x.dtype, i), x)
+            def rewrite(i, x):  # shallow tasks' examples add zeros: they keep their states
+                return x + self.prompts.per_example_prompts(task_id, x.dtype, i)
 
         hidden, _ = self.decoder.continue_from(cache, block, rewrite=rewrite)
         return self._heads(hidden[:, -1], task_id)

@@ -96,6 +96,9 @@ class PromptTextClassifier(PromptTask):
             (`prompt_hidden_states`), so the model starts as the shallow
             prompt's (exactly, in a causal decoder). With placement
             "after_first" this reads the start token from `preprocessor`.
+            Appended deep prompts are added to the hidden states the
+            appended prompt reaches (see `DeepPromptLayer`): "hidden_states"
+            starts them at zero, where the model is the shallow prompt's.
         prompt_encoder: None, "mlp" or "lstm": produce the prompt with a
             small encoder over trainable seeds (`PromptEncoderLayer`, P-tuning).
         label_names: the class names, in order (optional; saved in prompt
@@ -207,7 +210,9 @@ class PromptTextClassifier(PromptTask):
             self.encoder = None
         else:
             self.encoder = prompted_backbone(backbone, self.prompt, prefixes=self.prefixes)
-        if deep_initializer == "hidden_states":
+        if deep_initializer == "hidden_states" and placement == "append":
+            self.prompt.deep_prompts.assign(ops.zeros_like(self.prompt.deep_prompts))  # nothing added yet
+        elif deep_initializer == "hidden_states":
             self.prompt.deep_prompts.assign(prompt_hidden_states(backbone, self.prompt, first_token_id))
         self.head_dropout_layer = keras.layers.Dropout(head_dropout, name="head_dropout")
         # float32 logits under mixed precision, for a stable softmax.
@@ -225,10 +230,6 @@ class PromptTextClassifier(PromptTask):
         self.seed = seed
         self.built = True
         freeze(self, trainable_layers=[self.head])  # prompts and prefixes stay trainable
-        if self.decoder is not None and self.prompt.num_layers:
-            # Appended deep prompts: the input prompt's positions are rewritten
-            # before layer 1 and no text follows them, so nothing reads it.
-            self.prompt.prompt.trainable = False
 
     def _appended_decoder(self, backbone, placement, pooling):
         """The `CausalDecoder` that runs an appended prompt after a cached
@@ -274,9 +275,9 @@ class PromptTextClassifier(PromptTask):
         batch = ops.shape(cache.lengths)[0]
         block = ops.broadcast_to(prompt[None], (batch, *prompt.shape))
         rewrite = None
-        if self.prompt.num_layers:  # deep prompts: each layer's prompt replaces the block's states
+        if self.prompt.num_layers:  # appended deep prompts: each layer's is added to the block's states
             dtype = block.dtype
-            rewrite = lambda i, x: ops.zeros_like(x) + self.prompt.layer_prompt(i, dtype)[None]  # noqa: E731
+            rewrite = lambda i, x: x + self.prompt.layer_prompt(i, dtype)[None]  # noqa: E731
         hidden, _ = self.decoder.continue_from(cache, block, rewrite=rewrite)
         return self.head(self.head_dropout_layer(hidden[:, -1], training=training))
 
@@ -291,12 +292,6 @@ class PromptTextClassifier(PromptTask):
                 f"prompt_encoder, num_tokens > 0). Received: deep_initializer={deep_initializer!r} "
                 f"with deep={deep!r}, prompt_encoder={prompt_encoder!r}, num_tokens={num_tokens}. "
                 "Leave it at 'uniform' or use deep='hidden'."
-            )
-        if placement == "append":
-            raise ValueError(
-                "`deep_initializer='hidden_states'` starts each layer's prompt where the input "
-                "prompt alone reaches it; an appended prompt's hidden states depend on the text "
-                "before it. Received: placement='append'. Use deep_initializer='uniform'."
             )
         if placement != "after_first":
             return None
