@@ -149,7 +149,8 @@ class PromptTextClassifier(PromptTask):
         Setting("deep_initializer", "uniform", choices=DEEP_INITIALIZERS, in_config=False,
                 flags=("--deep-initializer", "--deep-init"),
                 help="where --method deep's later layers' prompts start: uniform, or the hidden "
-                "states the input prompt reaches there (the model starts as the shallow prompt's)"),
+                "states the input prompt reaches there (the model starts as the shallow prompt's; "
+                "appended, each layer's prompt is added to those states and starts at zero)"),
         Setting("prompt_encoder", None, choices=ENCODERS, optional=True, in_file=True,
                 flags=("--prompt-encoder", "--encoder"), help="the prompt encoder of --method p-tuning"),
         Setting("label_names", None, in_file=True),  # checked with num_classes (`check_metadata`)
