@@ -25,8 +25,9 @@ VARYING = ("seed", "output_dir")
 
 def _setting(config: dict, method: str) -> str:
     """What a run was, in the words that tell runs apart."""
+    data = "" if config.get("data", "movie_reviews") == "movie_reviews" else f"[{config['data']}] "
     if method != "soft_prompt":
-        return f"{method} ({config['shots']} shots)" if method == "few_shot" else method
+        return data + (f"{method} ({config['shots']} shots)" if method == "few_shot" else method)
     parts = [f"{config['placement']} soft prompt", f"{config['num_tokens']} tokens", f"init {config['initializer']}",
              f"lr {config['learning_rate']}", f"{config['steps']} steps", f"{config['train_size']} train"]
     if config.get("targets", "labels") != "labels":
@@ -37,7 +38,7 @@ def _setting(config: dict, method: str) -> str:
         parts.append(config["optimizer"])
     if config.get("warmup_steps", 0):
         parts.append(f"warmup {config['warmup_steps']}")
-    return ", ".join(parts)
+    return data + ", ".join(parts)
 
 
 def main(paths: list[str]):
