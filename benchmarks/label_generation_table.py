@@ -4,7 +4,10 @@ mean and spread over the runs of one setting (seeds).
     .venv/bin/python benchmarks/label_generation_table.py benchmarks/results/label_generation/*/results.json
 
 Runs of one setting are those whose configs differ only in `seed` and
-`output_dir` (a setting a run's version did not have counts as its default). Each row: the method, the metric its run scored with
+`output_dir` (a setting a run's version did not have counts as its default;
+for zero- and few-shot, only the settings their scores depend on count,
+not the soft prompt's training). A data set other than the movie reviews
+is named in brackets. Each row: the method, the metric its run scored with
 ("generation": the first generated word; "first_token": the first token
 read as a word), the runs' accuracies, their mean and sample standard
 deviation, invalid outputs, trained steps kept (best on dev), and seconds.
@@ -21,6 +24,11 @@ from collections import defaultdict
 from tf_prompt_tuning.app.label_generation_job import LabelGenerationConfig
 
 VARYING = ("seed", "output_dir")
+# What the zero- and few-shot scores depend on; the soft prompt's training settings do not count for them.
+TEXT_PROMPT_SETTINGS = (
+    "backbone", "data", "test_data", "score", "eval_size", "shots", "split_seed", "instruction", "template",
+    "verbalizer", "max_text_tokens",
+)  # fmt: skip
 
 
 def _setting(config: dict, method: str) -> str:
@@ -48,9 +56,12 @@ def main(paths: list[str]):
             results = json.load(f)
         # Settings added after a run was made had their defaults then.
         config = {**dataclasses.asdict(LabelGenerationConfig()), **results["config"]}
-        key_config = {k: v for k, v in config.items() if k not in VARYING}
         for method, result in results["methods"].items():
             metric = results.get("metric", "generation")
+            key_config = {
+                k: v for k, v in config.items()
+                if k not in VARYING and (method == "soft_prompt" or k in TEXT_PROMPT_SETTINGS)
+            }  # fmt: skip
             groups[(_setting(config, method), metric, json.dumps(key_config, sort_keys=True))].append(
                 (config["seed"], result)
             )
