@@ -56,7 +56,6 @@ def main():
         back = load_text_file(path, label_names=data.label_names)  # what the jobs will read
         if back.texts != part.texts or not np.array_equal(back.labels, part.labels):
             raise SystemExit(f"{path} does not read back as written")
-    assert not set(train.texts) & held_out
     print(
         f"{args.data}: {len(rest)} rows in train.csv ({len(data) - args.test_size - len(rest)} repeats of "
         f"test texts left out), {len(test)} in test.csv, in {args.output_dir}"

@@ -46,7 +46,7 @@ import numpy as np
 
 from cpu_flags import cpu_description
 import tf_prompt_tuning as tpt
-from tf_prompt_tuning.app.datasets import load_dataset
+from tf_prompt_tuning.app.datasets import DataError, load_dataset
 from tf_prompt_tuning.training.evaluation import evaluate, predict_function
 
 METHODS = {
@@ -196,9 +196,12 @@ def main():
 
     results = []
     for seed in args.seeds:
-        train, dev, test = load_dataset(args.data).split(seed=seed)
-        if args.test_data:  # the file's rows are the test set; the split's own is not used
-            test = load_dataset(args.test_data, label_names=train.label_names)
+        try:
+            train, dev, test = load_dataset(args.data).split(seed=seed)
+            if args.test_data:  # the file's rows are the test set; the split's own is not used
+                test = load_dataset(args.test_data, label_names=train.label_names)
+        except DataError as error:
+            parser.error(str(error))
         if args.train_size:
             train = train.subset(np.arange(args.train_size))
         if args.eval_size:
