@@ -36,6 +36,9 @@ def test_a_config_checks_each_setting_by_its_declaration():
         _Config(count=0)
     with pytest.raises(ValueError, match=r"`rate` must be a finite number above 0. Received: rate=nan."):
         _Config(rate=float("nan"))
+    # Not truthiness: a file's "yes" or 1 is not a switch.
+    with pytest.raises(TypeError, match=r"`flag` must be True or False. Received: flag='yes'."):
+        _Config(flag="yes")
 
 
 def test_flags_come_from_the_declarations_old_spellings_included():
@@ -52,6 +55,7 @@ def test_flags_come_from_the_declarations_old_spellings_included():
 def test_file_validation_and_its_wording():
     assert MODE.valid("b") and not MODE.valid("c") and MODE.expected() == '"a" or "b"'
     assert not COUNT.valid(2.0) and not COUNT.valid(True) and COUNT.valid(2)
+    assert FLAG.valid(True) and not FLAG.valid(1) and not FLAG.valid("true") and FLAG.expected() == "true or false"
     optional = Setting("encoder", None, choices=("mlp", "lstm"), optional=True)
     assert optional.valid(None) and optional.expected() == 'null, "mlp" or "lstm"'
 
@@ -72,7 +76,7 @@ def test_the_tasks_declare_what_their_files_record():
     assert [s.name for s in FILE_SETTINGS["classifier"]] == [
         "num_classes", "num_tokens", "placement", "pooling", "deep", "prompt_encoder", "label_names"
     ]  # fmt: skip
-    assert [s.name for s in FILE_SETTINGS["causal_lm"]] == ["num_tokens", "placement"]
+    assert [s.name for s in FILE_SETTINGS["causal_lm"]] == ["num_tokens", "placement", "deep"]
     assert PromptTextClassifier.setting("pooling").default == "mean"
     with pytest.raises(ValueError):
         PromptTextClassifier.setting("no_such_setting")

@@ -107,6 +107,8 @@ class Setting:
                     f"`{self.name}` must be an integer >= {self.minimum}. Received: {self.name}={value}."
                 )
             return int(value)
+        if self.type is bool and not isinstance(value, bool):
+            raise TypeError(f"`{self.name}` must be True or False. Received: {self.name}={value!r}.")
         if self.type is str and not isinstance(value, str):
             raise TypeError(f"`{self.name}` must be a string. Received: {self.name}={value!r}.")
         return value
@@ -132,6 +134,8 @@ class Setting:
             return "a positive integer" if self.minimum == 1 else f"an integer >= {self.minimum}"
         if self.type is float:
             return "a finite number above 0"
+        if self.type is bool:
+            return "true or false"
         return f"a {getattr(self.type, '__name__', 'value')}"
 
     def field(self):

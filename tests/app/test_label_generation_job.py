@@ -118,7 +118,7 @@ def test_a_prompt_started_from_the_few_shot_prompt_starts_as_it(gemma):
     data = _data()
     names = list(data.label_names)
     config = job.LabelGenerationConfig(initializer="few_shot", shots=2, max_text_tokens=8)
-    prefix = job.INSTRUCTION + job._shots(data, names, config)
+    prefix = job.INSTRUCTION + job.few_shot_text(data, names, config)
     lm = job._soft_prompt_lm(backbone, tokenizer, names, prefix, config)
     assert lm.num_tokens == 1 + len(job._ids(tokenizer, prefix))
     texts = data.texts[:4]
@@ -135,7 +135,7 @@ def test_a_shared_prefix_read_once_scores_as_the_whole_rows(gemma):
     backbone, tokenizer = gemma
     data = _data()
     names = list(data.label_names)
-    encode = job._Encoder(tokenizer, 8, job.INSTRUCTION + job._shots(data, names, job.LabelGenerationConfig(shots=2)))
+    encode = job._Encoder(tokenizer, 8, job.INSTRUCTION + job.few_shot_text(data, names, job.LabelGenerationConfig(shots=2)))
     rows = [encode(t) for t in data.texts[:20]]  # rows of several lengths, batches of 16 and 4
     assert len(set(map(len, rows))) > 1
     base = job.PromptCausalLM(backbone, num_tokens=0)
@@ -227,6 +227,49 @@ def test_a_trained_prompt_file_labels_texts_as_the_job_scored_them(tiny_job, tmp
     assert "Choose a new path, or pass overwrite=True (--overwrite)" in capsys.readouterr().err
 
 
+def test_label_writers_prompt_files_serve_from_one_bank(tiny_job, tmp_path):
+    """Two tasks' `generate-labels` files in one `PromptCausalLMBank`: each
+    row, framed by its task's template, gets its own writer's logits."""
+    from tf_prompt_tuning.models.prompt_causal_lm_bank import PromptCausalLMBank
+
+    writers = []
+    for task, template in enumerate(("Review: {text}\nSentiment:", "Text: {text}\nLabel:")):
+        config = job.LabelGenerationConfig(
+            backbone="tiny", num_tokens=4, steps=5, batch_size=8, learning_rate=0.1, eval_size=4,
+            max_text_tokens=8, placement="append", score="first_token", seed=task, template=template,
+            output_dir=str(tmp_path / f"task{task}"),
+        )  # fmt: skip
+        job.run_label_generation(config, methods=("soft_prompt",), print_fn=lambda *a: None)
+        writers.append(job.LabelWriter.load(str(tmp_path / f"task{task}" / "soft_prompt.safetensors")))
+    bank = PromptCausalLMBank(writers[0].lm.backbone, num_tokens=4, placement="append")
+    for task in range(2):
+        bank.add_prompt_file(f"task{task}", str(tmp_path / f"task{task}" / "soft_prompt.safetensors"))
+    texts = _data().texts[:3]
+    rows = [writers[task].encode(text) for text in texts for task in range(2)]
+    ids, mask = job._pad(rows)
+    task_id = np.array([0, 1] * len(texts))
+    served = bank.next_token_logits({"token_ids": ids, "padding_mask": mask, "task_id": task_id})
+    for task in range(2):
+        own = writers[task].lm.next_token_logits({"token_ids": ids[task_id == task], "padding_mask": mask[task_id == task]})
+        np.testing.assert_allclose(np.asarray(served)[task_id == task], own, atol=1e-4)
+    assert not np.allclose(writers[0].lm.prompt.prompt_value(), writers[1].lm.prompt.prompt_value())
+
+
+def test_deep_appended_label_prompts_train_save_and_label(tiny_job, tmp_path):
+    out = tmp_path / "deep"
+    config = job.LabelGenerationConfig(
+        backbone="tiny", num_tokens=4, steps=20, batch_size=8, learning_rate=0.1, eval_size=12,
+        max_text_tokens=8, placement="append", deep=True, score="first_token", output_dir=str(out),
+    )  # fmt: skip
+    results = job.run_label_generation(config, methods=("soft_prompt",), print_fn=lambda *a: None)
+    losses = results["methods"]["soft_prompt"]["losses"]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) and results["config"]["deep"] is True
+    writer = job.LabelWriter.load(str(out / "soft_prompt.safetensors"))
+    assert writer.lm.deep and np.abs(writer.lm.prompt.deep_prompts.numpy()).max() > 0  # they trained
+    test = _data().split(seed=0)[2].subset(np.arange(12))
+    assert writer.evaluate(test.texts, test.labels)["written_accuracy"] == results["methods"]["soft_prompt"]["accuracy"]
+
+
 def test_an_lm_prompt_file_without_its_template_is_refused(gemma, tmp_path):
     backbone, _ = gemma
     path = job.save_prompts(job.PromptCausalLM(backbone, num_tokens=2), str(tmp_path / "lm.safetensors"))
@@ -274,6 +317,7 @@ def test_generation_accuracy_counts_invalid_words_as_wrong(gemma):
         (["--method", "beam"], "argument --method: invalid choice: 'beam'"),
         (["--init", "words"], "argument --init: invalid choice: 'words'"),
         (["--placement", "after_first"], "argument --placement: invalid choice: 'after_first' (choose from 'prepend', 'append')"),
+        (["--deep"], "Received: deep=True with placement='prepend'. Use --placement append, or leave out --deep."),
     ],
 )
 def test_cli_errors_are_one_line_and_write_nothing(argv, message, tmp_path, capsys):

@@ -208,6 +208,26 @@ def test_gemma3_export_generates_like_keras(tmp_path):
     assert out["padding_mask"][0] == [1] * stop + [0] * (6 - stop)
 
 
+def test_a_deep_appended_lm_exports_generate_like_keras(tmp_path):
+    from conftest import LM_MASK as MASK
+    from conftest import LM_TOKEN_IDS as TOKEN_IDS
+
+    from tf_prompt_tuning import PromptCausalLM
+
+    lm = PromptCausalLM(tiny_gpt2_lm(), num_tokens=3, placement="append", deep=True, prompt_initializer="vocab")
+    lm.prompt.deep_prompts.assign(np.random.default_rng(0).normal(size=lm.prompt.deep_prompts.shape))
+    export_saved_model(lm, str(tmp_path / "lm"), generate_options={"max_new_tokens": 5})
+    request = {"token_ids": TOKEN_IDS.tolist(), "padding_mask": MASK.tolist()}
+    (out,) = _run(GENERATE, tmp_path / "lm", [request])
+    expected = lm.generate(TOKEN_IDS, MASK, 5)
+    np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+    shallow = PromptCausalLM(lm.backbone, num_tokens=3, placement="append", prompt_initializer="zeros")
+    shallow.prompt.prompt.assign(lm.prompt.prompt)
+    assert len(np.unique(expected["token_ids"])) > 1  # not one token everywhere: the comparison can fail
+    inputs = {"token_ids": TOKEN_IDS, "padding_mask": MASK}
+    assert not np.allclose(shallow.next_token_logits(inputs), lm.next_token_logits(inputs), atol=1e-3)
+
+
 def test_causal_lm_export_options_are_checked(tmp_path):
     
     from tf_prompt_tuning import PromptCausalLM

@@ -287,6 +287,126 @@ def test_appended_lm_errors():
         tpt.PromptCausalLM(tiny_gpt2_lm(), num_tokens=2, placement="after_first")
 
 
+# Deep prompts of a PromptCausalLM: each layer's prompt added to the appended prompt's states.
+
+def _deep_lm_and_classifier(family):
+    """A deep appended LM and a deep appended classifier with the same,
+    nonzero, prompts: the classifier's `encoder` runs them through the
+    backbone's own graph (`DeepPromptLayer`), an independent reference."""
+    backbone = DECODERS[family]()
+    classifier = tpt.PromptTextClassifier(
+        backbone, 3, num_tokens=3, placement="append", pooling="last", deep="hidden", seed=0
+    )
+    classifier.prompt.deep_prompts.assign(np.random.default_rng(0).normal(size=classifier.prompt.deep_prompts.shape))
+    lm = tpt.PromptCausalLM(backbone, num_tokens=3, placement="append", deep=True)
+    lm.prompt.prompt.assign(classifier.prompt.prompt)
+    lm.prompt.deep_prompts.assign(classifier.prompt.deep_prompts)
+    return lm, classifier
+
+
+# Not OPT: its graph embeds tokens and positions in one layer (see above).
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_appended_deep_lm_is_the_backbones_graph_with_deep_prompts(family):
+    lm, classifier = _deep_lm_and_classifier(family)
+    inputs = _batch(TEXTS, "right")
+    encoded = classifier.encoder(inputs)
+    expected = keras.ops.convert_to_numpy(
+        lm.decoder.logits(pool(encoded["sequence_output"], encoded["padding_mask"], "last"))
+    )
+    np.testing.assert_allclose(lm.next_token_logits(inputs), expected, atol=1e-4)
+    np.testing.assert_allclose(lm.next_token_logits(lm.read_inputs(inputs)), expected, atol=1e-4)
+    shallow = tpt.PromptCausalLM(lm.backbone, num_tokens=3, placement="append", prompt_initializer="zeros")
+    shallow.prompt.prompt.assign(lm.prompt.prompt)
+    assert not np.allclose(shallow.next_token_logits(inputs), expected, atol=1e-3)  # the deep prompts act
+    # Generation: the prefill adds the deep prompts, the new tokens (after the prompt) do not.
+    generated = lm.generate(inputs["token_ids"], inputs["padding_mask"], 4, jit_compile=False)["token_ids"]
+    np.testing.assert_array_equal(generated[:, 0], expected.argmax(-1))
+    # Reference: greedy decoding by calls on [input, P, tokens so far] (`target_mask`).
+    rows = [list(row) for row in generated[:, :1]]
+    for _ in range(3):
+        joined = _batch([text + row for text, row in zip(TEXTS, rows)], "right")
+        targets = np.zeros_like(joined["padding_mask"])
+        for i, text in enumerate(TEXTS):
+            targets[i, len(text) : len(text) + len(rows[i])] = 1
+        logits = keras.ops.convert_to_numpy(lm({**joined, "target_mask": targets}))
+        for i, text in enumerate(TEXTS):
+            rows[i].append(int(logits[i, len(text) + len(rows[i]) - 1].argmax()))
+    np.testing.assert_array_equal(generated, np.array(rows))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma3"])
+def test_every_deep_lm_prompt_trains_from_the_cache(family):
+    lm, _ = _deep_lm_and_classifier(family)
+    inputs = _batch(TEXTS, "left")
+    cache = lm.read_inputs(inputs)
+    labels = np.array([3, 4, 5])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    gradients = []
+    for forward in (lambda: lm.next_token_logits(inputs), lambda: lm.next_token_logits(cache)):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, forward())
+        gradients.append([g.numpy() for g in tape.gradient(loss, lm.trainable_variables)])
+    assert [v.path for v in lm.trainable_variables] == [lm.prompt.prompt.path, lm.prompt.deep_prompts.path]
+    for cached, whole in zip(gradients[1], gradients[0]):
+        # Every layer's prompt reaches the loss.
+        assert np.all(np.abs(cached).reshape(len(cached), -1).max(axis=1) > 0)
+        np.testing.assert_allclose(cached, whole, atol=1e-5 * max(1.0, np.abs(whole).max()))
+
+
+def test_deep_lm_prompts_start_at_zero_as_the_shallow_prompt():
+    backbone = tiny_gemma3_lm()
+    deep = tpt.PromptCausalLM(backbone, num_tokens=3, placement="append", deep=True, seed=2)
+    shallow = tpt.PromptCausalLM(backbone, num_tokens=3, placement="append", seed=2)
+    np.testing.assert_array_equal(deep.prompt.deep_prompts.numpy(), 0.0)
+    np.testing.assert_array_equal(deep.prompt.prompt.numpy(), shallow.prompt.prompt.numpy())
+    inputs = _batch(TEXTS, "left")
+    np.testing.assert_allclose(deep.next_token_logits(inputs), shallow.next_token_logits(inputs), atol=1e-6)
+
+
+def test_deep_lm_prompt_file_config_and_keras_round_trip(tmp_path):
+    from conftest import assert_keras_save_load_parity
+
+    lm, _ = _deep_lm_and_classifier("gemma3")
+    path = tpt.save_prompts(lm, str(tmp_path / "deep.safetensors"))
+    loaded = tpt.load_prompts(path)
+    assert loaded.metadata["deep"] is True and loaded.metadata["format_version"] == 3
+    assert sorted(loaded.tensors) == ["deep_prompts", "prompt"]
+    restored = tpt.PromptCausalLM.from_prompt_file(path, lm.backbone)
+    inputs = _batch(TEXTS, "left")
+    np.testing.assert_allclose(restored.next_token_logits(inputs), lm.next_token_logits(inputs), atol=1e-6)
+    assert tpt.PromptCausalLM.from_config(lm.get_config()).deep is True
+    assert_keras_save_load_parity(lm, inputs, tmp_path, atol=1e-6)
+    # A shallow file restores no deep LM, and a deep one no shallow LM: each says which settings to use.
+    with pytest.raises(tpt.PromptFileError, match=r"holds \['deep_prompts', 'prompt'\], but the model has \['prompt'\]"):
+        tpt.restore_prompts(tpt.PromptCausalLM(lm.backbone, num_tokens=3, placement="append"), path)
+    shallow = tpt.save_prompts(tpt.PromptCausalLM(lm.backbone, num_tokens=3, placement="append"), str(tmp_path / "s.safetensors"))
+    with pytest.raises(tpt.PromptFileError, match=r"holds \['prompt'\], but the model has \['deep_prompts', 'prompt'\]"):
+        tpt.restore_prompts(lm, shallow)
+
+
+def test_deep_lm_errors(tmp_path):
+    backbone = tiny_gpt2_lm()
+    fix = r"Use placement='append' and num_tokens >= 1, or deep=False"
+    with pytest.raises(ValueError, match=r"Received: deep=True with placement='prepend' and num_tokens=3. " + fix):
+        tpt.PromptCausalLM(backbone, num_tokens=3, deep=True)
+    with pytest.raises(ValueError, match=r"with placement='append' and num_tokens=0. " + fix):
+        tpt.PromptCausalLM(backbone, num_tokens=0, placement="append", deep=True)
+    with pytest.raises(TypeError, match=r"`deep` must be True or False. Received: deep='yes'"):
+        tpt.PromptCausalLM(backbone, num_tokens=3, placement="append", deep="yes")
+    # An LM bank holds one input-level prompt a task.
+    lm = tpt.PromptCausalLM(backbone, num_tokens=3, placement="append", deep=True)
+    bank = tpt.PromptCausalLMBank(backbone, num_tokens=3, placement="append")
+    serve_alone = r"Serve it as its own PromptCausalLM \(from_prompt_file\), or train a shallow prompt"
+    with pytest.raises(ValueError, match=r"Task 'a' cannot serve deep prompts.*Received: a PromptCausalLM with deep=True. " + serve_alone):
+        bank.add_lm("a", lm)
+    path = tpt.save_prompts(lm, str(tmp_path / "deep.safetensors"))
+    with pytest.raises(ValueError, match=r"cannot serve deep prompts.*Received: a deep prompt file. " + serve_alone):
+        bank.add_prompt_file("a", path)
+    assert bank.tasks == []
+    with pytest.raises(ValueError, match=r"A PromptCausalLMBank cannot serve deep prompts.*Received: deep=True"):
+        tpt.PromptCausalLMBank(backbone, num_tokens=3, placement="append", deep=True)
+
+
 def _appended_classifiers(backbone):
     shallow = tpt.PromptTextClassifier(backbone, 2, num_tokens=3, placement="append", pooling="last", seed=1)
     deep = tpt.PromptTextClassifier(backbone, 3, num_tokens=3, placement="append", pooling="last", seed=2, deep="hidden")

@@ -11,7 +11,8 @@ the first token must read as the label):
 - zero-shot: a hand-written instruction in front of the input;
 - few-shot: the instruction and `shots` solved training examples;
 - soft prompt: `PromptCausalLM` with trained vectors in front of the bare
-  input (placement "prepend") or after it ("append"), trained on the next
+  input (placement "prepend") or after it ("append"; there, with `deep`, a
+  prompt for every layer too, added to the prompt's hidden states), trained on the next
   token's loss over the label words (over the whole vocabulary, so the
   label must win against every word as generation needs, or over the label
   words alone), against the labels or, for context distillation, against
@@ -113,6 +114,8 @@ _S = {
                 help="soft prompt initialization; text: the zero-shot instruction's embeddings; "
                 "few_shot: the few-shot prompt's (the prompt takes its length); labels: the label words'"),
         PromptCausalLM.setting("placement"),
+        dataclasses.replace(PromptCausalLM.setting("deep"), help="with --placement append, a prompt for every "
+                            "layer too, added to the prompt's hidden states (from zero: the shallow prompt's model)"),
         Setting("loss", "vocabulary", choices=LOSSES, help="the softmax the label word must win: over the "
                 "vocabulary (as greedy generation needs) or over the label words alone"),
         Setting("targets", "labels", choices=TARGETS, help="labels; or few_shot: context distillation, the "
@@ -151,6 +154,7 @@ class LabelGenerationConfig:
     num_tokens: int = _S["num_tokens"].field()
     initializer: str = _S["initializer"].field()
     placement: str = _S["placement"].field()  # "append": after the input, which is then read once
+    deep: bool = _S["deep"].field()
     loss: str = _S["loss"].field()
     targets: str = _S["targets"].field()
     optimizer: str = _S["optimizer"].field()
@@ -174,6 +178,11 @@ class LabelGenerationConfig:
 
     def __post_init__(self):
         check_config(self)  # every setting, by its declaration
+        if self.deep and self.placement != "append":
+            raise ValueError(
+                "`deep` prompts are added after the input: they need placement 'append'. "
+                f"Received: deep=True with placement={self.placement!r}. Use --placement append, or leave out --deep."
+            )
 
 
 def _ids(tokenizer, text) -> list[int]:
@@ -445,7 +454,7 @@ def _train_loop(lm, step, batches, scorer, config, print_fn) -> dict:
     return {"losses": losses, "dev_curve": curve}
 
 
-def _shots(train, names, config) -> str:
+def few_shot_text(train, names, config) -> str:
     """`config.shots` solved training examples, balanced, in a seeded random order."""
     rng = np.random.default_rng(config.seed)
     picks = [int(rng.choice(np.flatnonzero(train.labels == label))) for label in range(len(names))]
@@ -469,8 +478,9 @@ def _soft_prompt_lm(backbone, tokenizer, names, few_shot_prefix, config) -> Prom
             label_names=[ANSWER.format(label=name).strip() for name in names], seed=config.seed,
         )  # fmt: skip
     return PromptCausalLM(
-        backbone, num_tokens=num_tokens, prompt_initializer=initializer, placement=config.placement, seed=config.seed
-    )
+        backbone, num_tokens=num_tokens, prompt_initializer=initializer, placement=config.placement,
+        deep=config.deep, seed=config.seed,
+    )  # fmt: skip
 
 
 def _label_distribution(lm, rows, label_ids, prefix_length=0) -> np.ndarray:
@@ -610,7 +620,7 @@ def run_label_generation(config: LabelGenerationConfig, methods=METHODS, print_f
     label_ids = _label_token_ids(tokenizer, names)
     results = {"config": dataclasses.asdict(config), "label_names": names, "metric": config.score, "methods": {}}
     base = PromptCausalLM(backbone, num_tokens=0)
-    few_shot_prefix = config.instruction + _shots(train, names, config)
+    few_shot_prefix = config.instruction + few_shot_text(train, names, config)
 
     token_classes = token_labels(tokenizer, names)
 

@@ -27,6 +27,7 @@ from keras import ops
 from tf_prompt_tuning._checks import check_choice, check_positive_int
 from tf_prompt_tuning.backbones.causal_decoder import InputCache, causal_decoder
 from tf_prompt_tuning.initializers import make_prompt_initializer
+from tf_prompt_tuning.layers.deep_prompt_layer import DeepPromptLayer
 from tf_prompt_tuning.layers.prompt_layer import PromptLayer
 from tf_prompt_tuning.models.prompt_task import PROMPT_LENGTH, PromptTask
 from tf_prompt_tuning.settings import Setting
@@ -145,6 +146,11 @@ class PromptCausalLM(PromptTask):
             The input's keys and values then do not depend on the prompt: a
             training step reads the input once without a gradient and runs
             only the prompt and the targets with one.
+        deep: with placement "append", a prompt for every transformer
+            layer after the first too (`DeepPromptLayer`), each added to the
+            prompt positions' hidden states before its layer. They start at
+            zero, where the model is the shallow prompt's. Only the prompt's
+            positions carry them: the input is still read once.
         seed: seed of the random initializers.
         **kwargs: standard model arguments (`name`, `dtype`, ...).
 
@@ -182,11 +188,15 @@ class PromptCausalLM(PromptTask):
                 hint="Use 'prepend' to steer from the start, 'append' to put the prompt after each input.",
                 help="the soft prompt in front of the input, or after it (the input is then read "
                 "once and each step runs the prompt only: docs/appended_prompts.md)"),
+        Setting("deep", False, type=bool, in_file=True,
+                help="an appended prompt for every layer too, added to the prompt positions' hidden "
+                "states (from zero: training starts at the shallow prompt's model)"),
     )  # fmt: skip
 
     def __init__(
-        self, backbone, *, num_tokens=20, prompt_initializer="uniform", placement="prepend", seed=None, **kwargs
-    ):
+        self, backbone, *, num_tokens=20, prompt_initializer="uniform", placement="prepend", deep=False, seed=None,
+        **kwargs,
+    ):  # fmt: skip
         if kwargs.get("preprocessor") is not None:
             raise ValueError(
                 "`PromptCausalLM` takes token ids (see `causal_lm_batch`), not a preprocessor. "
@@ -194,8 +204,19 @@ class PromptCausalLM(PromptTask):
                 "the backbone's tokenizer instead."
             )
         super().__init__(**kwargs)
-        num_tokens, placement = self.checked_settings(num_tokens=num_tokens, placement=placement).values()
+        num_tokens, placement, deep = self.checked_settings(
+            num_tokens=num_tokens, placement=placement, deep=deep
+        ).values()
+        if deep and (placement != "append" or not num_tokens):
+            # Prepended, each layer's prompt would be written over the prompt's
+            # states (P-tuning v2), which `generate`'s prefill does not do.
+            raise ValueError(
+                "Deep prompts of a PromptCausalLM are appended after the input and added to the "
+                f"prompt's hidden states. Received: deep=True with placement={placement!r} and "
+                f"num_tokens={num_tokens}. Use placement='append' and num_tokens >= 1, or deep=False."
+            )
         self.placement = placement
+        self.deep = deep
         self.decoder = causal_decoder(backbone)
         self.backbone = backbone
         self.num_tokens = num_tokens
@@ -221,7 +242,26 @@ class PromptCausalLM(PromptTask):
 
     def make_prompt_layer(self, num_tokens, initializer) -> PromptLayer:
         """The layer holding the prompt (a `PromptBankLayer` in a bank)."""
+        if self.deep:
+            return DeepPromptLayer(
+                num_tokens, len(self.decoder.layers), initializer=initializer, deep_initializer="zeros",
+                placement="append", name="prompt",
+            )  # fmt: skip
         return PromptLayer(num_tokens, initializer=initializer, name="prompt")
+
+    def _deep_rewrite(self, start=0):
+        """`rewrite(i, x)` for `CausalDecoder.run`: adds layer i's prompt to
+        the prompt's positions, `start` .. `start + num_tokens` of `x` (None
+        without deep prompts)."""
+        if not self.deep:
+            return None
+        n = self.num_tokens
+
+        def rewrite(i, x):
+            added = self.prompt.layer_prompt(i, x.dtype)[None]
+            return ops.concatenate([x[:, :start], x[:, start : start + n] + added, x[:, start + n :]], axis=1)
+
+        return rewrite
 
     def prompt_arguments(self, task_id) -> dict:
         """Extra call arguments of the prompt layer (a bank's `task_id`)."""
@@ -307,7 +347,7 @@ class PromptCausalLM(PromptTask):
         cache, text = self.decoder.read(token_ids, source, n + length, after_positions, after_mask, return_hidden=True)
         x = self.decoder.embed_tokens(token_ids)
         block = self._prompt_block(x, task_id if "task_id" in self.extra_input_names else None)
-        hidden, _ = self.decoder.continue_from(cache, ops.concatenate([block, x], axis=1))
+        hidden, _ = self.decoder.continue_from(cache, ops.concatenate([block, x], axis=1), rewrite=self._deep_rewrite())
         # Before the prompt, what the input predicts is the frozen model's;
         # the last input token's prediction (the token after the prompt)
         # and the targets' are the prompt's.
@@ -342,7 +382,8 @@ class PromptCausalLM(PromptTask):
         if isinstance(inputs, InputCache):
             if self.placement != "append" or self.prompt is None or "task_id" in self.extra_input_names:
                 self.read_inputs(None)  # raises: only an appended prompt runs after a cache
-            hidden, _ = self.decoder.continue_from(inputs, self._prompt_block(self._cache_block_like(inputs)))
+            block = self._prompt_block(self._cache_block_like(inputs))
+            hidden, _ = self.decoder.continue_from(inputs, block, rewrite=self._deep_rewrite())
             return self.decoder.logits(hidden[:, -1])
         hidden = self.hidden_states(inputs)
         mask = ops.cast(inputs["padding_mask"], "int32")
@@ -399,7 +440,9 @@ class PromptCausalLM(PromptTask):
                 x = decoder.start(tf.concat([x, block], axis=1), positions)
                 key_mask = tf.concat([mask, tf.ones_like(prompt_positions)], axis=1)
                 last = tf.fill([batch], length + n - 1)  # the prompt's last vector
+                rewrite = self._deep_rewrite(length)
             else:
+                rewrite = None
                 x, key_mask, positions = self._embed(token_ids, mask, bank_ids)
                 # The last real token, or the prompt's last vector for an empty input.
                 last = n - 1 + tf.reduce_max(mask * tf.range(1, length + 1)[None, :], axis=1)
@@ -407,8 +450,9 @@ class PromptCausalLM(PromptTask):
             # New token i (from 0) sits in slot n + length + i at position n + lengths + i.
             new_positions = n + lengths[:, None] + tf.range(max_new - 1)[None, :]
             key_positions = tf.concat([positions, new_positions], axis=1)
+            # Deep prompts act in the prefill only: new tokens are not prompt positions.
             hidden, caches = decoder.run(
-                x, positions, key_positions, key_mask, decoder.empty_caches(batch, slots), 0
+                x, positions, key_positions, key_mask, decoder.empty_caches(batch, slots), 0, rewrite
             )
             logits = decoder.logits(tf.gather(hidden, last, axis=1, batch_dims=1))
             state = record(
@@ -509,10 +553,14 @@ class PromptCausalLM(PromptTask):
     # The prompt-file contract (see `PromptTask`).
 
     def task_variables(self) -> dict:
-        return {} if self.prompt is None else {"prompt": self.prompt.prompt}
+        if self.prompt is None:
+            return {}
+        return {"prompt": self.prompt.prompt, **({"deep_prompts": self.prompt.deep_prompts} if self.deep else {})}
 
     def prompt_file_format(self) -> int:
-        return 2  # generation prompts: older releases refuse them clearly
+        # Generation prompts are format 2 (older releases refuse them clearly);
+        # deep ones 3, which releases before them refuse too.
+        return 3 if self.deep else 2
 
     def prompt_file_metadata(self) -> dict:
         return {**super().prompt_file_metadata(), "dim": int(self.prompt.prompt.shape[-1])}

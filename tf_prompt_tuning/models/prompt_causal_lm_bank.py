@@ -19,6 +19,13 @@ from tf_prompt_tuning.models.prompt_causal_lm import PromptCausalLM
 from tf_prompt_tuning.models.task_bank import TaskBank
 
 
+_NOT_DEEP = (
+    "{what} cannot serve deep prompts: an LM bank holds one input-level prompt a task. "
+    "Received: {received}. Serve it as its own PromptCausalLM (from_prompt_file), or train a "
+    "shallow prompt (deep=False) for the bank."
+)
+
+
 @keras.saving.register_keras_serializable(package="tf_prompt_tuning")
 class PromptCausalLMBank(TaskBank, PromptCausalLM):
     """Generates for many prompt-tuned tasks from one frozen causal LM.
@@ -58,6 +65,8 @@ class PromptCausalLMBank(TaskBank, PromptCausalLM):
     adders = "add_lm"
 
     def __init__(self, backbone, *, num_tokens=20, tasks: Sequence[str] = (), **kwargs):
+        if kwargs.get("deep"):
+            raise ValueError(_NOT_DEEP.format(what="A PromptCausalLMBank", received="deep=True"))
         super().__init__(backbone, num_tokens=check_positive_int("num_tokens", num_tokens), **kwargs)
         self.supports_jit = False  # as in PromptBank; `generate` checks ids before XLA
         self.tasks = []
@@ -97,6 +106,8 @@ class PromptCausalLMBank(TaskBank, PromptCausalLM):
                 f"{self.num_tokens}. Received: {type(lm).__name__} with num_tokens={lm.num_tokens}."
             )
         self._check_placement(lm.placement, f"Task {name!r}")
+        if lm.deep:
+            raise ValueError(_NOT_DEEP.format(what=f"Task {name!r}", received="a PromptCausalLM with deep=True"))
         value = keras.ops.convert_to_numpy(lm.prompt.prompt_value())
         check_finite({"prompt": value}, f"Task {name!r} not added to the bank")
         task = self.add_task(name, "zeros")  # "zeros": the model's prompt replaces them
@@ -113,6 +124,8 @@ class PromptCausalLMBank(TaskBank, PromptCausalLM):
                 f"tasks have num_tokens={self.num_tokens}. Tasks in one bank share it."
             )
         self._check_placement(loaded.metadata.get("placement", "prepend"), repr(loaded.path))
+        if loaded.metadata.get("deep"):
+            raise ValueError(_NOT_DEEP.format(what=repr(loaded.path), received="a deep prompt file"))
         check_backbone(loaded, self.backbone, fingerprint=self.bank_backbone_fingerprint())
         self.check_new_task(name)
         check_tensors({"prompt": (self.num_tokens, self.prompt.dim)}, loaded)
