@@ -382,13 +382,23 @@ class PromptCausalLM(PromptTask):
         if isinstance(inputs, InputCache):
             if self.placement != "append" or self.prompt is None or "task_id" in self.extra_input_names:
                 self.read_inputs(None)  # raises: only an appended prompt runs after a cache
-            block = self._prompt_block(self._cache_block_like(inputs))
-            hidden, _ = self.decoder.continue_from(inputs, block, rewrite=self._deep_rewrite())
-            return self.decoder.logits(hidden[:, -1])
+            return self._logits_after(inputs)
+        if self.placement == "append" and self.prompt is not None:
+            # The input read, then the prompt's positions only: `hidden_states`
+            # would run the input a second time, after the prompt, as targets.
+            self.check_input_length(inputs["token_ids"].shape[1])
+            cache = self.decoder.read(inputs["token_ids"], inputs["padding_mask"], self.num_tokens)
+            return self._logits_after(cache, inputs.get("task_id") if "task_id" in self.extra_input_names else None)
         hidden = self.hidden_states(inputs)
         mask = ops.cast(inputs["padding_mask"], "int32")
         last = ops.max(mask * ops.arange(1, ops.shape(mask)[1] + 1, dtype="int32")[None, :], axis=1) - 1
         return self.decoder.logits(ops.take_along_axis(hidden, ops.maximum(last, 0)[:, None, None], axis=1)[:, 0])
+
+    def _logits_after(self, cache, task_id=None):
+        """The last prompt position's logits, the prompt run after a cached input."""
+        block = self._prompt_block(self._cache_block_like(cache), task_id)
+        hidden, _ = self.decoder.continue_from(cache, block, rewrite=self._deep_rewrite())
+        return self.decoder.logits(hidden[:, -1])
 
     def _cache_block_like(self, cache):
         """An empty `(batch, 0, dim)` sequence for `_prompt_block` to fill."""
