@@ -36,7 +36,8 @@ def _setting(config: dict, method: str) -> str:
     data = "" if config.get("data", "movie_reviews") == "movie_reviews" else f"[{config['data']}] "
     if method != "soft_prompt":
         return data + (f"{method} ({config['shots']} shots)" if method == "few_shot" else method)
-    parts = [f"{config['placement']} {'deep ' if config.get('deep') else ''}soft prompt", f"{config['num_tokens']} tokens", f"init {config['initializer']}",
+    deep = "deep " if config.get("deep") else ""
+    parts = [f"{config['placement']} {deep}soft prompt", f"{config['num_tokens']} tokens", f"init {config['initializer']}",
              f"lr {config['learning_rate']}", f"{config['steps']} steps", f"{config['train_size']} train"]
     if config.get("targets", "labels") != "labels":
         parts.append(f"targets {config['targets']}")

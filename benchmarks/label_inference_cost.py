@@ -40,9 +40,12 @@ parser.add_argument("prompt_file", help="a generate-labels soft_prompt.safetenso
 parser.add_argument("--eval-size", type=int, default=256)
 parser.add_argument("--repeats", type=int, default=3)
 args = parser.parse_args()
-print(cpu_description())
 
-soft = LabelWriter.load(args.prompt_file)
+try:
+    soft = LabelWriter.load(args.prompt_file)
+except ValueError as error:  # a missing, corrupt or non-label prompt file: one line
+    parser.error(str(error))
+print(cpu_description())
 config = soft.config
 train, _, test = load_dataset(config.data).split(seed=config.split_seed)
 if config.test_data is not None:

@@ -371,6 +371,9 @@ class PromptCausalLM(PromptTask):
                 f"Received: a {type(self).__name__} with placement={self.placement!r} and "
                 f"num_tokens={self.num_tokens}. Build a PromptCausalLM with placement='append'."
             )
+        return self._read(inputs)
+
+    def _read(self, inputs):
         self.check_input_length(inputs["token_ids"].shape[1])
         return self.decoder.read(inputs["token_ids"], inputs["padding_mask"], self.num_tokens)
 
@@ -386,9 +389,8 @@ class PromptCausalLM(PromptTask):
         if self.placement == "append" and self.prompt is not None:
             # The input read, then the prompt's positions only: `hidden_states`
             # would run the input a second time, after the prompt, as targets.
-            self.check_input_length(inputs["token_ids"].shape[1])
-            cache = self.decoder.read(inputs["token_ids"], inputs["padding_mask"], self.num_tokens)
-            return self._logits_after(cache, inputs.get("task_id") if "task_id" in self.extra_input_names else None)
+            task_id = inputs.get("task_id") if "task_id" in self.extra_input_names else None
+            return self._logits_after(self._read(inputs), task_id)
         hidden = self.hidden_states(inputs)
         mask = ops.cast(inputs["padding_mask"], "int32")
         last = ops.max(mask * ops.arange(1, ops.shape(mask)[1] + 1, dtype="int32")[None, :], axis=1) - 1
